@@ -1,0 +1,518 @@
+//! The [`Idempotency`] service: reserve, then replay or execute.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::Service;
+use tracing::Instrument;
+
+use crate::fingerprint::Fingerprint;
+use crate::future::ResponseFuture;
+use crate::key::{IdempotencyKey, IDEMPOTENCY_KEY};
+use crate::layer::Shared;
+use crate::metrics::{self as m, Outcome};
+use crate::problem::{self, problem_response, ProblemKind};
+use crate::store::{
+    ExistingRecord, FencingToken, RecordId, RecordState, ReserveOutcome, ReserveRequest,
+    StoreError, StoredResponse,
+};
+use crate::InFlightBehavior;
+
+/// The response header that marks a replayed response.
+pub const IDEMPOTENCY_REPLAYED: &str = "idempotency-replayed";
+
+/// How soon a client is told to retry a request whose key is in flight.
+const IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The (scope, key) of the current request, inserted as a request extension for
+/// handlers that execute under a key. A handler that stores it beside the resource
+/// it creates, under a unique constraint, can answer a retry after a crash with the
+/// resource already made (a *recovery point*).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdempotencyContext {
+    /// The record this execution owns.
+    pub record: RecordId,
+    /// `true` when this execution took over the key from a worker whose lease
+    /// expired: that worker may have done part of the work already.
+    pub took_over: bool,
+}
+
+impl fmt::Debug for IdempotencyContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyContext")
+            .field("record", &self.record)
+            .field("took_over", &self.took_over)
+            .finish()
+    }
+}
+
+/// Wraps a service with the `Idempotency-Key` contract. Made by
+/// [`IdempotencyLayer`](crate::IdempotencyLayer).
+pub struct Idempotency<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for Idempotency<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Idempotency<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl<S> Idempotency<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Idempotency<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body + From<Bytes> + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &self.shared.config;
+        // The no-key path: one method comparison and one header lookup, nothing more.
+        if !config.intercepts(request.method()) {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
+        if !request.headers().contains_key(IDEMPOTENCY_KEY) {
+            if config.key_required {
+                m::count(Outcome::InvalidKey);
+                let detail = match &config.key_policy_uri {
+                    Some(uri) => {
+                        format!("this endpoint requires an Idempotency-Key header; see {uri}")
+                    }
+                    None => "this endpoint requires an Idempotency-Key header".to_owned(),
+                };
+                return ResponseFuture::ready(problem_response(
+                    ProblemKind::KeyRequired,
+                    StatusCode::BAD_REQUEST,
+                    &detail,
+                    None,
+                ));
+            }
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
+        let key = match IdempotencyKey::from_headers(request.headers().get_all(IDEMPOTENCY_KEY)) {
+            Ok(Some(key)) => key,
+            Ok(None) => unreachable!("the header was present a moment ago"),
+            Err(error) => {
+                m::count(Outcome::InvalidKey);
+                return ResponseFuture::ready(problem::invalid_key(&error));
+            }
+        };
+        // The instance that was polled ready handles this request; a fresh clone
+        // takes its place for the next one (tower's usual pattern).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        ResponseFuture::keyed(Box::pin(handle_keyed(shared, inner, request, key)))
+    }
+}
+
+async fn handle_keyed<S, ReqBody, ResBody>(
+    shared: Arc<Shared>,
+    inner: S,
+    request: Request<ReqBody>,
+    key: IdempotencyKey,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body + From<Bytes> + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    let (mut parts, body) = request.into_parts();
+    let Some(scope) = (shared.config.scope)(&parts) else {
+        m::count(Outcome::StoreError);
+        tracing::error!("no idempotency scope for a keyed request; refusing it");
+        return Ok(problem_response(
+            ProblemKind::ScopeUnavailable,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server could not determine who made this request",
+            None,
+        ));
+    };
+    let record = RecordId::new(scope, key.into_string());
+    let span = tracing::info_span!(
+        "idempotency",
+        key_hash = %record.log_tag(),
+        outcome = tracing::field::Empty,
+    );
+    async move {
+        let config = &shared.config;
+        let body = match read_request_body(&parts.headers, body, config.max_request_body).await {
+            Ok(body) => body,
+            Err(response) => return Ok(response),
+        };
+        let fingerprint = Fingerprint::of_request(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .map(HeaderValue::as_bytes),
+            &body,
+        );
+        let deadline = match config.in_flight {
+            InFlightBehavior::Wait(bound) => Some(Instant::now() + bound),
+            InFlightBehavior::Reject => None,
+        };
+        loop {
+            let token = FencingToken::generate();
+            let now = config.clock.now();
+            let reserve = ReserveRequest {
+                id: &record,
+                fingerprint: &fingerprint,
+                token,
+                now,
+                lease: config.lease,
+                retention: config.retention,
+            };
+            let outcome = m::timed("reserve", shared.store.reserve(reserve)).await;
+            match outcome {
+                Err(error) => return Ok(store_unavailable(&error)),
+                Ok(ReserveOutcome::Reserved { took_over }) => {
+                    parts.extensions.insert(IdempotencyContext {
+                        record: record.clone(),
+                        took_over,
+                    });
+                    let request = Request::from_parts(parts, ReqBody::from(body));
+                    return execute(shared.clone(), inner, request, record, token).await;
+                }
+                Ok(ReserveOutcome::Existing(existing)) if existing.fingerprint != fingerprint => {
+                    return Ok(mismatch(config.mismatch_status.status()));
+                }
+                Ok(ReserveOutcome::Existing(ExistingRecord {
+                    state: RecordState::Completed(stored),
+                    ..
+                })) => {
+                    m::count(Outcome::Replayed);
+                    tracing::Span::current().record("outcome", "replayed");
+                    return Ok(replay(&stored));
+                }
+                Ok(ReserveOutcome::Existing(ExistingRecord {
+                    state: RecordState::InFlight { .. },
+                    ..
+                })) => {
+                    let remaining = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
+                    match remaining {
+                        Some(remaining) if !remaining.is_zero() => {
+                            if let Err(error) = shared.store.wait(&record, remaining).await {
+                                return Ok(store_unavailable(&error));
+                            }
+                        }
+                        _ => return Ok(in_flight()),
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Buffers the request body for fingerprinting, answering 413 past the limit.
+async fn read_request_body<ReqBody, ResBody>(
+    headers: &HeaderMap,
+    body: ReqBody,
+    limit: usize,
+) -> Result<Bytes, Response<ResBody>>
+where
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: From<Bytes>,
+{
+    let too_large = || {
+        m::count(Outcome::InvalidKey);
+        problem_response(
+            ProblemKind::TooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("a request with an Idempotency-Key may carry at most {limit} bytes of body"),
+            None,
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => {
+            tracing::debug!(%error, "request body could not be read");
+            Err(problem_response(
+                ProblemKind::InvalidKey,
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read completely",
+                None,
+            ))
+        }
+    }
+}
+
+/// Runs the handler detached from the client's connection, then stores or releases.
+async fn execute<S, ReqBody, ResBody>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: Request<ReqBody>,
+    record: RecordId,
+    token: FencingToken,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body + From<Bytes> + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    let span = tracing::Span::current();
+    // Spawned so that a client that goes away cannot cancel the handler half-way and
+    // leave the key reserved: the task finishes and stores on its own.
+    let task = tokio::spawn(
+        async move {
+            let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().await;
+            match outcome {
+                Ok(Ok(response)) => Ok(finish(&shared, response, &record, token).await),
+                Ok(Err(error)) => {
+                    release(&shared, &record, token, "handler_error").await;
+                    Err(error)
+                }
+                Err(_panic) => {
+                    release(&shared, &record, token, "handler_panicked").await;
+                    tracing::error!("handler panicked while executing a keyed request");
+                    Ok(problem_response(
+                        ProblemKind::HandlerPanicked,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the request failed; it was not recorded and may be retried with the same key",
+                        None,
+                    ))
+                }
+            }
+        }
+        .instrument(span),
+    );
+    match task.await {
+        // The inner service's own error is passed on; the task already released the key.
+        Ok(result) => result,
+        Err(join_error) => {
+            // Only a runtime shutting down cancels the task; its lease frees the key.
+            tracing::error!(%join_error, "keyed request task did not finish");
+            Ok(problem_response(
+                ProblemKind::HandlerPanicked,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request failed; it may be retried with the same key",
+                None,
+            ))
+        }
+    }
+}
+
+/// Decides whether the handler's response is stored, and stores or releases.
+async fn finish<ResBody>(
+    shared: &Shared,
+    response: Response<ResBody>,
+    record: &RecordId,
+    token: FencingToken,
+) -> Response<ResBody>
+where
+    ResBody: Body + From<Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let config = &shared.config;
+    let not_stored_because = if !(config.store_policy)(response.status()) {
+        Some("status")
+    } else if response.headers().contains_key(header::SET_COOKIE) {
+        Some("set_cookie")
+    } else {
+        match response.body().size_hint().exact() {
+            None => Some("streaming"),
+            Some(length) if length > config.max_response_body as u64 => Some("too_large"),
+            Some(_) => None,
+        }
+    };
+    if let Some(reason) = not_stored_because {
+        release(shared, record, token, reason).await;
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error: BoxError = error.into();
+            tracing::error!(%error, "response body failed while being stored");
+            release(shared, record, token, "body_error").await;
+            return problem_response(
+                ProblemKind::HandlerPanicked,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the response could not be produced; the request may be retried with the same key",
+                None,
+            );
+        }
+    };
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| is_replayable_header(name))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    Bytes::copy_from_slice(value.as_bytes()),
+                )
+            })
+            .collect(),
+        body: body.clone(),
+    };
+    match m::timed("complete", shared.store.complete(record, token, &stored)).await {
+        Ok(()) => {
+            m::count(Outcome::Executed);
+            tracing::Span::current().record("outcome", "executed");
+        }
+        Err(StoreError::NotOwner) => {
+            // Our lease ran out and another worker owns the key now; its answer wins.
+            m::count(Outcome::NotStored);
+            tracing::warn!("lease lost before completion; response not stored");
+        }
+        Err(error) => {
+            m::count(Outcome::StoreError);
+            tracing::error!(%error, "response could not be stored; key stays reserved until its lease ends");
+        }
+    }
+    Response::from_parts(parts, ResBody::from(body))
+}
+
+async fn release(shared: &Shared, record: &RecordId, token: FencingToken, reason: &'static str) {
+    m::count_not_stored(reason);
+    tracing::Span::current().record("outcome", "not_stored");
+    match m::timed("release", shared.store.release(record, token)).await {
+        Ok(()) => {}
+        Err(StoreError::NotOwner) => {
+            tracing::warn!(reason, "lease lost before release; nothing to release");
+        }
+        Err(error) => {
+            tracing::error!(%error, reason, "reservation could not be released; it frees itself when its lease ends");
+        }
+    }
+}
+
+/// Headers that describe one connection or one moment rather than the resource.
+fn is_replayable_header(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "date"
+    )
+}
+
+fn replay<B: From<Bytes>>(stored: &StoredResponse) -> Response<B> {
+    let mut response = Response::new(B::from(stored.body.clone()));
+    *response.status_mut() =
+        StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.reserve(stored.headers.len() + 1);
+    for (name, value) in &stored.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_maybe_shared(value.clone()),
+        ) else {
+            tracing::warn!("a stored header could not be rebuilt; skipped");
+            continue;
+        };
+        headers.append(name, value);
+    }
+    headers.insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+fn mismatch<B: From<Bytes>>(status: StatusCode) -> Response<B> {
+    m::count(Outcome::Mismatch);
+    tracing::Span::current().record("outcome", "mismatch");
+    problem_response(
+        ProblemKind::Mismatch,
+        status,
+        "this Idempotency-Key was already used with a different request (method, path, query or body); use a new key for a new request",
+        None,
+    )
+}
+
+fn in_flight<B: From<Bytes>>() -> Response<B> {
+    m::count(Outcome::InFlight);
+    tracing::Span::current().record("outcome", "in_flight");
+    problem_response(
+        ProblemKind::InFlight,
+        StatusCode::CONFLICT,
+        "a request with this Idempotency-Key is still being processed; retry after the indicated delay",
+        Some(IN_FLIGHT_RETRY_AFTER),
+    )
+}
+
+fn store_unavailable<B: From<Bytes>>(error: &StoreError) -> Response<B> {
+    m::count(Outcome::StoreError);
+    tracing::Span::current().record("outcome", "store_error");
+    tracing::error!(%error, "idempotency store failed; request refused, not executed");
+    problem_response(
+        ProblemKind::StoreUnavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the request was not executed because its Idempotency-Key could not be checked; retry later with the same key",
+        Some(Duration::from_secs(1)),
+    )
+}
