@@ -1,0 +1,307 @@
+//! Checked inputs of the create requests ("parse, don't validate"): once a value of
+//! one of these types exists, it obeys its rule, and the document builders take only
+//! these types.
+//!
+//! ```
+//! use attestix_core::validation::{DisplayName, ExpiryDays};
+//!
+//! let name = DisplayName::parse("  Report Bot\t").unwrap();
+//! assert_eq!(name.as_str(), "Report Bot");
+//! assert!(DisplayName::parse("   ").is_err());
+//! assert_eq!(ExpiryDays::default().get(), 365);
+//! assert!(ExpiryDays::parse(0).is_err());
+//! ```
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::canonical::{canonical_object_bytes, CanonicalError};
+
+/// A create request's field that breaks its rule. The message names the field and the
+/// rule; [`ValidationError::field`] gives the field alone (for a problem document's
+/// list of offending fields).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// `display_name` is empty once surrounding whitespace is trimmed.
+    #[error("display_name must not be empty or whitespace-only")]
+    DisplayNameEmpty,
+    /// `display_name` is longer than [`DisplayName::MAX_CHARS`] characters.
+    #[error("display_name must be at most 500 characters (got {0})")]
+    DisplayNameTooLong(usize),
+    /// `display_name` contains a control character other than tab.
+    #[error("display_name must not contain control characters other than tab (found U+{0:04X})")]
+    DisplayNameControlCharacter(u32),
+    /// `expiry_days` is outside [`ExpiryDays::MIN`]..=[`ExpiryDays::MAX`].
+    #[error("expiry_days must be between 1 and 36500 (got {0})")]
+    ExpiryDaysOutOfRange(i64),
+    /// `claims` is not a JSON object.
+    #[error("claims must be a JSON object")]
+    ClaimsNotAnObject,
+    /// `claims` has a claim named `id`, which would replace the credential subject's id.
+    #[error("claims must not contain a claim named \"id\" (the subject is set by subject_id)")]
+    ClaimNamedId,
+    /// `claims` cannot be signed (keys equal after Unicode normalisation).
+    #[error("claims cannot be signed: {0}")]
+    ClaimsNotCanonical(CanonicalError),
+}
+
+impl ValidationError {
+    /// The request field that breaks its rule.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::DisplayNameEmpty
+            | Self::DisplayNameTooLong(_)
+            | Self::DisplayNameControlCharacter(_) => "display_name",
+            Self::ExpiryDaysOutOfRange(_) => "expiry_days",
+            Self::ClaimsNotAnObject | Self::ClaimNamedId | Self::ClaimsNotCanonical(_) => "claims",
+        }
+    }
+}
+
+/// Python's `str.isspace()`, which `str.strip()` trims: Unicode White_Space plus the
+/// information separators U+001C..=U+001F.
+fn is_python_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Trim whitespace at both ends as Python's `str.strip()` does.
+pub(crate) fn python_strip(text: &str) -> &str {
+    text.trim_matches(is_python_whitespace)
+}
+
+/// An agent's display name: trimmed, 1 to 500 characters, no control characters except
+/// tab.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// The longest display name, in characters (Unicode scalar values, as Python's
+    /// `len` counts).
+    pub const MAX_CHARS: usize = 500;
+
+    /// Trim `raw` (Python's whitespace) and check the rules.
+    ///
+    /// "Control character" is Unicode's general category Cc (U+0000..=U+001F and
+    /// U+007F..=U+009F): the Python reference rejects only those below U+0020; DEL and
+    /// the C1 controls break terminals and logs just the same.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let trimmed = python_strip(raw);
+        if trimmed.is_empty() {
+            return Err(ValidationError::DisplayNameEmpty);
+        }
+        let length = trimmed.chars().count();
+        if length > Self::MAX_CHARS {
+            return Err(ValidationError::DisplayNameTooLong(length));
+        }
+        if let Some(control) = trimmed.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(ValidationError::DisplayNameControlCharacter(u32::from(
+                control,
+            )));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl AsRef<str> for DisplayName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DisplayName({:?})", self.0)
+    }
+}
+
+/// How many days a document stays valid: 1 to 36500, 365 by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExpiryDays(u32);
+
+impl ExpiryDays {
+    /// The shortest validity.
+    pub const MIN: u32 = 1;
+    /// The longest validity (about a hundred years).
+    pub const MAX: u32 = 36_500;
+    /// The validity when a request names none.
+    pub const DEFAULT: Self = Self(365);
+
+    /// Check that `days` is in range.
+    pub fn parse(days: i64) -> Result<Self, ValidationError> {
+        u32::try_from(days)
+            .ok()
+            .filter(|days| (Self::MIN..=Self::MAX).contains(days))
+            .map(Self)
+            .ok_or(ValidationError::ExpiryDaysOutOfRange(days))
+    }
+
+    /// The request's value, or the default of 365 days when it has none.
+    pub fn parse_optional(days: Option<i64>) -> Result<Self, ValidationError> {
+        days.map_or(Ok(Self::DEFAULT), Self::parse)
+    }
+
+    /// The number of days.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for ExpiryDays {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A credential's claims: a JSON object with no claim named `id`, whose keys stay
+/// distinct after Unicode normalisation (so it can be signed). Key order is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims(Map<String, Value>);
+
+impl Claims {
+    /// Check a request's `claims` value.
+    pub fn parse(value: Value) -> Result<Self, ValidationError> {
+        match value {
+            Value::Object(map) => Self::from_map(map),
+            _ => Err(ValidationError::ClaimsNotAnObject),
+        }
+    }
+
+    /// Check a claims object.
+    pub fn from_map(map: Map<String, Value>) -> Result<Self, ValidationError> {
+        if map.contains_key("id") {
+            return Err(ValidationError::ClaimNamedId);
+        }
+        // `credentialSubject` is `{"id": …, ...claims}`: since "id" is absent, the claims
+        // can be signed exactly when the object can.
+        canonical_object_bytes(&map).map_err(ValidationError::ClaimsNotCanonical)?;
+        Ok(Self(map))
+    }
+
+    /// The claims.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The claims, owned.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Self(Map::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn display_name_is_trimmed_of_python_whitespace() {
+        let name = DisplayName::parse("\u{1f} \u{a0}Report\tBot \n").expect("valid");
+        assert_eq!(name.as_str(), "Report\tBot");
+    }
+
+    #[test]
+    fn display_name_must_not_be_blank() {
+        for blank in ["", "   ", "\t\n\u{3000}"] {
+            let error = DisplayName::parse(blank).unwrap_err();
+            assert_eq!(error, ValidationError::DisplayNameEmpty);
+            assert_eq!(error.field(), "display_name");
+        }
+    }
+
+    #[test]
+    fn display_name_allows_500_characters_not_501() {
+        let ok = "é".repeat(500);
+        assert_eq!(
+            DisplayName::parse(&ok).expect("500 is allowed").as_str(),
+            ok
+        );
+        let error = DisplayName::parse(&"é".repeat(501)).unwrap_err();
+        assert_eq!(error, ValidationError::DisplayNameTooLong(501));
+        assert_eq!(
+            error.to_string(),
+            "display_name must be at most 500 characters (got 501)"
+        );
+    }
+
+    #[test]
+    fn display_name_rejects_control_characters_but_tab() {
+        for (name, code) in [
+            ("a\nb", 0x0a),
+            ("a\u{0}b", 0),
+            ("a\u{7f}", 0x7f),
+            ("a\u{85}b", 0x85),
+        ] {
+            assert_eq!(
+                DisplayName::parse(name),
+                Err(ValidationError::DisplayNameControlCharacter(code)),
+                "{name:?}"
+            );
+        }
+        assert!(DisplayName::parse("a\tb").is_ok());
+    }
+
+    #[test]
+    fn expiry_days_range_and_default() {
+        assert_eq!(ExpiryDays::parse(1).expect("min").get(), 1);
+        assert_eq!(ExpiryDays::parse(36_500).expect("max").get(), 36_500);
+        for bad in [0, -1, 36_501, i64::MAX, i64::MIN] {
+            let error = ExpiryDays::parse(bad).unwrap_err();
+            assert_eq!(error, ValidationError::ExpiryDaysOutOfRange(bad));
+            assert_eq!(error.field(), "expiry_days");
+        }
+        assert_eq!(
+            ExpiryDays::parse_optional(None).expect("default").get(),
+            365
+        );
+        assert_eq!(ExpiryDays::parse_optional(Some(30)).expect("30").get(), 30);
+    }
+
+    #[test]
+    fn claims_reject_id_non_objects_and_unsignable_keys() {
+        assert_eq!(
+            Claims::parse(json!({"id": "x", "role": "r"})),
+            Err(ValidationError::ClaimNamedId)
+        );
+        assert_eq!(
+            Claims::parse(json!([1])),
+            Err(ValidationError::ClaimsNotAnObject)
+        );
+        let colliding = Claims::parse(json!({"n": {"caf\u{e9}": 1, "cafe\u{301}": 2}}));
+        assert!(matches!(
+            colliding,
+            Err(ValidationError::ClaimsNotCanonical(_))
+        ));
+        assert_eq!(colliding.unwrap_err().field(), "claims");
+    }
+
+    #[test]
+    fn claims_keep_their_order() {
+        let claims =
+            Claims::parse(json!({"role": "reporter", "level": 2, "a": true})).expect("valid");
+        let keys: Vec<&str> = claims.as_map().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["role", "level", "a"]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Agreement with the Python reference (attestix 0.4.3), on fixtures it produced
+//! (`tests/fixtures/generate_python_vectors.py` says how). No Python runs here.
+
+use attestix_core::canonical::canonical_bytes;
+use attestix_core::{
+    describe_identity_token, verify_credential, verify_presentation, verify_uait_signature, DidKey,
+    ExpectedBinding, SigningKey, Uait, VerifiableCredential,
+};
+use serde_json::Value;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+const CANONICAL_VECTORS: &str = include_str!("fixtures/canonical_vectors.jsonl");
+const FLOAT_VECTORS: &str = include_str!("fixtures/float_vectors.json");
+const TOKEN_INFO_VECTORS: &str = include_str!("fixtures/token_info_vectors.json");
+const PYTHON_DOCUMENTS: &str = include_str!("fixtures/python_documents.json");
+
+/// Between the fixtures' issue date and the expiry of the shortest-lived document.
+const NOW: OffsetDateTime = datetime!(2026-12-01 00:00:00 UTC);
+
+fn documents() -> Value {
+    serde_json::from_str(PYTHON_DOCUMENTS).expect("fixture is JSON")
+}
+
+fn reference_key() -> SigningKey {
+    let seed: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).expect("i < 32"));
+    SigningKey::from_seed(seed)
+}
+
+#[test]
+fn canonical_bytes_match_python_on_random_documents() {
+    let mut checked = 0;
+    for (line_number, line) in CANONICAL_VECTORS.lines().enumerate() {
+        let vector: Value = serde_json::from_str(line).expect("fixture line is JSON");
+        let input_text = vector["input"].as_str().expect("input is a string");
+        let expected = vector["canonical"].as_str().expect("canonical is a string");
+        let input: Value = serde_json::from_str(input_text).expect("input text is JSON");
+        let actual = canonical_bytes(&input).expect("Python canonicalised this input");
+        assert_eq!(
+            String::from_utf8(actual).expect("UTF-8"),
+            expected,
+            "line {}: {input_text}",
+            line_number + 1
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} vectors");
+}
+
+#[test]
+fn floats_match_python_repr_and_integral_conversion() {
+    let vectors: Vec<(String, String)> =
+        serde_json::from_str(FLOAT_VECTORS).expect("fixture is JSON");
+    let mismatches: Vec<String> = vectors
+        .iter()
+        .filter_map(|(input, expected)| {
+            let value: Value = serde_json::from_str(input).expect("input is JSON");
+            let actual =
+                String::from_utf8(canonical_bytes(&value).expect("finite")).expect("UTF-8");
+            (&actual != expected).then(|| format!("{input}: got {actual}, Python {expected}"))
+        })
+        .collect();
+    assert!(vectors.len() > 1000);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn token_info_matches_python() {
+    let vectors: Vec<(String, Value)> =
+        serde_json::from_str(TOKEN_INFO_VECTORS).expect("fixture is JSON");
+    for (token, expected) in vectors {
+        let actual = Value::Object(describe_identity_token(&token));
+        assert_eq!(actual, expected, "token {token:?}");
+    }
+}
+
+#[test]
+fn the_reference_key_has_the_reference_did() {
+    assert_eq!(
+        reference_key().did(),
+        documents()["did"].as_str().expect("did")
+    );
+}
+
+#[test]
+fn python_uaits_verify_and_round_trip() {
+    let key = reference_key().verifying_key();
+    for name in ["uait", "revoked_uait"] {
+        let json = &documents()[name];
+        assert!(verify_uait_signature(json, &key), "{name}");
+        let uait: Uait = serde_json::from_value(json.clone()).expect("a Python UAIT parses");
+        assert_eq!(
+            &serde_json::to_value(&uait).expect("serialises"),
+            json,
+            "{name}"
+        );
+        assert!(uait.signature_is_valid(&key), "{name}");
+        assert_eq!(uait.verify(&key, NOW).not_revoked, name == "uait");
+    }
+    let mut tampered = documents()["uait"].clone();
+    tampered["capabilities"][0] = "admin".into();
+    assert!(!verify_uait_signature(&tampered, &key));
+}
+
+#[test]
+fn python_credentials_verify_and_round_trip() {
+    let credential = &documents()["credential"];
+    let verification = verify_credential(credential, NOW);
+    assert!(verification.valid, "{verification:?}");
+    let parsed: VerifiableCredential =
+        serde_json::from_value(credential.clone()).expect("a Python credential parses");
+    assert_eq!(&parsed.to_value(), credential);
+
+    let revoked = verify_credential(&documents()["revoked_credential"], NOW);
+    assert!(revoked.signature_valid && !revoked.not_revoked && !revoked.valid);
+}
+
+#[test]
+fn python_presentations_verify() {
+    let server = DidKey::parse(reference_key().did()).expect("did");
+    let presentation = &documents()["presentation"];
+    let verification = verify_presentation(
+        presentation,
+        &server,
+        ExpectedBinding {
+            challenge: Some("nonce-123"),
+            domain: Some("did:web:verifier.example"),
+        },
+        NOW,
+    );
+    assert!(verification.valid, "{verification:?}");
+    let wrong = verify_presentation(
+        presentation,
+        &server,
+        ExpectedBinding {
+            challenge: Some("nonce-124"),
+            domain: None,
+        },
+        NOW,
+    );
+    assert!(!wrong.valid);
+}

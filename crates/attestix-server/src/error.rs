@@ -1,0 +1,267 @@
+//! One error type for every handler, rendered as RFC 9457 `application/problem+json`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::storage::StorageError;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Base of the problem `type` URIs.
+pub const PROBLEM_BASE: &str = "https://attestix.dev/problems/";
+
+/// One offending field of a validation error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field, as a JSON path such as `display_name` or `claims.id`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// An RFC 9457 problem document, as the API writes it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// For validation errors: every offending field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or query is well-formed but its values are not acceptable (422).
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    /// The request cannot be understood (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such resource for this caller (404).
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// `identity`, `credential`, …
+        kind: &'static str,
+        /// The id that was asked for.
+        id: String,
+    },
+    /// The body is larger than the server accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not JSON (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// No credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Wrong credentials (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The database cannot be reached (503); the cause is logged, not shown.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure (500); the cause is logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A validation error about one field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Validation(_) => ("validation-error", "The request is invalid"),
+            Self::BadRequest(_) => ("bad-request", "The request cannot be understood"),
+            Self::NotFound { .. } => ("not-found", "Not found"),
+            Self::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
+            Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            Self::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            Self::Forbidden(_) => ("forbidden", "Invalid credentials"),
+            Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
+            Self::Internal(_) => ("internal-error", "Internal server error"),
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let (slug, title) = self.slug_and_title();
+        let detail = match self {
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            // Internal causes go to the log, never to the client.
+            Self::Unavailable(_) => {
+                "the database is unavailable; retry later (with the same Idempotency-Key)".into()
+            }
+            Self::Internal(_) => "an unexpected error occurred; it has been logged".into(),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("{PROBLEM_BASE}{slug}"),
+            title: title.to_owned(),
+            status: self.status().as_u16(),
+            detail,
+            errors: match self {
+                Self::Validation(errors) => errors.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
+            Self::Unavailable(cause) => tracing::error!(%cause, "storage unavailable"),
+            _ => {}
+        }
+        let status = self.status();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Duplicate => Self::Internal("generated id collided".into()),
+            StorageError::Database(cause) => Self::Unavailable(cause),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            // serde's message names the field and the expected type, for example
+            // "missing field `display_name`" or "invalid type: integer, expected a string".
+            JsonRejection::JsonDataError(error) => {
+                let message = error.body_text();
+                let message = message
+                    .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                    .unwrap_or(&message);
+                let (field, message) = split_serde_path(message);
+                Self::invalid(field, message)
+            }
+            JsonRejection::JsonSyntaxError(error) => {
+                Self::BadRequest(format!("the body is not valid JSON: {}", error.body_text()))
+            }
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(
+                "the body must be JSON, sent with Content-Type: application/json".into(),
+            ),
+            JsonRejection::BytesRejection(error) => {
+                if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Self::PayloadTooLarge("the request body is larger than the server accepts".into())
+                } else {
+                    Self::BadRequest(format!("the body could not be read: {}", error.body_text()))
+                }
+            }
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let text = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text)
+            .to_owned();
+        Self::invalid("query", text)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+/// Splits serde_path_to_error-style messages (`field.sub: message`) into parts.
+fn split_serde_path(message: &str) -> (String, String) {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return (field.to_owned(), "this field is required".to_owned());
+    }
+    match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') && !path.is_empty() => {
+            (path.to_owned(), rest.to_owned())
+        }
+        _ => ("body".to_owned(), message.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_name_the_field() {
+        assert_eq!(
+            split_serde_path("missing field `display_name` at line 1 column 2"),
+            ("display_name".into(), "this field is required".into())
+        );
+        assert_eq!(
+            split_serde_path("expiry_days: invalid type: string \"x\", expected i64 at line 1 column 20"),
+            (
+                "expiry_days".into(),
+                "invalid type: string \"x\", expected i64 at line 1 column 20".into()
+            )
+        );
+    }
+
+    #[test]
+    fn internal_causes_never_reach_the_client() {
+        let problem = ApiError::Internal("secret path /var/lib/db".into()).problem();
+        assert!(!problem.detail.contains("/var/lib"));
+        let problem = ApiError::Unavailable("password=hunter2".into()).problem();
+        assert!(!problem.detail.contains("hunter2"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The OpenAPI 3.1 document, generated from the handlers by utoipa, plus what the
+//! idempotency layer adds to every POST.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, OpenApi as OpenApiDocument, Ref, RefOr, Required, Type,
+};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{credentials, health, identities, presentations};
+
+/// The name of the request header, as documented.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+/// The name of the replay marker, as documented.
+pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
+
+/// The API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Attestix API",
+        description = "Attestation infrastructure for AI agents: signed agent identities (UAITs), \
+                       Verifiable Credentials and Presentations. Every POST accepts an \
+                       `Idempotency-Key` header: a retry with the same key and body gets the \
+                       original response back (marked `Idempotency-Replayed: true`) instead of a \
+                       second side effect. Keys are kept 24 hours per authenticated principal."
+    ),
+    paths(
+        health::health,
+        health::metrics,
+        identities::create_identity,
+        identities::list_identities,
+        identities::get_identity,
+        identities::verify_identity,
+        identities::revoke_identity,
+        credentials::issue_credential,
+        credentials::issue_credential_alias,
+        credentials::list_credentials,
+        credentials::get_credential,
+        credentials::verify_stored_credential,
+        credentials::verify_external,
+        credentials::revoke_credential,
+        presentations::create_presentation,
+        presentations::verify,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    modifiers(&Security, &IdempotencyDocs),
+    tags(
+        (name = "identities", description = "Agent identities (UAITs)"),
+        (name = "credentials", description = "Verifiable Credentials"),
+        (name = "presentations", description = "Verifiable Presentations"),
+        (name = "health", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut OpenApiDocument) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("api_key", Vec::<String>::new()),
+            utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
+        ]);
+    }
+}
+
+/// Adds, to every POST operation, the `Idempotency-Key` header, the
+/// `Idempotency-Replayed` header on its 2xx responses, and the layer's problem
+/// responses (400, 409, 413, 422, 503).
+pub struct IdempotencyDocs;
+
+impl Modify for IdempotencyDocs {
+    fn modify(&self, openapi: &mut OpenApiDocument) {
+        for item in openapi.paths.paths.values_mut() {
+            if let Some(operation) = item.post.as_mut() {
+                document_idempotency(operation);
+            }
+        }
+    }
+}
+
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn document_idempotency(operation: &mut Operation) {
+    let key = ParameterBuilder::new()
+        .name(IDEMPOTENCY_KEY_HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "A unique value (a UUIDv4 is ideal) that makes this POST safe to retry: a retry \
+             with the same key and the same request replays the original response; the same \
+             key with a different request is rejected. 1 to 255 visible ASCII characters, bare \
+             or as a quoted string. Kept for 24 hours per principal.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some(r#"^("[\x21-\x7e]{1,255}"|[\x21-\x7e]{1,255})$"#)),
+        ))
+        .build();
+    operation.parameters.get_or_insert_with(Vec::new).push(key);
+
+    let replayed = HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true"])))
+        .description(Some(
+            "Present, with the value `true`, when this response is a replay of the response \
+             stored for the request's Idempotency-Key.",
+        ))
+        .build();
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if status.starts_with('2') {
+            if let RefOr::T(response) = response {
+                response
+                    .headers
+                    .insert(IDEMPOTENCY_REPLAYED_HEADER.to_owned(), replayed.clone());
+            }
+        }
+    }
+
+    let layer_problems = [
+        ("400", "Malformed or repeated Idempotency-Key header, or an unreadable request"),
+        ("409", "The Idempotency-Key was used with a different request, or a request with it is still in progress (then with Retry-After)"),
+        ("413", "The request body is larger than the server accepts"),
+        ("422", "The request is invalid, or (in IETF mode) the Idempotency-Key was used with a different request"),
+        ("503", "The idempotency store or the database is unavailable; nothing was executed. Retry with the same key"),
+    ];
+    for (status, description) in layer_problems {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(description));
+    }
+    for (status, description) in [
+        ("401", "No API key"),
+        ("403", "Unknown or revoked API key"),
+    ] {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(description));
+    }
+}

@@ -1,0 +1,305 @@
+//! `/v1/identities`: agent identities (UAITs).
+
+use std::sync::Arc;
+
+use attestix_core::{DisplayName, ExpiryDays, NewIdentity as IdentityParams, Uait};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bytes::Bytes;
+use idempotency::IdempotencyContext;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging};
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+use crate::storage::{IdentityFilter, Inserted, NewIdentity, RecoveryPoint};
+
+/// The body of `POST /v1/identities`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateIdentityRequest {
+    /// The agent's name: trimmed, 1 to 500 characters, no control characters but tab.
+    #[schema(min_length = 1, max_length = 500, example = "Report Bot")]
+    pub display_name: String,
+    /// Where the identity comes from (`api_key`, `oauth2`, `did`, …).
+    #[schema(example = "api_key")]
+    pub source_protocol: String,
+    /// An identity token from the source system; stored masked.
+    #[serde(default)]
+    pub identity_token: String,
+    /// What the agent can do.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// A description of the agent.
+    #[serde(default)]
+    pub description: String,
+    /// The issuer's name; defaults to `self`.
+    #[serde(default)]
+    pub issuer_name: String,
+    /// Days until the identity expires, 1 to 36500 (default 365).
+    #[schema(minimum = 1, maximum = 36500)]
+    #[serde(default)]
+    pub expiry_days: Option<i64>,
+}
+
+/// Query of `GET /v1/identities`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListIdentitiesQuery {
+    /// Only identities from this source protocol.
+    pub source_protocol: Option<String>,
+    /// Include revoked identities (default false).
+    #[serde(default)]
+    pub include_revoked: bool,
+}
+
+/// The checks of an identity verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityChecks {
+    /// The identity exists (for this caller).
+    pub exists: bool,
+    /// It has not been revoked.
+    pub not_revoked: bool,
+    /// It has not expired.
+    pub not_expired: bool,
+    /// Its signature verifies against the server's key.
+    pub signature_valid: bool,
+}
+
+/// The result of `POST /v1/identities/{agent_id}/verify`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityVerification {
+    /// All checks passed.
+    pub valid: bool,
+    /// The identity checked.
+    pub agent_id: String,
+    /// Its display name, when it exists.
+    pub display_name: Option<String>,
+    /// Each check.
+    pub checks: IdentityChecks,
+}
+
+fn validate(body: CreateIdentityRequest) -> Result<IdentityParams, ApiError> {
+    let mut errors = Vec::new();
+    let display_name = DisplayName::parse(&body.display_name)
+        .map_err(|e| errors.push(FieldError { field: e.field().into(), message: e.to_string() }))
+        .ok();
+    let expiry_days = ExpiryDays::parse_optional(body.expiry_days)
+        .map_err(|e| errors.push(FieldError { field: e.field().into(), message: e.to_string() }))
+        .ok();
+    if body.source_protocol.trim().is_empty() {
+        errors.push(FieldError {
+            field: "source_protocol".into(),
+            message: "source_protocol must not be empty".into(),
+        });
+    }
+    let (Some(display_name), Some(expiry_days), true) = (display_name, expiry_days, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let mut params = IdentityParams::new(display_name, body.source_protocol);
+    params.identity_token = body.identity_token;
+    params.capabilities = body.capabilities.unwrap_or_default();
+    params.description = body.description;
+    params.issuer_name = body.issuer_name;
+    params.expiry_days = expiry_days;
+    Ok(params)
+}
+
+/// The recovery point of a keyed request, if it carries one.
+pub(crate) fn recovery_point(
+    state: &AppState,
+    context: Option<&IdempotencyContext>,
+    now: OffsetDateTime,
+) -> Option<RecoveryPoint> {
+    context.map(|context| RecoveryPoint {
+        scope: context.record.scope.clone(),
+        key: context.record.key.clone(),
+        valid_after_ms: unix_ms(now) - state.idempotency_retention.as_millis() as i64,
+    })
+}
+
+/// Create a signed agent identity (UAIT).
+#[utoipa::path(
+    post,
+    path = "/v1/identities",
+    tag = "identities",
+    request_body = CreateIdentityRequest,
+    responses(
+        (status = 201, description = "The signed UAIT", body = Object, content_type = "application/json"),
+        (status = 422, description = "A field breaks its rule", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    context: Option<Extension<IdempotencyContext>>,
+    ApiJson(body): ApiJson<CreateIdentityRequest>,
+) -> Result<JsonText, ApiError> {
+    let params = validate(body)?;
+    let now = OffsetDateTime::now_utc();
+    let uait = Uait::issue(params, &state.signer, now, Uuid::new_v4())
+        .map_err(|error| ApiError::invalid("expiry_days", error.to_string()))?;
+    let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let record = NewIdentity {
+        agent_id: uait.agent_id.clone(),
+        owner: caller.scope(),
+        source_protocol: uait.source_protocol.clone(),
+        created_at_ms: unix_ms(now),
+        expires_at_ms: unix_ms(uait.expires_at.datetime()),
+        document,
+        recovery: recovery_point(&state, context.as_deref(), now),
+    };
+    let document = match state.storage.insert_identity(&record).await? {
+        Inserted::Created => record.document,
+        Inserted::Recovered(existing) => {
+            tracing::info!("identity recovered from its recovery point, not created again");
+            existing
+        }
+    };
+    // Between the commit above and the idempotency layer storing the response: a
+    // crash here is what recovery points exist for.
+    fail::fail_point!("identity.after_commit", |action| {
+        if action.as_deref() == Some("abort") {
+            std::process::abort();
+        }
+        Err(ApiError::Internal("failpoint identity.after_commit".into()))
+    });
+    Ok(JsonText::new(StatusCode::CREATED, document))
+}
+
+/// List the caller's identities, oldest first, with cursor paging.
+#[utoipa::path(
+    get,
+    path = "/v1/identities",
+    tag = "identities",
+    params(ListIdentitiesQuery, Paging),
+    responses(
+        (status = 200, description = "A page of UAITs; the next page's cursor is in X-Next-Cursor", body = Vec<Object>, content_type = "application/json",
+         headers(("x-next-cursor" = String, description = "Cursor of the next page, absent on the last page"))),
+        (status = 422, description = "A query parameter breaks its rule", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_identities(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(query): ApiQuery<ListIdentitiesQuery>,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> Result<JsonText, ApiError> {
+    let filter = IdentityFilter {
+        source_protocol: query.source_protocol,
+        include_revoked: query.include_revoked,
+    };
+    let page = state
+        .storage
+        .list_identities(&caller.scope(), &filter, paging.page()?)
+        .await?;
+    Ok(list_response(page))
+}
+
+async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
+    let Some(document) = state.storage.get_identity(&caller.scope(), agent_id).await? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&document)
+        .map(Some)
+        .map_err(|e| ApiError::Internal(format!("stored identity {agent_id} is unreadable: {e}")))
+}
+
+/// Get one identity.
+#[utoipa::path(
+    get,
+    path = "/v1/identities/{agent_id}",
+    tag = "identities",
+    params(("agent_id" = String, Path, description = "The agent id, `attestix:` + 16 hex digits")),
+    responses(
+        (status = 200, description = "The UAIT", body = Object, content_type = "application/json"),
+        (status = 404, description = "No such identity", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(agent_id): ApiPath<String>,
+) -> Result<JsonText, ApiError> {
+    match state.storage.get_identity(&caller.scope(), &agent_id).await? {
+        Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
+        None => Err(ApiError::NotFound { kind: "identity", id: agent_id }),
+    }
+}
+
+/// Verify an identity: existence, revocation, expiry and signature.
+#[utoipa::path(
+    post,
+    path = "/v1/identities/{agent_id}/verify",
+    tag = "identities",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    responses((status = 200, description = "The verification result", body = IdentityVerification)),
+)]
+pub async fn verify_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(agent_id): ApiPath<String>,
+) -> Result<Json<IdentityVerification>, ApiError> {
+    let Some(uait) = load(&state, &caller, &agent_id).await? else {
+        return Ok(Json(IdentityVerification {
+            valid: false,
+            agent_id,
+            display_name: None,
+            checks: IdentityChecks {
+                exists: false,
+                not_revoked: false,
+                not_expired: false,
+                signature_valid: false,
+            },
+        }));
+    };
+    let check = uait.verify(&state.signer.verifying_key(), OffsetDateTime::now_utc());
+    Ok(Json(IdentityVerification {
+        valid: check.valid,
+        agent_id: uait.agent_id,
+        display_name: Some(uait.display_name),
+        checks: IdentityChecks {
+            exists: true,
+            not_revoked: check.not_revoked,
+            not_expired: check.not_expired,
+            signature_valid: check.signature_valid,
+        },
+    }))
+}
+
+/// Revoke an identity. The body `{"reason": "…"}` is optional.
+#[utoipa::path(
+    delete,
+    path = "/v1/identities/{agent_id}",
+    tag = "identities",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
+    responses(
+        (status = 200, description = "The revoked UAIT", body = Object, content_type = "application/json"),
+        (status = 404, description = "No such identity", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(agent_id): ApiPath<String>,
+    body: Bytes,
+) -> Result<JsonText, ApiError> {
+    let request = parse_revoke_body(&body)?;
+    let Some(mut uait) = load(&state, &caller, &agent_id).await? else {
+        return Err(ApiError::NotFound { kind: "identity", id: agent_id });
+    };
+    uait.revoke(request.reason, OffsetDateTime::now_utc());
+    let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !state
+        .storage
+        .update_identity(&caller.scope(), &agent_id, &document, true)
+        .await?
+    {
+        return Err(ApiError::NotFound { kind: "identity", id: agent_id });
+    }
+    Ok(JsonText::new(StatusCode::OK, document))
+}

@@ -1,0 +1,150 @@
+//! The HTTP routes, one module per resource.
+
+pub mod credentials;
+pub mod health;
+pub mod identities;
+pub mod presentations;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// A JSON body extractor whose rejections are problem+json (400/413/415/422).
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// A query extractor whose rejections are problem+json (422).
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// A path extractor whose rejections are problem+json.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// A JSON document already serialised: sent as is, so that the bytes a client
+/// receives are the bytes that were stored and signed.
+pub struct JsonText {
+    status: StatusCode,
+    body: String,
+    next_cursor: Option<String>,
+}
+
+impl JsonText {
+    /// `status` with `body`.
+    pub fn new(status: StatusCode, body: String) -> Self {
+        Self {
+            status,
+            body,
+            next_cursor: None,
+        }
+    }
+
+    /// 200 with a value serialised now.
+    pub fn ok(value: &impl serde::Serialize) -> Result<Self, ApiError> {
+        let body = serde_json::to_string(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Self::new(StatusCode::OK, body))
+    }
+
+    fn with_cursor(mut self, cursor: Option<String>) -> Self {
+        self.next_cursor = cursor;
+        self
+    }
+}
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(cursor) = self.next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(NEXT_CURSOR_HEADER, cursor);
+        }
+        response
+    }
+}
+
+/// The response header carrying the cursor of the next page of a list.
+pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
+
+/// Paging query parameters shared by the list endpoints.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+pub struct Paging {
+    /// Page size, 1 to 1000 (default 50).
+    pub limit: Option<i64>,
+    /// The `X-Next-Cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Paging {
+    fn page(&self) -> Result<crate::storage::PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and 1000 (got {limit})"),
+            ));
+        }
+        let after = match &self.cursor {
+            None => None,
+            Some(text) => Some(
+                text.strip_prefix('c')
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::invalid("cursor", "not a cursor this server issued"))?,
+            ),
+        };
+        Ok(crate::storage::PageRequest {
+            after,
+            limit: limit as u32,
+        })
+    }
+}
+
+/// A page of stored documents as a JSON array (the Python API's list shape), with
+/// the next cursor in `X-Next-Cursor`.
+fn list_response(page: crate::storage::Page) -> JsonText {
+    let mut body = String::with_capacity(page.documents.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
+    body.push('[');
+    for (index, document) in page.documents.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str(document);
+    }
+    body.push(']');
+    JsonText::new(StatusCode::OK, body).with_cursor(page.next.map(|seq| format!("c{seq}")))
+}
+
+/// Unix milliseconds of an instant.
+pub(crate) fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// An optional `{reason}` body of a DELETE: absent or empty means no reason.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct RevokeRequest {
+    /// Why the document is revoked.
+    #[serde(default)]
+    pub reason: String,
+}
+
+pub(crate) fn parse_revoke_body(body: &[u8]) -> Result<RevokeRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RevokeRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        if error.is_data() {
+            ApiError::invalid("reason", error.to_string())
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {error}"))
+        }
+    })
+}

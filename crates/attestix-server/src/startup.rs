@@ -1,0 +1,304 @@
+//! Building the application from its configuration, and running it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use idempotency::{
+    IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore, MemoryStoreConfig,
+    MismatchStatus, Store, SystemClock,
+};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{self, AuthSettings};
+use crate::config::{IdempotencyStoreChoice, ServerConfig};
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::routes::{credentials, health, identities, presentations};
+use crate::signing_key::{self, KeyOrigin};
+use crate::state::AppState;
+use crate::storage::{PostgresStorage, SqliteStorage, Storage};
+use crate::telemetry;
+
+/// The SQLite database file inside the data directory.
+pub const DATABASE_FILE: &str = "attestix.db";
+
+/// The header carrying the request id, set when the client sends none.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The opened storage and the idempotency store that lives beside it.
+pub struct Backends {
+    /// Identities, credentials, API keys.
+    pub storage: Arc<dyn Storage>,
+    /// Idempotency records in the same database.
+    pub database_store: Arc<dyn Store>,
+}
+
+/// Opens (and migrates) the database the configuration names: PostgreSQL for a
+/// `database_url`, otherwise SQLite in the data directory.
+pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
+    match &config.database_url {
+        Some(url) => {
+            let storage = PostgresStorage::connect(url, config.database_pool_size)
+                .await
+                .context("cannot connect to PostgreSQL")?;
+            storage.migrate().await.context("cannot migrate the PostgreSQL database")?;
+            let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone());
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the PostgreSQL idempotency table")?;
+            Ok(Backends {
+                storage: Arc::new(storage),
+                database_store: Arc::new(store),
+            })
+        }
+        None => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create the data directory {}", config.data_dir.display())
+            })?;
+            let path = config.data_dir.join(DATABASE_FILE);
+            let storage = SqliteStorage::open(&path)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            storage.migrate().await.context("cannot migrate the SQLite database")?;
+            let store = idempotency_sql::SqliteStore::from_pools(
+                storage.pool().clone(),
+                storage.reader_pool().clone(),
+            );
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the SQLite idempotency table")?;
+            Ok(Backends {
+                storage: Arc::new(storage),
+                database_store: Arc::new(store),
+            })
+        }
+    }
+}
+
+/// A server ready to accept connections.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+    admin_key: Option<String>,
+    key_origin: KeyOrigin,
+    did: String,
+    purger: Option<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Application {
+    /// Opens storage, loads or creates the signing key, binds the listener.
+    pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
+        let (signer, key_origin) = signing_key::load_or_create(&config.data_dir)?;
+        let backends = open_backends(&config).await?;
+        let storage = backends.storage.clone();
+
+        // On an empty database, make the first admin key (printed once by the caller).
+        let admin_key = if !config.allow_no_auth && storage.list_api_keys().await?.is_empty() {
+            let now_ms = crate::routes::unix_ms(time::OffsetDateTime::now_utc());
+            let issued = auth::issue_api_key(storage.as_ref(), "admin", now_ms).await?;
+            Some(issued.secret)
+        } else {
+            None
+        };
+
+        let settings = &config.idempotency;
+        let store: Arc<dyn Store> = match settings.store {
+            IdempotencyStoreChoice::Database => backends.database_store.clone(),
+            IdempotencyStoreChoice::Memory => Arc::new(MemoryStore::new(MemoryStoreConfig {
+                max_bytes: settings.memory_max_bytes,
+                ..MemoryStoreConfig::default()
+            })),
+        };
+        let purger = settings.enabled.then(|| {
+            idempotency::spawn_purger(store.clone(), Arc::new(SystemClock), Duration::from_secs(60))
+        });
+        let mut layer_config = IdempotencyConfig::default()
+            .with_scope(auth::idempotency_scope)
+            .with_retention(settings.retention)
+            .with_lease(settings.lease)
+            .with_max_request_body(config.max_body_bytes);
+        if let Some(wait) = settings.wait {
+            layer_config = layer_config.with_in_flight(InFlightBehavior::Wait(wait));
+        }
+        if settings.ietf_status_codes {
+            layer_config = layer_config.with_mismatch_status(MismatchStatus::UnprocessableContent);
+        }
+        let layer = settings
+            .enabled
+            .then(|| IdempotencyLayer::with_shared_store(store, layer_config));
+
+        let did = signer.did().to_owned();
+        let state = Arc::new(AppState {
+            storage,
+            signer,
+            auth: AuthSettings {
+                legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
+                allow_no_auth: config.allow_no_auth,
+                public_metrics: config.public_metrics,
+            },
+            idempotency_retention: settings.retention,
+            metrics: telemetry::prometheus(),
+        });
+        let router = router(state, layer, config.max_body_bytes);
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            router,
+            local_addr,
+            admin_key,
+            key_origin,
+            did,
+            purger,
+            grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The port the server listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The admin API key created on this start, if the database had no key.
+    pub fn first_admin_key(&self) -> Option<&str> {
+        self.admin_key.as_deref()
+    }
+
+    /// Whether the signing key was created on this start.
+    pub fn signing_key_origin(&self) -> KeyOrigin {
+        self.key_origin
+    }
+
+    /// The server's DID (its public signing key).
+    pub fn did(&self) -> &str {
+        &self.did
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and
+    /// waits (up to the grace period) for in-flight requests to finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = self.grace;
+        let server = axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            tracing::info!("shutting down: draining in-flight requests");
+        });
+        let mut stopped = stop_rx.clone();
+        let result = tokio::select! {
+            result = server => result.context("server failed"),
+            _ = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        if let Some(purger) = self.purger {
+            purger.abort();
+        }
+        result
+    }
+}
+
+/// The router: every route, the documentation, and the layers in the order the
+/// specification gives (outermost first): request id and tracing, metrics, body
+/// size limit, authentication, idempotency, routes.
+pub fn router(state: Arc<AppState>, idempotency: Option<IdempotencyLayer>, max_body: usize) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/identities",
+            post(identities::create_identity).get(identities::list_identities),
+        )
+        .route(
+            "/v1/identities/{agent_id}",
+            get(identities::get_identity).delete(identities::revoke_identity),
+        )
+        .route("/v1/identities/{agent_id}/verify", post(identities::verify_identity))
+        .route(
+            "/v1/credentials",
+            post(credentials::issue_credential).get(credentials::list_credentials),
+        )
+        .route("/v1/credentials/issue", post(credentials::issue_credential_alias))
+        .route("/v1/credentials/verify-external", post(credentials::verify_external))
+        .route(
+            "/v1/credentials/{credential_id}",
+            get(credentials::get_credential).delete(credentials::revoke_credential),
+        )
+        .route(
+            "/v1/credentials/{credential_id}/verify",
+            post(credentials::verify_stored_credential),
+        )
+        .route("/v1/presentations", post(presentations::create_presentation))
+        .route("/v1/presentations/verify", post(presentations::verify))
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .with_state(state.clone());
+    let api = match idempotency {
+        Some(layer) => api.layer(layer),
+        None => api,
+    };
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .layer(middleware::from_fn_with_state(state, auth::authenticate))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            reject_declared_oversize(request, next, max_body)
+        }))
+        .layer(middleware::from_fn(telemetry::record_http_metrics))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound {
+        kind: "route",
+        id: request.uri().path().to_owned(),
+    }
+}
+
+/// Answers 413 before reading a body whose declared length is over the limit;
+/// bodies without a length are cut off by the extractors' limit instead.
+async fn reject_declared_oversize(request: Request, next: Next, limit: usize) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return ApiError::PayloadTooLarge(format!(
+            "the request body is larger than {limit} bytes"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}

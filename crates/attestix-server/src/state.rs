@@ -1,0 +1,24 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestix_core::SigningKey;
+
+use crate::auth::AuthSettings;
+use crate::storage::Storage;
+
+/// The application state behind every route.
+pub struct AppState {
+    /// Identities, credentials, API keys.
+    pub storage: Arc<dyn Storage>,
+    /// The server's Ed25519 key: it signs every document the server issues.
+    pub signer: SigningKey,
+    /// Authentication settings.
+    pub auth: AuthSettings,
+    /// How long idempotency records live: a recovery point older than this
+    /// belongs to an expired record and is not recovered.
+    pub idempotency_retention: Duration,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}

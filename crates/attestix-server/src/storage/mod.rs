@@ -1,0 +1,220 @@
+//! Persistence of identities, credentials and API keys.
+//!
+//! One [`Storage`] trait, two implementations: SQLite (the embedded default) and
+//! PostgreSQL (many server instances sharing one database). Documents are kept as
+//! the exact JSON text the server signed and returned, never re-serialised by the
+//! database (PostgreSQL's JSONB would reorder keys), so a GET returns the same
+//! bytes as the POST did.
+//!
+//! A resource created under an `Idempotency-Key` stores its (scope, key) beside it
+//! under a unique constraint: the *recovery point*. If the process dies after the
+//! resource committed but before the idempotency layer stored the response, the
+//! retry inserts again, hits the constraint, and gets the resource already made.
+
+use async_trait::async_trait;
+
+pub mod postgres;
+pub mod sqlite;
+
+pub use postgres::PostgresStorage;
+pub use sqlite::SqliteStorage;
+
+/// The (scope, key) of the idempotent request that created a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    /// The idempotency scope (principal and tenant).
+    pub scope: String,
+    /// The Idempotency-Key.
+    pub key: String,
+    /// Resources created under the same (scope, key) before this instant (unix
+    /// milliseconds) belong to an idempotency record that has expired: the key was
+    /// legitimately reused, so they are not recovered; their recovery point is
+    /// cleared and a new resource is created.
+    pub valid_after_ms: i64,
+}
+
+/// An identity to insert.
+#[derive(Debug, Clone)]
+pub struct NewIdentity {
+    /// `attestix:` + 16 hex digits.
+    pub agent_id: String,
+    /// The owning scope (principal and tenant); reads by other owners see nothing.
+    pub owner: String,
+    /// The `source_protocol` field, kept as a column for filtering.
+    pub source_protocol: String,
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: i64,
+    /// Expiry, unix milliseconds.
+    pub expires_at_ms: i64,
+    /// The signed UAIT, serialised exactly as returned to the client.
+    pub document: String,
+    /// Set when the request carried an Idempotency-Key.
+    pub recovery: Option<RecoveryPoint>,
+}
+
+/// A credential to insert.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    /// `urn:uuid:…`
+    pub credential_id: String,
+    /// The owning scope.
+    pub owner: String,
+    /// `credentialSubject.id`, kept as a column for filtering.
+    pub subject_id: String,
+    /// The specific type (the last entry of `type`), kept for filtering.
+    pub credential_type: String,
+    /// Issuance time, unix milliseconds.
+    pub issued_at_ms: i64,
+    /// Expiry, unix milliseconds.
+    pub expires_at_ms: i64,
+    /// The signed VC, serialised exactly as returned to the client.
+    pub document: String,
+    /// Set when the request carried an Idempotency-Key.
+    pub recovery: Option<RecoveryPoint>,
+}
+
+/// The result of an insert that may have been answered by a recovery point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new row; the document given was stored.
+    Created,
+    /// A resource already existed for the recovery point; its document is returned.
+    Recovered(String),
+}
+
+/// Filters for listing identities.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityFilter {
+    /// Only this `source_protocol`.
+    pub source_protocol: Option<String>,
+    /// Include revoked identities.
+    pub include_revoked: bool,
+}
+
+/// Filters for listing credentials.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    /// Only credentials whose subject is this agent.
+    pub subject_id: Option<String>,
+    /// Only this credential type.
+    pub credential_type: Option<String>,
+    /// Only credentials neither revoked nor expired at `now_ms`.
+    pub valid_only: bool,
+    /// The current time for `valid_only`, unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// Where a page starts and how long it is. The cursor is the opaque position of
+/// the last row of the previous page (its insertion sequence number), so every
+/// page is one index range scan, page 1 or page 1,000 alike.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    /// Rows after this position; `None` for the first page.
+    pub after: Option<i64>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// One page of documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The documents, oldest first, as stored.
+    pub documents: Vec<String>,
+    /// The cursor for the next page, if there may be one.
+    pub next: Option<i64>,
+}
+
+/// An API key as stored: never the key itself, only its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// A short public identifier for listing and revoking (not secret).
+    pub id: String,
+    /// The principal the key authenticates as.
+    pub principal: String,
+    /// SHA-256 of the key.
+    pub digest: [u8; 32],
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: i64,
+    /// Revocation time, if revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An insert collided with an existing unique id (not a recovery point).
+    #[error("a record with this id already exists")]
+    Duplicate,
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl StorageError {
+    /// Wraps a database driver error.
+    pub fn database(error: impl std::fmt::Display) -> Self {
+        Self::Database(error.to_string())
+    }
+}
+
+/// The server's persistence. Every method is one statement or one transaction.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Inserts an identity. With a recovery point that already names a resource
+    /// created at or after `valid_after_ms`, inserts nothing and returns that
+    /// resource's document instead.
+    async fn insert_identity(&self, identity: &NewIdentity) -> Result<Inserted, StorageError>;
+    /// The identity's document, if it exists and belongs to `owner`.
+    async fn get_identity(&self, owner: &str, agent_id: &str) -> Result<Option<String>, StorageError>;
+    /// A page of `owner`'s identities, oldest first.
+    async fn list_identities(
+        &self,
+        owner: &str,
+        filter: &IdentityFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError>;
+    /// Replaces the document of `owner`'s identity (revocation); `false` if absent.
+    async fn update_identity(
+        &self,
+        owner: &str,
+        agent_id: &str,
+        document: &str,
+        revoked: bool,
+    ) -> Result<bool, StorageError>;
+
+    /// Inserts a credential; recovery points as for identities.
+    async fn insert_credential(&self, credential: &NewCredential) -> Result<Inserted, StorageError>;
+    /// The credential's document, if it exists and belongs to `owner`.
+    async fn get_credential(
+        &self,
+        owner: &str,
+        credential_id: &str,
+    ) -> Result<Option<String>, StorageError>;
+    /// A page of `owner`'s credentials, oldest first.
+    async fn list_credentials(
+        &self,
+        owner: &str,
+        filter: &CredentialFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError>;
+    /// Replaces the document of `owner`'s credential (revocation); `false` if absent.
+    async fn update_credential(
+        &self,
+        owner: &str,
+        credential_id: &str,
+        document: &str,
+        revoked: bool,
+    ) -> Result<bool, StorageError>;
+
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;
+    /// The unrevoked key with this digest, if any.
+    async fn find_api_key(&self, digest: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StorageError>;
+    /// Every key, revoked ones included, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError>;
+    /// Revokes the key with this id; `false` if there is no unrevoked key with it.
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool, StorageError>;
+
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<(), StorageError>;
+}

@@ -1,0 +1,517 @@
+//! [`Storage`] in PostgreSQL: many server instances sharing one database.
+//!
+//! Every method is one autocommit statement, except an insert whose recovery point is
+//! already taken: that one reads the row holding it `FOR UPDATE` in a transaction and
+//! either returns its document or, when it was created before the recovery point's
+//! `valid_after_ms`, clears the row's recovery point and inserts the new row. Under
+//! the default READ COMMITTED isolation a concurrent insert with the same recovery
+//! point waits for the first to commit and then finds the conflict, so of any number
+//! of concurrent callers, across processes, exactly one creates the row.
+//!
+//! Pagination follows `seq`, an identity column. Its values are taken when rows are
+//! inserted, not when they commit, so a row whose transaction commits after a later
+//! one may be missed by a client already paging past it; each page is still a
+//! consistent index range scan.
+//!
+//! # Migrations
+//!
+//! The embedded migrations (`migrations/postgres`) are applied by sqlx's
+//! [`Migrator`] (under its advisory lock, so concurrent instances migrate once), which
+//! records them in `_sqlx_migrations`. Their versions are date-based, `2026112801`
+//! onwards, so they cannot collide with the small sequential versions (`0001`…) a
+//! library would use. The migrator ignores applied versions it does not know
+//! (`ignore_missing`), so another component's sqlx migrations recorded in the same
+//! ledger do not make it fail. (`idempotency-sql` keeps its own ledger,
+//! `_idempotency_sql_migrations`, and never touches `_sqlx_migrations`.)
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, Postgres};
+use sqlx::query::Query;
+use sqlx::QueryBuilder;
+
+use super::{
+    ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity, Page,
+    PageRequest, RecoveryPoint, Storage, StorageError,
+};
+
+/// How long a call waits for a pooled connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times an insert re-reads a recovery point that other transactions keep
+/// replacing under it. Each round means another caller made progress, so a few suffice.
+const RECOVERY_ATTEMPTS: usize = 5;
+
+/// The migrations of `migrations/postgres`, tolerant of versions applied by others.
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// [`Storage`] in a PostgreSQL database.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStorage {
+    pool: PgPool,
+}
+
+impl PostgresStorage {
+    /// Connects a pool of up to `max_connections` (at least one) connections to `url`
+    /// (`postgres://user:password@host:port/database?options`).
+    ///
+    /// Call [`PostgresStorage::migrate`] before first use.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StorageError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Uses an existing pool. Its sessions must run at the default READ COMMITTED
+    /// isolation level, on which the recovery-point handling relies.
+    ///
+    /// Call [`PostgresStorage::migrate`] before first use.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates or updates the tables `identities`, `credentials` and `api_keys`.
+    ///
+    /// Idempotent and safe to run from several instances at once. Applied versions
+    /// unknown to this build (another component's, or a newer release's) are
+    /// tolerated; see the module docs for the versioning.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        migrator()
+            .run(&self.pool)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    /// The pool; give it to the PostgreSQL idempotency store to share connections.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for checked-out connections to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Inserts a row; with a recovery point, resolves a conflict on it (see
+    /// [`Storage::insert_identity`]).
+    async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
+        // Fast path, also the only path without a recovery point: one autocommit
+        // statement that inserts unless the recovery point is taken.
+        let inserted = row
+            .insert()
+            .execute(&self.pool)
+            .await
+            .map_err(insert_error)?;
+        let Some(recovery) = row.recovery() else {
+            return Ok(Inserted::Created);
+        };
+        if inserted.rows_affected() == 1 {
+            return Ok(Inserted::Created);
+        }
+        for _ in 0..RECOVERY_ATTEMPTS {
+            if let Some(outcome) = self.resolve_recovery(row, recovery).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(StorageError::Database(format!(
+            "the recovery point of a new row in {} kept changing; gave up after {RECOVERY_ATTEMPTS} attempts",
+            row.statements().table
+        )))
+    }
+
+    /// One attempt at an insert whose recovery point was taken: `None` when another
+    /// transaction changed the recovery point meanwhile and the caller should retry.
+    async fn resolve_recovery(
+        &self,
+        row: NewRow<'_>,
+        recovery: &RecoveryPoint,
+    ) -> Result<Option<Inserted>, StorageError> {
+        let sql = row.statements();
+        let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
+        // The lock keeps the row's recovery point as read until this transaction ends.
+        let existing: Option<(i64, String, i64)> = sqlx::query_as(sql.lock_recovery)
+            .bind(&recovery.scope)
+            .bind(&recovery.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StorageError::database)?;
+        if let Some((seq, document, created_at_ms)) = existing {
+            if created_at_ms >= recovery.valid_after_ms {
+                tx.rollback().await.map_err(StorageError::database)?;
+                return Ok(Some(Inserted::Recovered(document)));
+            }
+            // Made under an idempotency record that has expired: the key was reused.
+            sqlx::query(sql.clear_recovery)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::database)?;
+            tracing::debug!(
+                table = sql.table,
+                "recovery point expired; its resource keeps no recovery point"
+            );
+        }
+        // Either the stale holder was just cleared, or the holder vanished between the
+        // insert and the read (another caller cleared it and has not committed its row,
+        // or has: then this insert waits for it and does nothing).
+        let inserted = row
+            .insert()
+            .execute(&mut *tx)
+            .await
+            .map_err(insert_error)?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await.map_err(StorageError::database)?;
+            return Ok(Some(Inserted::Created));
+        }
+        tx.rollback().await.map_err(StorageError::database)?;
+        Ok(None)
+    }
+
+    /// Runs a listing query built by `query` and turns its rows into a page.
+    async fn list(
+        &self,
+        mut query: QueryBuilder<'_, Postgres>,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        if page.limit == 0 {
+            return Ok(Page {
+                documents: Vec::new(),
+                next: None,
+            });
+        }
+        if let Some(after) = page.after {
+            query.push(" AND seq > ").push_bind(after);
+        }
+        // One row more than asked tells whether there is a next page.
+        query
+            .push(" ORDER BY seq LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<(i64, String)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(page_of(rows, page.limit))
+    }
+}
+
+/// The statements specific to one resource table.
+struct TableStatements {
+    table: &'static str,
+    /// Locks the row holding a recovery point: `$1` scope, `$2` key.
+    lock_recovery: &'static str,
+    /// Clears the recovery point of the row `$1` (its `seq`).
+    clear_recovery: &'static str,
+}
+
+const IDENTITIES: TableStatements = TableStatements {
+    table: "identities",
+    lock_recovery: "SELECT seq, document, created_at_ms FROM identities \
+                    WHERE idempotency_scope = $1 AND idempotency_key = $2 FOR UPDATE",
+    clear_recovery: "UPDATE identities SET idempotency_scope = NULL, idempotency_key = NULL \
+                     WHERE seq = $1",
+};
+
+const CREDENTIALS: TableStatements = TableStatements {
+    table: "credentials",
+    lock_recovery: "SELECT seq, document, created_at_ms FROM credentials \
+                    WHERE idempotency_scope = $1 AND idempotency_key = $2 FOR UPDATE",
+    clear_recovery: "UPDATE credentials SET idempotency_scope = NULL, idempotency_key = NULL \
+                     WHERE seq = $1",
+};
+
+const INSERT_IDENTITY: &str = "\
+INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, expires_at_ms,
+                        document, idempotency_scope, idempotency_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+
+const INSERT_CREDENTIAL: &str = "\
+INSERT INTO credentials (credential_id, owner, subject_id, credential_type, created_at_ms,
+                         expires_at_ms, document, idempotency_scope, idempotency_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+
+/// A row to insert into one of the resource tables.
+#[derive(Clone, Copy)]
+enum NewRow<'a> {
+    Identity(&'a NewIdentity),
+    Credential(&'a NewCredential),
+}
+
+impl<'a> NewRow<'a> {
+    fn recovery(self) -> Option<&'a RecoveryPoint> {
+        match self {
+            Self::Identity(identity) => identity.recovery.as_ref(),
+            Self::Credential(credential) => credential.recovery.as_ref(),
+        }
+    }
+
+    fn statements(self) -> &'static TableStatements {
+        match self {
+            Self::Identity(_) => &IDENTITIES,
+            Self::Credential(_) => &CREDENTIALS,
+        }
+    }
+
+    /// The insert, which does nothing when the recovery point is taken.
+    fn insert(self) -> Query<'a, Postgres, PgArguments> {
+        let scope = self.recovery().map(|point| point.scope.as_str());
+        let key = self.recovery().map(|point| point.key.as_str());
+        match self {
+            Self::Identity(identity) => sqlx::query(INSERT_IDENTITY)
+                .bind(identity.agent_id.as_str())
+                .bind(identity.owner.as_str())
+                .bind(identity.source_protocol.as_str())
+                .bind(identity.created_at_ms)
+                .bind(identity.expires_at_ms)
+                .bind(identity.document.as_str())
+                .bind(scope)
+                .bind(key),
+            Self::Credential(credential) => sqlx::query(INSERT_CREDENTIAL)
+                .bind(credential.credential_id.as_str())
+                .bind(credential.owner.as_str())
+                .bind(credential.subject_id.as_str())
+                .bind(credential.credential_type.as_str())
+                .bind(credential.issued_at_ms)
+                .bind(credential.expires_at_ms)
+                .bind(credential.document.as_str())
+                .bind(scope)
+                .bind(key),
+        }
+    }
+}
+
+/// Maps an insert's error: a unique violation (of an id; the recovery point's
+/// conflicts are handled by `ON CONFLICT`) is [`StorageError::Duplicate`].
+fn insert_error(error: sqlx::Error) -> StorageError {
+    match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => {
+            StorageError::Duplicate
+        }
+        _ => StorageError::database(error),
+    }
+}
+
+/// The page made of `rows` (at most `limit + 1`, in `seq` order).
+fn page_of(mut rows: Vec<(i64, String)>, limit: u32) -> Page {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    Page {
+        documents: rows.into_iter().map(|(_, document)| document).collect(),
+        next,
+    }
+}
+
+/// An API key row: id, principal, digest, created, revoked.
+type ApiKeyRow = (String, String, Vec<u8>, i64, Option<i64>);
+
+fn api_key_record(row: ApiKeyRow) -> Result<ApiKeyRecord, StorageError> {
+    let (id, principal, digest, created_at_ms, revoked_at_ms) = row;
+    let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| {
+        StorageError::Database(format!(
+            "api key {id}: stored digest is {} bytes, not 32",
+            digest.len()
+        ))
+    })?;
+    Ok(ApiKeyRecord {
+        id,
+        principal,
+        digest,
+        created_at_ms,
+        revoked_at_ms,
+    })
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    async fn insert_identity(&self, identity: &NewIdentity) -> Result<Inserted, StorageError> {
+        self.insert(NewRow::Identity(identity)).await
+    }
+
+    async fn get_identity(&self, owner: &str, agent_id: &str) -> Result<Option<String>, StorageError> {
+        sqlx::query_scalar("SELECT document FROM identities WHERE agent_id = $1 AND owner = $2")
+            .bind(agent_id)
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn list_identities(
+        &self,
+        owner: &str,
+        filter: &IdentityFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        let mut query = QueryBuilder::new("SELECT seq, document FROM identities WHERE owner = ");
+        query.push_bind(owner);
+        if let Some(protocol) = &filter.source_protocol {
+            query.push(" AND source_protocol = ").push_bind(protocol.as_str());
+        }
+        if !filter.include_revoked {
+            query.push(" AND NOT revoked");
+        }
+        self.list(query, page).await
+    }
+
+    async fn update_identity(
+        &self,
+        owner: &str,
+        agent_id: &str,
+        document: &str,
+        revoked: bool,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE identities SET document = $1, revoked = $2 WHERE agent_id = $3 AND owner = $4",
+        )
+        .bind(document)
+        .bind(revoked)
+        .bind(agent_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_credential(&self, credential: &NewCredential) -> Result<Inserted, StorageError> {
+        self.insert(NewRow::Credential(credential)).await
+    }
+
+    async fn get_credential(
+        &self,
+        owner: &str,
+        credential_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        sqlx::query_scalar(
+            "SELECT document FROM credentials WHERE credential_id = $1 AND owner = $2",
+        )
+        .bind(credential_id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StorageError::database)
+    }
+
+    async fn list_credentials(
+        &self,
+        owner: &str,
+        filter: &CredentialFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        let mut query = QueryBuilder::new("SELECT seq, document FROM credentials WHERE owner = ");
+        query.push_bind(owner);
+        if let Some(subject) = &filter.subject_id {
+            query.push(" AND subject_id = ").push_bind(subject.as_str());
+        }
+        if let Some(credential_type) = &filter.credential_type {
+            query
+                .push(" AND credential_type = ")
+                .push_bind(credential_type.as_str());
+        }
+        if filter.valid_only {
+            query
+                .push(" AND NOT revoked AND expires_at_ms > ")
+                .push_bind(filter.now_ms);
+        }
+        self.list(query, page).await
+    }
+
+    async fn update_credential(
+        &self,
+        owner: &str,
+        credential_id: &str,
+        document: &str,
+        revoked: bool,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE credentials SET document = $1, revoked = $2 \
+             WHERE credential_id = $3 AND owner = $4",
+        )
+        .bind(document)
+        .bind(revoked)
+        .bind(credential_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, principal, digest, created_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.principal.as_str())
+        .bind(key.digest.as_slice())
+        .bind(key.created_at_ms)
+        .bind(key.revoked_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(insert_error)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, digest: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StorageError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, principal, digest, created_at_ms, revoked_at_ms FROM api_keys \
+             WHERE digest = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(digest.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StorageError::database)?;
+        row.map(api_key_record).transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, principal, digest, created_at_ms, revoked_at_ms FROM api_keys ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StorageError::database)?;
+        rows.into_iter().map(api_key_record).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(())
+    }
+}

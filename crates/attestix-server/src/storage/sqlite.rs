@@ -1,0 +1,597 @@
+//! [`Storage`] in a SQLite database file: the embedded default.
+//!
+//! # Write concurrency
+//!
+//! SQLite admits one writer at a time, and a writer that meets another's lock either
+//! waits in the busy handler or, when a deferred transaction tries to upgrade a read
+//! lock, fails with `SQLITE_BUSY` at once whatever the busy timeout. So
+//! [`SqliteStorage::open`] keeps two pools on the file:
+//!
+//! - a **writer** pool of exactly one connection, through which every statement that
+//!   writes goes: writers queue fairly for that connection inside the process instead
+//!   of contending for the file lock;
+//! - a **reader** pool (four connections by default) for `get`, `list`, API-key
+//!   lookups and `ping`; in WAL mode readers never block the writer nor wait for it.
+//!
+//! The few multi-statement writes (a recovery point that must be read, and perhaps
+//! replaced, before inserting) run in `BEGIN IMMEDIATE` transactions, which take the
+//! write lock at their first statement, so they stay correct even on a pool with
+//! several writing connections; the 5 s busy timeout then absorbs the waits.
+//!
+//! Share [`SqliteStorage::pool`] (the writer) with the SQLite idempotency store, so its
+//! writes queue on the same connection rather than fight for the file lock:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use attestix_server::storage::SqliteStorage;
+//! use idempotency_sql::SqliteStore;
+//!
+//! let storage = SqliteStorage::open(std::path::Path::new("attestix.db")).await?;
+//! storage.migrate().await?;
+//! let store = SqliteStore::from_pools(storage.pool().clone(), storage.reader_pool().clone());
+//! store.migrate().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Migrations
+//!
+//! The embedded migrations (`migrations/sqlite`) are applied by sqlx's
+//! [`Migrator`], which records them in `_sqlx_migrations`. Their versions are
+//! date-based, `2026112801` onwards, so they cannot collide with the small sequential
+//! versions (`0001`…) a library would use. The migrator ignores applied versions it does
+//! not know (`ignore_missing`), so another component's sqlx migrations recorded in the
+//! same ledger do not make it fail. (`idempotency-sql` keeps its own ledger,
+//! `_idempotency_sql_migrations`, and never touches `_sqlx_migrations`.)
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::QueryBuilder;
+
+use super::{
+    ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity, Page,
+    PageRequest, RecoveryPoint, Storage, StorageError,
+};
+
+/// How long a connection waits for SQLite's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a call waits for a pooled connection before failing (the server then
+/// answers 500/503 rather than hanging).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reader connections opened by [`SqliteStorage::open`].
+const DEFAULT_READERS: u32 = 4;
+
+/// The migrations of `migrations/sqlite`, tolerant of versions applied by others.
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// [`Storage`] in a SQLite database (see the module docs for the pool design).
+///
+/// Cloning is cheap and shares the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStorage {
+    /// The connection options used for a database file: created if missing, WAL
+    /// journal, `synchronous = NORMAL` (durable across process crashes; a power loss
+    /// may lose the last transactions, never corrupt the file), foreign keys on, and a
+    /// 5 s busy timeout.
+    pub fn connect_options(path: &Path) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+    }
+
+    /// Opens (creating if needed) the database file at `path` with
+    /// [`SqliteStorage::connect_options`], one writer connection and four readers.
+    ///
+    /// Call [`SqliteStorage::migrate`] before first use.
+    pub async fn open(path: &Path) -> Result<Self, StorageError> {
+        Self::open_with(Self::connect_options(path), DEFAULT_READERS).await
+    }
+
+    /// Opens a database with the given options, one writer connection and `readers`
+    /// reader connections (at least one).
+    pub async fn open_with(
+        options: SqliteConnectOptions,
+        readers: u32,
+    ) -> Result<Self, StorageError> {
+        // The writer first: it creates the file and switches it to WAL before any
+        // reader connects.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(StorageError::database)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(Self::from_pools(writer, reader))
+    }
+
+    /// Uses `writer` for every statement that writes and `reader` for the reads. Both
+    /// must open the same database; `writer` should have a single connection (see the
+    /// module docs), and both should use WAL and a busy timeout.
+    ///
+    /// Call [`SqliteStorage::migrate`] before first use.
+    pub fn from_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
+        Self { writer, reader }
+    }
+
+    /// A private in-memory database, already migrated, for tests.
+    ///
+    /// It lives in one connection that is never closed (an in-memory SQLite database
+    /// disappears with its last connection), used for reads and writes alike.
+    pub async fn in_memory() -> Result<Self, StorageError> {
+        // `sqlite::memory:` gives every pool its own database.
+        let options =
+            SqliteConnectOptions::from_str("sqlite::memory:").map_err(StorageError::database)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.foreign_keys(true))
+            .await
+            .map_err(StorageError::database)?;
+        let storage = Self::from_pools(pool.clone(), pool);
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    /// Creates or updates the tables `identities`, `credentials` and `api_keys`.
+    ///
+    /// Idempotent. Runs on the writer connection, so it queues behind other writes.
+    /// Applied versions unknown to this build (another component's, or a newer
+    /// release's) are tolerated; see the module docs for the versioning.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        migrator()
+            .run(&self.writer)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    /// The writer pool: one connection, through which every write goes. Give it to the
+    /// SQLite idempotency store so that its writes queue with these.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The reader pool (the same as [`SqliteStorage::pool`] for
+    /// [`SqliteStorage::in_memory`]).
+    pub fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Closes both pools, waiting for checked-out connections to come back.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Inserts a row; with a recovery point, resolves a conflict on it (see
+    /// [`Storage::insert_identity`]).
+    async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
+        // Fast path, also the only path without a recovery point: one autocommit
+        // statement that inserts unless the recovery point is taken.
+        let inserted = row
+            .insert()
+            .execute(&self.writer)
+            .await
+            .map_err(insert_error)?;
+        let Some(recovery) = row.recovery() else {
+            return Ok(Inserted::Created);
+        };
+        if inserted.rows_affected() == 1 {
+            return Ok(Inserted::Created);
+        }
+        // The recovery point names a row. Decide under the write lock, so that no other
+        // writer can replace it between the read and the replacement.
+        let sql = row.statements();
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StorageError::database)?;
+        let existing: Option<(String, i64)> = sqlx::query_as(sql.find_recovery)
+            .bind(&recovery.scope)
+            .bind(&recovery.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StorageError::database)?;
+        if let Some((document, created_at_ms)) = existing {
+            if created_at_ms >= recovery.valid_after_ms {
+                tx.rollback().await.map_err(StorageError::database)?;
+                return Ok(Inserted::Recovered(document));
+            }
+            // Made under an idempotency record that has expired: the key was reused.
+            sqlx::query(sql.clear_recovery)
+                .bind(&recovery.scope)
+                .bind(&recovery.key)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::database)?;
+            tracing::debug!(
+                table = sql.table,
+                "recovery point expired; its resource keeps no recovery point"
+            );
+        }
+        let inserted = row
+            .insert()
+            .execute(&mut *tx)
+            .await
+            .map_err(insert_error)?;
+        if inserted.rows_affected() != 1 {
+            // Unreachable while the transaction holds the write lock; said plainly
+            // rather than reporting a creation that did not happen.
+            return Err(StorageError::Database(format!(
+                "recovery point of {} taken during an exclusive transaction",
+                sql.table
+            )));
+        }
+        tx.commit().await.map_err(StorageError::database)?;
+        Ok(Inserted::Created)
+    }
+
+    /// Runs a listing query built by `query` and turns its rows into a page.
+    async fn list(
+        &self,
+        mut query: QueryBuilder<'_, Sqlite>,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        if page.limit == 0 {
+            return Ok(Page {
+                documents: Vec::new(),
+                next: None,
+            });
+        }
+        if let Some(after) = page.after {
+            query.push(" AND seq > ").push_bind(after);
+        }
+        // One row more than asked tells whether there is a next page.
+        query
+            .push(" ORDER BY seq LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<(i64, String)> = query
+            .build_query_as()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(page_of(rows, page.limit))
+    }
+}
+
+/// The statements specific to one resource table.
+struct TableStatements {
+    table: &'static str,
+    /// The row holding a recovery point: `?1` scope, `?2` key.
+    find_recovery: &'static str,
+    /// Clears an expired recovery point: `?1` scope, `?2` key.
+    clear_recovery: &'static str,
+}
+
+const IDENTITIES: TableStatements = TableStatements {
+    table: "identities",
+    find_recovery: "SELECT document, created_at_ms FROM identities \
+                    WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+    clear_recovery: "UPDATE identities SET idempotency_scope = NULL, idempotency_key = NULL \
+                     WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+};
+
+const CREDENTIALS: TableStatements = TableStatements {
+    table: "credentials",
+    find_recovery: "SELECT document, created_at_ms FROM credentials \
+                    WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+    clear_recovery: "UPDATE credentials SET idempotency_scope = NULL, idempotency_key = NULL \
+                     WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+};
+
+const INSERT_IDENTITY: &str = "\
+INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, expires_at_ms,
+                        document, idempotency_scope, idempotency_key)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+
+const INSERT_CREDENTIAL: &str = "\
+INSERT INTO credentials (credential_id, owner, subject_id, credential_type, created_at_ms,
+                         expires_at_ms, document, idempotency_scope, idempotency_key)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+
+/// A row to insert into one of the resource tables.
+#[derive(Clone, Copy)]
+enum NewRow<'a> {
+    Identity(&'a NewIdentity),
+    Credential(&'a NewCredential),
+}
+
+impl<'a> NewRow<'a> {
+    fn recovery(self) -> Option<&'a RecoveryPoint> {
+        match self {
+            Self::Identity(identity) => identity.recovery.as_ref(),
+            Self::Credential(credential) => credential.recovery.as_ref(),
+        }
+    }
+
+    fn statements(self) -> &'static TableStatements {
+        match self {
+            Self::Identity(_) => &IDENTITIES,
+            Self::Credential(_) => &CREDENTIALS,
+        }
+    }
+
+    /// The insert, which does nothing when the recovery point is taken.
+    fn insert(self) -> Query<'a, Sqlite, SqliteArguments<'a>> {
+        let scope = self.recovery().map(|point| point.scope.as_str());
+        let key = self.recovery().map(|point| point.key.as_str());
+        match self {
+            Self::Identity(identity) => sqlx::query(INSERT_IDENTITY)
+                .bind(identity.agent_id.as_str())
+                .bind(identity.owner.as_str())
+                .bind(identity.source_protocol.as_str())
+                .bind(identity.created_at_ms)
+                .bind(identity.expires_at_ms)
+                .bind(identity.document.as_str())
+                .bind(scope)
+                .bind(key),
+            Self::Credential(credential) => sqlx::query(INSERT_CREDENTIAL)
+                .bind(credential.credential_id.as_str())
+                .bind(credential.owner.as_str())
+                .bind(credential.subject_id.as_str())
+                .bind(credential.credential_type.as_str())
+                .bind(credential.issued_at_ms)
+                .bind(credential.expires_at_ms)
+                .bind(credential.document.as_str())
+                .bind(scope)
+                .bind(key),
+        }
+    }
+}
+
+/// Maps an insert's error: a unique violation (of an id; the recovery point's
+/// conflicts are handled by `ON CONFLICT`) is [`StorageError::Duplicate`].
+fn insert_error(error: sqlx::Error) -> StorageError {
+    match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => {
+            StorageError::Duplicate
+        }
+        _ => StorageError::database(error),
+    }
+}
+
+/// The page made of `rows` (at most `limit + 1`, in `seq` order).
+fn page_of(mut rows: Vec<(i64, String)>, limit: u32) -> Page {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    Page {
+        documents: rows.into_iter().map(|(_, document)| document).collect(),
+        next,
+    }
+}
+
+/// An API key row: id, principal, digest, created, revoked.
+type ApiKeyRow = (String, String, Vec<u8>, i64, Option<i64>);
+
+fn api_key_record(row: ApiKeyRow) -> Result<ApiKeyRecord, StorageError> {
+    let (id, principal, digest, created_at_ms, revoked_at_ms) = row;
+    let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| {
+        StorageError::Database(format!(
+            "api key {id}: stored digest is {} bytes, not 32",
+            digest.len()
+        ))
+    })?;
+    Ok(ApiKeyRecord {
+        id,
+        principal,
+        digest,
+        created_at_ms,
+        revoked_at_ms,
+    })
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn insert_identity(&self, identity: &NewIdentity) -> Result<Inserted, StorageError> {
+        self.insert(NewRow::Identity(identity)).await
+    }
+
+    async fn get_identity(&self, owner: &str, agent_id: &str) -> Result<Option<String>, StorageError> {
+        sqlx::query_scalar("SELECT document FROM identities WHERE agent_id = ?1 AND owner = ?2")
+            .bind(agent_id)
+            .bind(owner)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn list_identities(
+        &self,
+        owner: &str,
+        filter: &IdentityFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        let mut query = QueryBuilder::new("SELECT seq, document FROM identities WHERE owner = ");
+        query.push_bind(owner);
+        if let Some(protocol) = &filter.source_protocol {
+            query.push(" AND source_protocol = ").push_bind(protocol.as_str());
+        }
+        if !filter.include_revoked {
+            query.push(" AND revoked = 0");
+        }
+        self.list(query, page).await
+    }
+
+    async fn update_identity(
+        &self,
+        owner: &str,
+        agent_id: &str,
+        document: &str,
+        revoked: bool,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE identities SET document = ?1, revoked = ?2 WHERE agent_id = ?3 AND owner = ?4",
+        )
+        .bind(document)
+        .bind(revoked)
+        .bind(agent_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_credential(&self, credential: &NewCredential) -> Result<Inserted, StorageError> {
+        self.insert(NewRow::Credential(credential)).await
+    }
+
+    async fn get_credential(
+        &self,
+        owner: &str,
+        credential_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        sqlx::query_scalar(
+            "SELECT document FROM credentials WHERE credential_id = ?1 AND owner = ?2",
+        )
+        .bind(credential_id)
+        .bind(owner)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StorageError::database)
+    }
+
+    async fn list_credentials(
+        &self,
+        owner: &str,
+        filter: &CredentialFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        let mut query = QueryBuilder::new("SELECT seq, document FROM credentials WHERE owner = ");
+        query.push_bind(owner);
+        if let Some(subject) = &filter.subject_id {
+            query.push(" AND subject_id = ").push_bind(subject.as_str());
+        }
+        if let Some(credential_type) = &filter.credential_type {
+            query
+                .push(" AND credential_type = ")
+                .push_bind(credential_type.as_str());
+        }
+        if filter.valid_only {
+            query
+                .push(" AND revoked = 0 AND expires_at_ms > ")
+                .push_bind(filter.now_ms);
+        }
+        self.list(query, page).await
+    }
+
+    async fn update_credential(
+        &self,
+        owner: &str,
+        credential_id: &str,
+        document: &str,
+        revoked: bool,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE credentials SET document = ?1, revoked = ?2 \
+             WHERE credential_id = ?3 AND owner = ?4",
+        )
+        .bind(document)
+        .bind(revoked)
+        .bind(credential_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, principal, digest, created_at_ms, revoked_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.principal.as_str())
+        .bind(key.digest.as_slice())
+        .bind(key.created_at_ms)
+        .bind(key.revoked_at_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(insert_error)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, digest: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StorageError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, principal, digest, created_at_ms, revoked_at_ms FROM api_keys \
+             WHERE digest = ?1 AND revoked_at_ms IS NULL",
+        )
+        .bind(digest.as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StorageError::database)?;
+        row.map(api_key_record).transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, principal, digest, created_at_ms, revoked_at_ms FROM api_keys ORDER BY seq",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StorageError::database)?;
+        rows.into_iter().map(api_key_record).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(())
+    }
+}

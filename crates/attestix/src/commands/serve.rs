@@ -1,0 +1,76 @@
+//! `attestix serve`.
+
+use attestix_server::{Application, IdempotencySettings, IdempotencyStoreChoice, ServerConfig};
+
+use crate::cli::{ServeArgs, StoreArg};
+
+/// The server configuration the flags describe.
+pub fn config(args: &ServeArgs) -> ServerConfig {
+    ServerConfig {
+        bind: args.bind,
+        data_dir: args.data.data_dir.clone(),
+        database_url: args.data.database_url.clone(),
+        database_pool_size: args.data.database_pool_size,
+        legacy_api_key: args.legacy_api_key.clone().filter(|key| !key.is_empty()),
+        allow_no_auth: args.allow_no_auth,
+        public_metrics: args.public_metrics,
+        max_body_bytes: args.max_body_bytes,
+        idempotency: IdempotencySettings {
+            enabled: !args.no_idempotency,
+            store: match args.idempotency_store {
+                StoreArg::Database => IdempotencyStoreChoice::Database,
+                StoreArg::Memory => IdempotencyStoreChoice::Memory,
+            },
+            retention: args.idempotency_ttl,
+            lease: args.idempotency_lease,
+            wait: args.idempotency_wait,
+            ietf_status_codes: args.idempotency_ietf_codes,
+            memory_max_bytes: args.idempotency_memory_max_bytes,
+        },
+        ..ServerConfig::default()
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    attestix_server::telemetry::init_tracing(&args.log);
+    let config = config(&args);
+    if config.allow_no_auth {
+        tracing::warn!("AUTHENTICATION IS OFF (--allow-no-auth): anyone who can reach this port can create and revoke identities");
+        eprintln!("WARNING: authentication is off (--allow-no-auth / ATTESTIX_ALLOW_NO_AUTH); every caller is the principal `anonymous`.");
+    }
+    let application = Application::build(config).await?;
+    if let Some(key) = application.first_admin_key() {
+        eprintln!(
+            "\nCreated the first API key, for the principal `admin`. It is shown only this once; store it now:\n\n    {key}\n\nSend it as `X-API-Key: <key>` or `Authorization: Bearer <key>`.\n"
+        );
+    }
+    tracing::info!(address = %application.local_addr(), did = application.did(), "attestix server listening");
+    // A line for scripts and tests that start the server on port 0.
+    println!("listening on http://{}", application.local_addr());
+    application.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

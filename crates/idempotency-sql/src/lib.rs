@@ -1,0 +1,97 @@
+//! SQLite and PostgreSQL stores for the [`idempotency`] layer.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//!
+//! use idempotency::{FencingToken, Fingerprint, RecordId, ReserveOutcome, ReserveRequest, Store};
+//! use idempotency_sql::SqliteStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = SqliteStore::in_memory().await?; // a file: `SqliteStore::open(path)`, then `migrate()`
+//! let id = RecordId::new("principal-42", "order-2024-0001");
+//! let fingerprint = Fingerprint::from_bytes([7; 32]);
+//! let request = ReserveRequest {
+//!     id: &id,
+//!     fingerprint: &fingerprint,
+//!     token: FencingToken::generate(),
+//!     now: SystemTime::now(),
+//!     lease: Duration::from_secs(60),
+//!     retention: Duration::from_secs(24 * 60 * 60),
+//! };
+//! assert_eq!(store.reserve(request.clone()).await?, ReserveOutcome::Reserved { took_over: false });
+//! // A second request with the same key finds the first one in flight.
+//! let again = ReserveRequest { token: FencingToken::generate(), ..request };
+//! assert!(matches!(store.reserve(again).await?, ReserveOutcome::Existing(_)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With PostgreSQL, shared by every instance of a server:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = idempotency_sql::PostgresStore::connect("postgres://app@db.internal/app").await?;
+//! store.migrate().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//! - `sqlite` (default): [`SqliteStore`].
+//! - `postgres` (default): [`PostgresStore`].
+//! - `test-support`: [`pg_test`], a fresh PostgreSQL database per test.
+//!
+//! # Schema
+//! One table, `idempotency_records`, keyed by `(scope, key)`, with an index on
+//! `expires_at` for the sweeper. Instants are Unix milliseconds chosen by the caller
+//! (`now`), never the database's clock, so every decision of one request uses one
+//! instant and tests can move time without sleeping. Headers are kept in one column in
+//! the format of [`idempotency::StoredResponse::encode_headers`].
+//!
+//! Each backend's [`migrate`](SqliteStore::migrate) applies the embedded migrations
+//! and records them in its own ledger table, not in sqlx's `_sqlx_migrations`, so the
+//! host application can run its own sqlx migrations on the same database (see
+//! [`migrations`]).
+//!
+//! # Atomicity
+//! [`Store::reserve`](idempotency::Store::reserve) is one statement on both backends:
+//!
+//! ```sql
+//! INSERT INTO idempotency_records (…) VALUES (…)
+//! ON CONFLICT (scope, key) DO UPDATE SET …
+//! WHERE <the existing record expired>
+//!    OR (<it is in flight> AND <its lease ended> AND <same fingerprint>)
+//! RETURNING takeovers
+//! ```
+//!
+//! A returned row means the caller owns the record; no row means a live record stayed
+//! as it was, which is then read and reported (if it vanished in between, released or
+//! purged by another worker, the insert is tried again). `RETURNING` cannot see the
+//! replaced row, so the `SET` clause, which can, records the difference in the
+//! `takeovers` column: one more than before when a live in-flight record was reclaimed,
+//! zero for a fresh or replaced-after-expiry record. `takeovers > 0` is reported as
+//! `took_over: true`.
+//!
+//! `complete` and `release` are conditional on `(scope, key, token, state =
+//! 'in_flight')`; when no row matches they fail with
+//! [`StoreError::NotOwner`](idempotency::StoreError::NotOwner). Database errors are
+//! [`StoreError::Unavailable`](idempotency::StoreError::Unavailable), which the layer
+//! answers with 503.
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod record;
+
+pub mod migrations;
+#[cfg(feature = "test-support")]
+pub mod pg_test;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use migrations::MIGRATIONS_TABLE;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
