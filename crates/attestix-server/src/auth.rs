@@ -96,7 +96,9 @@ pub async fn issue_api_key(
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
     /// The principal name breaks the naming rule.
-    #[error("principal names are 1 to 64 characters of a-z, 0-9, '-', '_' and '.'; `{0}` is not one")]
+    #[error(
+        "principal names are 1 to 64 characters of a-z, 0-9, '-', '_' and '.'; `{0}` is not one"
+    )]
     InvalidPrincipal(String),
     /// The database failed.
     #[error(transparent)]
@@ -142,7 +144,10 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get("x-api-key") {
         return value.to_str().ok();
     }
-    let authorization = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = authorization.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

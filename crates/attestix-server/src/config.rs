@@ -114,6 +114,8 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").unwrap_err().contains("2s, 15m or 24h"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("2s, 15m or 24h"));
     }
 }

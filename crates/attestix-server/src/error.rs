@@ -195,7 +195,9 @@ impl From<JsonRejection> for ApiError {
             ),
             JsonRejection::BytesRejection(error) => {
                 if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Self::PayloadTooLarge("the request body is larger than the server accepts".into())
+                    Self::PayloadTooLarge(
+                        "the request body is larger than the server accepts".into(),
+                    )
                 } else {
                     Self::BadRequest(format!("the body could not be read: {}", error.body_text()))
                 }
@@ -249,7 +251,9 @@ mod tests {
             ("display_name".into(), "this field is required".into())
         );
         assert_eq!(
-            split_serde_path("expiry_days: invalid type: string \"x\", expected i64 at line 1 column 20"),
+            split_serde_path(
+                "expiry_days: invalid type: string \"x\", expected i64 at line 1 column 20"
+            ),
             (
                 "expiry_days".into(),
                 "invalid type: string \"x\", expected i64 at line 1 column 20".into()

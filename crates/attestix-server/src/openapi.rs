@@ -128,7 +128,11 @@ fn document_idempotency(operation: &mut Operation) {
     operation.parameters.get_or_insert_with(Vec::new).push(key);
 
     let replayed = HeaderBuilder::new()
-        .schema(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true"])))
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["true"])),
+        )
         .description(Some(
             "Present, with the value `true`, when this response is a replay of the response \
              stored for the request's Idempotency-Key.",
@@ -158,10 +162,7 @@ fn document_idempotency(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| problem(description));
     }
-    for (status, description) in [
-        ("401", "No API key"),
-        ("403", "Unknown or revoked API key"),
-    ] {
+    for (status, description) in [("401", "No API key"), ("403", "Unknown or revoked API key")] {
         operation
             .responses
             .responses

@@ -31,8 +31,9 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(SigningKey, KeyOrigin)
             Ok((key, KeyOrigin::Loaded))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(data_dir)
-                .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+            fs::create_dir_all(data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            })?;
             let key = SigningKey::generate();
             let mut options = fs::OpenOptions::new();
             options.write(true).create_new(true);
@@ -41,9 +42,9 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(SigningKey, KeyOrigin)
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            let mut file = options
-                .open(&path)
-                .with_context(|| format!("cannot create the signing key file {}", path.display()))?;
+            let mut file = options.open(&path).with_context(|| {
+                format!("cannot create the signing key file {}", path.display())
+            })?;
             file.write_all(key.to_key_file().to_json_pretty().as_bytes())?;
             file.sync_all()?;
             Ok((key, KeyOrigin::Created))
@@ -68,7 +69,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE_NAME)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

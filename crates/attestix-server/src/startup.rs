@@ -53,7 +53,10 @@ pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
             let storage = PostgresStorage::connect(url, config.database_pool_size)
                 .await
                 .context("cannot connect to PostgreSQL")?;
-            storage.migrate().await.context("cannot migrate the PostgreSQL database")?;
+            storage
+                .migrate()
+                .await
+                .context("cannot migrate the PostgreSQL database")?;
             let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone());
             store
                 .migrate()
@@ -66,13 +69,19 @@ pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
         }
         None => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("cannot create the data directory {}", config.data_dir.display())
+                format!(
+                    "cannot create the data directory {}",
+                    config.data_dir.display()
+                )
             })?;
             let path = config.data_dir.join(DATABASE_FILE);
             let storage = SqliteStorage::open(&path)
                 .await
                 .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-            storage.migrate().await.context("cannot migrate the SQLite database")?;
+            storage
+                .migrate()
+                .await
+                .context("cannot migrate the SQLite database")?;
             let store = idempotency_sql::SqliteStore::from_pools(
                 storage.pool().clone(),
                 storage.reader_pool().clone(),
@@ -126,7 +135,11 @@ impl Application {
             })),
         };
         let purger = settings.enabled.then(|| {
-            idempotency::spawn_purger(store.clone(), Arc::new(SystemClock), Duration::from_secs(60))
+            idempotency::spawn_purger(
+                store.clone(),
+                Arc::new(SystemClock),
+                Duration::from_secs(60),
+            )
         });
         let mut layer_config = IdempotencyConfig::default()
             .with_scope(auth::idempotency_scope)
@@ -199,12 +212,16 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting connections and
     /// waits (up to the grace period) for in-flight requests to finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = self.grace;
         let server = axum::serve(
             self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -232,7 +249,11 @@ impl Application {
 /// The router: every route, the documentation, and the layers in the order the
 /// specification gives (outermost first): request id and tracing, metrics, body
 /// size limit, authentication, idempotency, routes.
-pub fn router(state: Arc<AppState>, idempotency: Option<IdempotencyLayer>, max_body: usize) -> Router {
+pub fn router(
+    state: Arc<AppState>,
+    idempotency: Option<IdempotencyLayer>,
+    max_body: usize,
+) -> Router {
     let api = Router::new()
         .route(
             "/v1/identities",
@@ -242,13 +263,22 @@ pub fn router(state: Arc<AppState>, idempotency: Option<IdempotencyLayer>, max_b
             "/v1/identities/{agent_id}",
             get(identities::get_identity).delete(identities::revoke_identity),
         )
-        .route("/v1/identities/{agent_id}/verify", post(identities::verify_identity))
+        .route(
+            "/v1/identities/{agent_id}/verify",
+            post(identities::verify_identity),
+        )
         .route(
             "/v1/credentials",
             post(credentials::issue_credential).get(credentials::list_credentials),
         )
-        .route("/v1/credentials/issue", post(credentials::issue_credential_alias))
-        .route("/v1/credentials/verify-external", post(credentials::verify_external))
+        .route(
+            "/v1/credentials/issue",
+            post(credentials::issue_credential_alias),
+        )
+        .route(
+            "/v1/credentials/verify-external",
+            post(credentials::verify_external),
+        )
         .route(
             "/v1/credentials/{credential_id}",
             get(credentials::get_credential).delete(credentials::revoke_credential),
@@ -257,7 +287,10 @@ pub fn router(state: Arc<AppState>, idempotency: Option<IdempotencyLayer>, max_b
             "/v1/credentials/{credential_id}/verify",
             post(credentials::verify_stored_credential),
         )
-        .route("/v1/presentations", post(presentations::create_presentation))
+        .route(
+            "/v1/presentations",
+            post(presentations::create_presentation),
+        )
         .route("/v1/presentations/verify", post(presentations::verify))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -295,10 +328,8 @@ async fn reject_declared_oversize(request: Request, next: Next, limit: usize) ->
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return ApiError::PayloadTooLarge(format!(
-            "the request body is larger than {limit} bytes"
-        ))
-        .into_response();
+        return ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+            .into_response();
     }
     next.run(request).await
 }

@@ -20,7 +20,11 @@ use sqlx::sqlite::SqlitePoolOptions;
 const LEASE: Duration = Duration::from_secs(60);
 const RETENTION: Duration = Duration::from_secs(86_400);
 
-fn request<'a>(id: &'a RecordId, fingerprint: &'a Fingerprint, token: FencingToken) -> ReserveRequest<'a> {
+fn request<'a>(
+    id: &'a RecordId,
+    fingerprint: &'a Fingerprint,
+    token: FencingToken,
+) -> ReserveRequest<'a> {
     ReserveRequest {
         id,
         fingerprint,
@@ -35,10 +39,18 @@ async fn measure(label: &str, store: SqliteStore) {
     let fingerprint = Fingerprint::from_bytes([1; 32]);
     let response = StoredResponse {
         status: 201,
-        headers: vec![("content-type".into(), Bytes::from_static(b"application/json"))],
+        headers: vec![(
+            "content-type".into(),
+            Bytes::from_static(b"application/json"),
+        )],
         body: Bytes::from(vec![b'x'; 600]),
     };
-    let now = request(&RecordId::new("", ""), &fingerprint, FencingToken::generate()).now;
+    let now = request(
+        &RecordId::new("", ""),
+        &fingerprint,
+        FencingToken::generate(),
+    )
+    .now;
 
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -116,7 +128,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         measure(&format!("1 writer + {readers} readers"), store).await;
     }
     for connections in [2, 4, 8] {
-        let options = SqliteStore::connect_options(dir.path().join(format!("shared-{connections}.db")));
+        let options =
+            SqliteStore::connect_options(dir.path().join(format!("shared-{connections}.db")));
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
             .connect_with(options)

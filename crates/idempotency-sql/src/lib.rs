@@ -65,19 +65,35 @@
 //! RETURNING takeovers
 //! ```
 //!
-//! A returned row means the caller owns the record; no row means a live record stayed
-//! as it was, which is then read and reported (if it vanished in between, released or
-//! purged by another worker, the insert is tried again). `RETURNING` cannot see the
-//! replaced row, so the `SET` clause, which can, records the difference in the
-//! `takeovers` column: one more than before when a live in-flight record was reclaimed,
-//! zero for a fresh or replaced-after-expiry record. `takeovers > 0` is reported as
-//! `took_over: true`.
+//! A returned row means the caller owns the record. No row means a live record stayed
+//! as it was; it is then read and reported. Should it have changed in between
+//! (released or purged by another worker, say), the statement is repeated inside a
+//! transaction that holds the record once the statement conflicts (PostgreSQL's
+//! `ON CONFLICT DO UPDATE` locks the row even when its `WHERE` is false; SQLite's
+//! `BEGIN IMMEDIATE` holds the write lock), so the record read back is the one that
+//! blocked. Check-then-insert never happens.
+//!
+//! `RETURNING` cannot see the replaced row, so the `SET` clause, which can, records the
+//! difference in the `takeovers` column: one more than before when a live in-flight
+//! record was reclaimed, zero for a fresh record or one replaced after it expired.
+//! `takeovers > 0` is reported as `took_over: true`.
 //!
 //! `complete` and `release` are conditional on `(scope, key, token, state =
 //! 'in_flight')`; when no row matches they fail with
 //! [`StoreError::NotOwner`](idempotency::StoreError::NotOwner). Database errors are
 //! [`StoreError::Unavailable`](idempotency::StoreError::Unavailable), which the layer
 //! answers with 503.
+//!
+//! # Clocks and costs
+//! Leases and expiry compare instants from the callers' clocks, so server instances
+//! sharing a PostgreSQL database should keep their clocks in sync (NTP): a skew of
+//! *s* shifts lease and expiry decisions by *s*.
+//!
+//! A new key costs one statement. A replay or in-flight answer costs the (no-op)
+//! reservation statement plus one read; a host with many replays can try
+//! [`Store::lookup`](idempotency::Store::lookup) first (a read only) and reserve
+//! when it finds nothing, or keep completed records in a cache: they are immutable
+//! until they expire.
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod record;

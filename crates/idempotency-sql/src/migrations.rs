@@ -1,16 +1,21 @@
 //! How the embedded migrations are applied without touching the host's `_sqlx_migrations`.
 //!
-//! sqlx 0.8's [`Migrator`](sqlx::migrate::Migrator) keeps its ledger in a table whose
-//! name, `_sqlx_migrations`, is fixed in each driver (a configurable name only arrives
-//! with sqlx 0.9). A host server that runs its own `sqlx::migrate!()` against the same
-//! database would then see this crate's versions as "applied but missing" and fail with
-//! `VersionMissing` unless it, too, set `ignore_missing`; version numbers could also
-//! collide. So the migrations are still embedded with `sqlx::migrate!` (files under
+//! sqlx 0.8's [`sqlx::migrate::Migrator`] keeps its ledger in a table whose name,
+//! `_sqlx_migrations`, is fixed in each driver (a configurable name arrives only with
+//! sqlx 0.9, as `[migrate] table-name` in `sqlx.toml`). A host server that runs its own
+//! `sqlx::migrate!()` on the same database would then see this crate's versions as
+//! "applied but missing" and fail with `VersionMissing` unless it, too, set
+//! `ignore_missing`; version numbers of the two sets could also collide.
+//!
+//! So the migrations are still embedded with `sqlx::migrate!` (files under
 //! `migrations/sqlite` and `migrations/postgres`, checksummed at compile time), but
 //! they are applied by this crate, which records them in its own ledger table,
-//! [`MIGRATIONS_TABLE`]. Each backend runs the whole pass in one transaction under an
-//! exclusive lock, so concurrent server instances migrate once, and a failed migration
-//! leaves nothing behind (both databases have transactional DDL).
+//! [`MIGRATIONS_TABLE`]. The host's migrator and this one never see each other's
+//! versions, whatever settings either uses. Each backend runs the whole pass in one
+//! transaction under an exclusive lock, so concurrent server instances migrate once,
+//! and a failed migration leaves nothing behind (both databases have transactional
+//! DDL). A migration file edited after it was applied is refused with
+//! `MigrateError::VersionMismatch`, as sqlx would.
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::collections::HashMap;
@@ -28,10 +33,10 @@ pub const MIGRATIONS_TABLE: &str = "_idempotency_sql_migrations";
 /// the crate applied it; its schema changes are additive by policy). A known version
 /// whose checksum differs is an error: the migration file was edited after release.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn pending<'m>(
-    migrator: &'m Migrator,
+pub(crate) fn pending(
+    migrator: &Migrator,
     applied: Vec<(i64, Vec<u8>)>,
-) -> Result<Vec<&'m Migration>, MigrateError> {
+) -> Result<Vec<&Migration>, MigrateError> {
     let applied: HashMap<i64, Vec<u8>> = applied.into_iter().collect();
     let mut pending = Vec::new();
     for migration in migrator.iter() {

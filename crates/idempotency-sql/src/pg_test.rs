@@ -133,7 +133,8 @@ impl TestDatabase {
             url: mask_password(server_url),
             reason,
         };
-        let admin = PgConnectOptions::from_str(server_url).map_err(|e| unreachable(e.to_string()))?;
+        let admin =
+            PgConnectOptions::from_str(server_url).map_err(|e| unreachable(e.to_string()))?;
         let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, admin.connect())
             .await
             .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -243,7 +244,10 @@ where
     // If `test` panics, unwinding drops `database`, whose Drop removes it.
     test(store).await;
     if let Err(error) = database.drop_database().await {
-        let _ = writeln!(std::io::stderr(), "warning: test database not dropped: {error}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: test database not dropped: {error}"
+        );
     }
 }
 
@@ -381,11 +385,7 @@ fn mask_password(url: &str) -> String {
         return url.to_owned();
     };
     match rest[..at].split_once(':') {
-        Some((user, _password)) => format!(
-            "{}{user}:***{}",
-            &url[..authority_start],
-            &rest[at..]
-        ),
+        Some((user, _password)) => format!("{}{user}:***{}", &url[..authority_start], &rest[at..]),
         None => url.to_owned(),
     }
 }
@@ -404,7 +404,10 @@ mod tests {
             url_with_database("postgres://u:p@host/db?sslmode=disable", "t2"),
             "postgres://u:p@host/t2?sslmode=disable"
         );
-        assert_eq!(url_with_database("postgres://host:5432", "t3"), "postgres://host:5432/t3");
+        assert_eq!(
+            url_with_database("postgres://host:5432", "t3"),
+            "postgres://host:5432/t3"
+        );
     }
 
     #[test]
@@ -424,6 +427,8 @@ mod tests {
         let (a, b) = (unique_name(), unique_name());
         assert_ne!(a, b);
         assert!(a.len() < 63);
-        assert!(a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
     }
 }

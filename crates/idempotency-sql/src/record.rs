@@ -125,8 +125,9 @@ impl RecordRow {
                         "completed record without a stored response".into(),
                     ));
                 };
-                let status = u16::try_from(status)
-                    .map_err(|_| StoreError::Corrupt(format!("stored status {status} is invalid")))?;
+                let status = u16::try_from(status).map_err(|_| {
+                    StoreError::Corrupt(format!("stored status {status} is invalid"))
+                })?;
                 RecordState::Completed(StoredResponse {
                     status,
                     headers: StoredResponse::decode_headers(&headers)?,

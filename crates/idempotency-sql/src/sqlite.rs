@@ -6,15 +6,23 @@
 //! on the file: a *writer* pool of exactly one connection, through which every
 //! `reserve`, `complete`, `release` and `purge_expired` goes, and a *reader* pool for
 //! `lookup` and for reading the record a reservation conflicted with. Writers queue
-//! fairly in the pool instead of spinning in SQLite's busy handler, and WAL mode lets
+//! fairly in the pool instead of sleeping in SQLite's busy handler, and WAL mode lets
 //! the readers proceed while a write is in progress.
 //!
-//! Every write is a single autocommit statement, which SQLite runs as a write
-//! transaction from its first step (so there is no read-then-upgrade step that could
-//! fail with `SQLITE_BUSY` irrespective of the busy timeout). A host that shares its own
-//! pool with [`SqliteStore::from_pool`] may have many writing connections; the
-//! busy timeout of [`SqliteStore::connect_options`] (5 s) then absorbs the waits.
-//! Both set-ups are covered by the concurrency tests.
+//! A host that shares its own pool with [`SqliteStore::from_pool`] may have many
+//! writing connections; the busy timeout of [`SqliteStore::connect_options`] (5 s)
+//! then absorbs the waits. Every write is either a single autocommit statement, which
+//! SQLite runs as a write transaction from its first step, or a `BEGIN IMMEDIATE`
+//! transaction, so no transaction ever has to upgrade a read lock to a write lock,
+//! the one case where SQLite returns `SQLITE_BUSY` without consulting the busy timeout.
+//!
+//! Both set-ups pass the concurrency tests (64 tasks racing for one key: one winner,
+//! no error). The example `sqlite_write_modes` measures them; on a 2-core machine,
+//! 16 tasks doing reserve + complete + lookup ran at about 2,400 to 2,800 triples/s
+//! either way, with a worst case of about 30 ms through one writer against 100 to
+//! 270 ms through a shared pool of 2 to 8 connections (the busy handler backs off
+//! in sleeps of up to 100 ms). The single writer is the default for its bounded
+//! latency.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -87,7 +95,10 @@ impl SqliteStore {
 
     /// Opens a database with the given options, one writer connection and `readers`
     /// reader connections (at least one).
-    pub async fn open_with(options: SqliteConnectOptions, readers: u32) -> Result<Self, sqlx::Error> {
+    pub async fn open_with(
+        options: SqliteConnectOptions,
+        readers: u32,
+    ) -> Result<Self, sqlx::Error> {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -48,7 +48,14 @@ async fn purge_works_through_many_batches() {
         }
         let live = RecordId::new("scope-a", "live");
         let later = t0() + Duration::from_secs(3600);
-        reserve(&store, &live, &fingerprint(1), FencingToken::generate(), later).await;
+        reserve(
+            &store,
+            &live,
+            &fingerprint(1),
+            FencingToken::generate(),
+            later,
+        )
+        .await;
 
         assert_eq!(store.purge_expired(t0() + RETENTION).await.unwrap(), 10);
         assert!(store.lookup(&live, later).await.unwrap().is_some());
@@ -72,7 +79,9 @@ async fn concurrent_migrations_apply_once() {
             tasks.push(tokio::spawn(async move { store.migrate().await }));
         }
         for task in tasks {
-            task.await.unwrap().expect("every concurrent migrate succeeds");
+            task.await
+                .unwrap()
+                .expect("every concurrent migrate succeeds");
         }
         let versions: Vec<(i64,)> =
             sqlx::query_as(&format!("SELECT version FROM {MIGRATIONS_TABLE}"))
@@ -94,7 +103,9 @@ async fn migrations_are_recorded_apart_from_the_hosts_sqlx_migrations() {
         )
         .unwrap();
         let host = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
-        host.run(store.pool()).await.expect("the host's migrator is undisturbed");
+        host.run(store.pool())
+            .await
+            .expect("the host's migrator is undisturbed");
         store.migrate().await.unwrap();
         host.run(store.pool()).await.unwrap();
         let theirs: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
@@ -121,7 +132,10 @@ async fn a_store_connected_by_url_works_and_its_database_is_dropped_with_it() {
     assert!(database_exists(&name).await);
     // Dropped without `drop_database`: `Drop` removes it from the server.
     drop(database);
-    assert!(!database_exists(&name).await, "the test database was dropped");
+    assert!(
+        !database_exists(&name).await,
+        "the test database was dropped"
+    );
 }
 
 /// Whether a database of that name still exists on the server.

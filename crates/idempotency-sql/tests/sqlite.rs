@@ -97,7 +97,10 @@ async fn records_survive_closing_and_reopening_the_file() {
         store.migrate().await.unwrap();
         let token = FencingToken::generate();
         reserve(&store, &completed, &fingerprint(1), token, t0()).await;
-        store.complete(&completed, token, &response()).await.unwrap();
+        store
+            .complete(&completed, token, &response())
+            .await
+            .unwrap();
         reserve(&store, &in_flight, &fingerprint(2), in_flight_token, t0()).await;
         store.close().await;
     }
@@ -108,7 +111,14 @@ async fn records_survive_closing_and_reopening_the_file() {
         RecordState::Completed(response())
     );
     assert!(matches!(
-        reserve(&store, &completed, &fingerprint(1), FencingToken::generate(), t0()).await,
+        reserve(
+            &store,
+            &completed,
+            &fingerprint(1),
+            FencingToken::generate(),
+            t0()
+        )
+        .await,
         ReserveOutcome::Existing(_)
     ));
     // The in-flight reservation, its lease and its token survived too.
@@ -134,7 +144,14 @@ async fn purge_works_through_many_batches() {
     }
     let live = RecordId::new("scope-a", "live");
     let later = t0() + Duration::from_secs(3600);
-    reserve(&store, &live, &fingerprint(1), FencingToken::generate(), later).await;
+    reserve(
+        &store,
+        &live,
+        &fingerprint(1),
+        FencingToken::generate(),
+        later,
+    )
+    .await;
 
     assert_eq!(store.purge_expired(t0() + RETENTION).await.unwrap(), 10);
     assert!(store.lookup(&live, later).await.unwrap().is_some());
@@ -143,7 +160,9 @@ async fn purge_works_through_many_batches() {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_are_recorded_apart_from_the_hosts_sqlx_migrations() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("shared.db")).await.unwrap();
+    let store = SqliteStore::open(dir.path().join("shared.db"))
+        .await
+        .unwrap();
 
     // The host's own migrations, run by sqlx's migrator with its default settings
     // (`ignore_missing = false`), before and after the store's.
@@ -164,7 +183,9 @@ async fn migrations_are_recorded_apart_from_the_hosts_sqlx_migrations() {
         .await
         .unwrap()
         .unwrap();
-    host.run(store.pool()).await.expect("the host's migrator is undisturbed");
+    host.run(store.pool())
+        .await
+        .expect("the host's migrator is undisturbed");
     store.migrate().await.unwrap();
 
     let ours: Vec<(i64,)> = sqlx::query_as(&format!("SELECT version FROM {MIGRATIONS_TABLE}"))
@@ -182,10 +203,12 @@ async fn migrations_are_recorded_apart_from_the_hosts_sqlx_migrations() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_migration_is_refused() {
     let store = SqliteStore::in_memory().await.unwrap();
-    sqlx::query(&format!("UPDATE {MIGRATIONS_TABLE} SET checksum = x'00' WHERE version = 1"))
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "UPDATE {MIGRATIONS_TABLE} SET checksum = x'00' WHERE version = 1"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
     assert!(matches!(
         store.migrate().await,
         Err(sqlx::migrate::MigrateError::VersionMismatch(1))
@@ -224,5 +247,8 @@ async fn a_closed_database_is_reported_unavailable() {
             retention: RETENTION,
         })
         .await;
-    assert!(matches!(outcome, Err(idempotency::StoreError::Unavailable(_))));
+    assert!(matches!(
+        outcome,
+        Err(idempotency::StoreError::Unavailable(_))
+    ));
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use attestix_core::{
-    verify_credential, Claims, CredentialVerification, ExpiryDays, NewCredential as CredentialParams,
-    VerifiableCredential,
+    verify_credential, Claims, CredentialVerification, ExpiryDays,
+    NewCredential as CredentialParams, VerifiableCredential,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,7 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::identities::recovery_point;
-use super::{list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging};
+use super::{
+    list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
+};
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -141,14 +143,27 @@ fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> 
         ("issuer_name", &body.issuer_name),
     ] {
         if value.trim().is_empty() {
-            errors.push(FieldError { field: field.into(), message: format!("{field} must not be empty") });
+            errors.push(FieldError {
+                field: field.into(),
+                message: format!("{field} must not be empty"),
+            });
         }
     }
     let claims = Claims::parse(body.claims)
-        .map_err(|e| errors.push(FieldError { field: e.field().into(), message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: e.field().into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     let expiry_days = ExpiryDays::parse_optional(body.expiry_days)
-        .map_err(|e| errors.push(FieldError { field: e.field().into(), message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: e.field().into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     let (Some(claims), Some(expiry_days), true) = (claims, expiry_days, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
@@ -232,7 +247,9 @@ async fn issue(
         if action.as_deref() == Some("abort") {
             std::process::abort();
         }
-        Err(ApiError::Internal("failpoint credential.after_commit".into()))
+        Err(ApiError::Internal(
+            "failpoint credential.after_commit".into(),
+        ))
     });
     Ok(JsonText::new(StatusCode::CREATED, document))
 }
@@ -284,9 +301,16 @@ pub async fn get_credential(
     Extension(caller): Extension<Caller>,
     ApiPath(credential_id): ApiPath<String>,
 ) -> Result<JsonText, ApiError> {
-    match state.storage.get_credential(&caller.scope(), &credential_id).await? {
+    match state
+        .storage
+        .get_credential(&caller.scope(), &credential_id)
+        .await?
+    {
         Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
-        None => Err(ApiError::NotFound { kind: "credential", id: credential_id }),
+        None => Err(ApiError::NotFound {
+            kind: "credential",
+            id: credential_id,
+        }),
     }
 }
 
@@ -299,7 +323,9 @@ pub(crate) async fn load(
         return Ok(None);
     };
     serde_json::from_str(&document).map(Some).map_err(|e| {
-        ApiError::Internal(format!("stored credential {credential_id} is unreadable: {e}"))
+        ApiError::Internal(format!(
+            "stored credential {credential_id} is unreadable: {e}"
+        ))
     })
 }
 
@@ -333,7 +359,10 @@ pub async fn verify_stored_credential(
     let check = credential.verify(OffsetDateTime::now_utc());
     // A stored credential must also be this server's: a valid signature by some
     // other key does not make it ours.
-    let issued_here = attestix_core::credential_is_issued_by(&credential.to_value(), &state.signer.verifying_key());
+    let issued_here = attestix_core::credential_is_issued_by(
+        &credential.to_value(),
+        &state.signer.verifying_key(),
+    );
     let signature_valid = check.signature_valid && issued_here;
     Ok(Json(StoredCredentialVerification {
         valid: check.valid && issued_here,
@@ -372,8 +401,17 @@ pub async fn verify_external(
     } = verify_credential(&body.credential, OffsetDateTime::now_utc());
     Json(ExternalVerification {
         valid,
-        checks: ExternalChecks { structure_valid, not_revoked, not_expired, signature_valid },
-        credential_id: body.credential.get("id").and_then(Value::as_str).map(str::to_owned),
+        checks: ExternalChecks {
+            structure_valid,
+            not_revoked,
+            not_expired,
+            signature_valid,
+        },
+        credential_id: body
+            .credential
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         issuer: attestix_core::credential_issuer_did(&body.credential).map(str::to_owned),
         subject: attestix_core::credential_subject_id(&body.credential).map(str::to_owned),
     })
@@ -400,7 +438,10 @@ pub async fn revoke_credential(
     let request = parse_revoke_body(&body)?;
     let owner = caller.scope();
     let Some(mut credential) = load(&state, &owner, &credential_id).await? else {
-        return Err(ApiError::NotFound { kind: "credential", id: credential_id });
+        return Err(ApiError::NotFound {
+            kind: "credential",
+            id: credential_id,
+        });
     };
     credential.revoke(request.reason.clone(), OffsetDateTime::now_utc());
     let document =
@@ -410,7 +451,14 @@ pub async fn revoke_credential(
         .update_credential(&owner, &credential_id, &document, true)
         .await?
     {
-        return Err(ApiError::NotFound { kind: "credential", id: credential_id });
+        return Err(ApiError::NotFound {
+            kind: "credential",
+            id: credential_id,
+        });
     }
-    Ok(Json(CredentialRevoked { revoked: true, credential_id, reason: request.reason }))
+    Ok(Json(CredentialRevoked {
+        revoked: true,
+        credential_id,
+        reason: request.reason,
+    }))
 }

@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging};
+use super::{
+    list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
+};
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -85,10 +87,20 @@ pub struct IdentityVerification {
 fn validate(body: CreateIdentityRequest) -> Result<IdentityParams, ApiError> {
     let mut errors = Vec::new();
     let display_name = DisplayName::parse(&body.display_name)
-        .map_err(|e| errors.push(FieldError { field: e.field().into(), message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: e.field().into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     let expiry_days = ExpiryDays::parse_optional(body.expiry_days)
-        .map_err(|e| errors.push(FieldError { field: e.field().into(), message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: e.field().into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     if body.source_protocol.trim().is_empty() {
         errors.push(FieldError {
@@ -96,7 +108,9 @@ fn validate(body: CreateIdentityRequest) -> Result<IdentityParams, ApiError> {
             message: "source_protocol must not be empty".into(),
         });
     }
-    let (Some(display_name), Some(expiry_days), true) = (display_name, expiry_days, errors.is_empty()) else {
+    let (Some(display_name), Some(expiry_days), true) =
+        (display_name, expiry_days, errors.is_empty())
+    else {
         return Err(ApiError::Validation(errors));
     };
     let mut params = IdentityParams::new(display_name, body.source_protocol);
@@ -200,7 +214,11 @@ pub async fn list_identities(
 }
 
 async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
-    let Some(document) = state.storage.get_identity(&caller.scope(), agent_id).await? else {
+    let Some(document) = state
+        .storage
+        .get_identity(&caller.scope(), agent_id)
+        .await?
+    else {
         return Ok(None);
     };
     serde_json::from_str(&document)
@@ -224,9 +242,16 @@ pub async fn get_identity(
     Extension(caller): Extension<Caller>,
     ApiPath(agent_id): ApiPath<String>,
 ) -> Result<JsonText, ApiError> {
-    match state.storage.get_identity(&caller.scope(), &agent_id).await? {
+    match state
+        .storage
+        .get_identity(&caller.scope(), &agent_id)
+        .await?
+    {
         Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
-        None => Err(ApiError::NotFound { kind: "identity", id: agent_id }),
+        None => Err(ApiError::NotFound {
+            kind: "identity",
+            id: agent_id,
+        }),
     }
 }
 
@@ -290,7 +315,10 @@ pub async fn revoke_identity(
 ) -> Result<JsonText, ApiError> {
     let request = parse_revoke_body(&body)?;
     let Some(mut uait) = load(&state, &caller, &agent_id).await? else {
-        return Err(ApiError::NotFound { kind: "identity", id: agent_id });
+        return Err(ApiError::NotFound {
+            kind: "identity",
+            id: agent_id,
+        });
     };
     uait.revoke(request.reason, OffsetDateTime::now_utc());
     let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -299,7 +327,10 @@ pub async fn revoke_identity(
         .update_identity(&caller.scope(), &agent_id, &document, true)
         .await?
     {
-        return Err(ApiError::NotFound { kind: "identity", id: agent_id });
+        return Err(ApiError::NotFound {
+            kind: "identity",
+            id: agent_id,
+        });
     }
     Ok(JsonText::new(StatusCode::OK, document))
 }

@@ -11,10 +11,63 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
-/// A JSON body extractor whose rejections are problem+json (400/413/415/422).
-#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body extractor whose rejections are problem+json: 415 without a
+/// JSON content type, 413 over the size limit, 400 for malformed JSON, 422 for a
+/// body that is not an object or whose fields break their types.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .map(|essence| {
+                let essence = essence.trim();
+                essence.eq_ignore_ascii_case("application/json")
+                    || essence.to_ascii_lowercase().ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body must be JSON, sent with Content-Type: application/json".into(),
+            ));
+        }
+        let body = bytes::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(
+                        "the request body is larger than the server accepts".into(),
+                    )
+                } else {
+                    ApiError::BadRequest(format!(
+                        "the body could not be read: {}",
+                        rejection.body_text()
+                    ))
+                }
+            })?;
+        // serde would also accept a struct written as an array; the API does not.
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() => {
+                return Err(ApiError::BadRequest("the body is not valid JSON".into()));
+            }
+            _ => return Err(ApiError::invalid("body", "the body must be a JSON object")),
+        }
+        axum::Json::<T>::from_bytes(&body)
+            .map(|axum::Json(value)| Self(value))
+            .map_err(ApiError::from)
+    }
+}
 
 /// A query extractor whose rejections are problem+json (422).
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
@@ -64,7 +117,10 @@ impl IntoResponse for JsonText {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(cursor) = self.next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(cursor) = self
+            .next_cursor
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
             headers.insert(NEXT_CURSOR_HEADER, cursor);
         }
         response
@@ -98,7 +154,9 @@ impl Paging {
                 text.strip_prefix('c')
                     .and_then(|n| n.parse::<i64>().ok())
                     .filter(|n| *n >= 0)
-                    .ok_or_else(|| ApiError::invalid("cursor", "not a cursor this server issued"))?,
+                    .ok_or_else(|| {
+                        ApiError::invalid("cursor", "not a cursor this server issued")
+                    })?,
             ),
         };
         Ok(crate::storage::PageRequest {
@@ -111,7 +169,8 @@ impl Paging {
 /// A page of stored documents as a JSON array (the Python API's list shape), with
 /// the next cursor in `X-Next-Cursor`.
 fn list_response(page: crate::storage::Page) -> JsonText {
-    let mut body = String::with_capacity(page.documents.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
+    let mut body =
+        String::with_capacity(page.documents.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
     body.push('[');
     for (index, document) in page.documents.iter().enumerate() {
         if index > 0 {

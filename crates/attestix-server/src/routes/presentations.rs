@@ -65,19 +65,36 @@ pub async fn create_presentation(
     ApiJson(body): ApiJson<CreatePresentationRequest>,
 ) -> Result<JsonText, ApiError> {
     if body.credential_ids.is_empty() {
-        return Err(ApiError::invalid("credential_ids", "must name at least one credential"));
+        return Err(ApiError::invalid(
+            "credential_ids",
+            "must name at least one credential",
+        ));
     }
     if body.credential_ids.len() > 100 {
-        return Err(ApiError::invalid("credential_ids", "may name at most 100 credentials"));
+        return Err(ApiError::invalid(
+            "credential_ids",
+            "may name at most 100 credentials",
+        ));
     }
     let owner = caller.scope();
-    if state.storage.get_identity(&owner, &body.agent_id).await?.is_none() {
-        return Err(ApiError::NotFound { kind: "identity", id: body.agent_id });
+    if state
+        .storage
+        .get_identity(&owner, &body.agent_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound {
+            kind: "identity",
+            id: body.agent_id,
+        });
     }
     let mut credentials = Vec::with_capacity(body.credential_ids.len());
     for credential_id in &body.credential_ids {
         let Some(document) = state.storage.get_credential(&owner, credential_id).await? else {
-            return Err(ApiError::NotFound { kind: "credential", id: credential_id.clone() });
+            return Err(ApiError::NotFound {
+                kind: "credential",
+                id: credential_id.clone(),
+            });
         };
         let credential: Value = serde_json::from_str(&document)
             .map_err(|e| ApiError::Internal(format!("stored credential unreadable: {e}")))?;

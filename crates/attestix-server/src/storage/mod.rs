@@ -165,7 +165,11 @@ pub trait Storage: Send + Sync + 'static {
     /// resource's document instead.
     async fn insert_identity(&self, identity: &NewIdentity) -> Result<Inserted, StorageError>;
     /// The identity's document, if it exists and belongs to `owner`.
-    async fn get_identity(&self, owner: &str, agent_id: &str) -> Result<Option<String>, StorageError>;
+    async fn get_identity(
+        &self,
+        owner: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StorageError>;
     /// A page of `owner`'s identities, oldest first.
     async fn list_identities(
         &self,
@@ -183,7 +187,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<bool, StorageError>;
 
     /// Inserts a credential; recovery points as for identities.
-    async fn insert_credential(&self, credential: &NewCredential) -> Result<Inserted, StorageError>;
+    async fn insert_credential(&self, credential: &NewCredential)
+        -> Result<Inserted, StorageError>;
     /// The credential's document, if it exists and belongs to `owner`.
     async fn get_credential(
         &self,

@@ -166,11 +166,7 @@ impl PostgresStorage {
         // Either the stale holder was just cleared, or the holder vanished between the
         // insert and the read (another caller cleared it and has not committed its row,
         // or has: then this insert waits for it and does nothing).
-        let inserted = row
-            .insert()
-            .execute(&mut *tx)
-            .await
-            .map_err(insert_error)?;
+        let inserted = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
         if inserted.rows_affected() == 1 {
             tx.commit().await.map_err(StorageError::database)?;
             return Ok(Some(Inserted::Created));
@@ -347,7 +343,11 @@ impl Storage for PostgresStorage {
         self.insert(NewRow::Identity(identity)).await
     }
 
-    async fn get_identity(&self, owner: &str, agent_id: &str) -> Result<Option<String>, StorageError> {
+    async fn get_identity(
+        &self,
+        owner: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StorageError> {
         sqlx::query_scalar("SELECT document FROM identities WHERE agent_id = $1 AND owner = $2")
             .bind(agent_id)
             .bind(owner)
@@ -365,7 +365,9 @@ impl Storage for PostgresStorage {
         let mut query = QueryBuilder::new("SELECT seq, document FROM identities WHERE owner = ");
         query.push_bind(owner);
         if let Some(protocol) = &filter.source_protocol {
-            query.push(" AND source_protocol = ").push_bind(protocol.as_str());
+            query
+                .push(" AND source_protocol = ")
+                .push_bind(protocol.as_str());
         }
         if !filter.include_revoked {
             query.push(" AND NOT revoked");
@@ -393,7 +395,10 @@ impl Storage for PostgresStorage {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn insert_credential(&self, credential: &NewCredential) -> Result<Inserted, StorageError> {
+    async fn insert_credential(
+        &self,
+        credential: &NewCredential,
+    ) -> Result<Inserted, StorageError> {
         self.insert(NewRow::Credential(credential)).await
     }
 

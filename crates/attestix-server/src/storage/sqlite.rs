@@ -242,11 +242,7 @@ impl SqliteStorage {
                 "recovery point expired; its resource keeps no recovery point"
             );
         }
-        let inserted = row
-            .insert()
-            .execute(&mut *tx)
-            .await
-            .map_err(insert_error)?;
+        let inserted = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
         if inserted.rows_affected() != 1 {
             // Unreachable while the transaction holds the write lock; said plainly
             // rather than reporting a creation that did not happen.
@@ -427,7 +423,11 @@ impl Storage for SqliteStorage {
         self.insert(NewRow::Identity(identity)).await
     }
 
-    async fn get_identity(&self, owner: &str, agent_id: &str) -> Result<Option<String>, StorageError> {
+    async fn get_identity(
+        &self,
+        owner: &str,
+        agent_id: &str,
+    ) -> Result<Option<String>, StorageError> {
         sqlx::query_scalar("SELECT document FROM identities WHERE agent_id = ?1 AND owner = ?2")
             .bind(agent_id)
             .bind(owner)
@@ -445,7 +445,9 @@ impl Storage for SqliteStorage {
         let mut query = QueryBuilder::new("SELECT seq, document FROM identities WHERE owner = ");
         query.push_bind(owner);
         if let Some(protocol) = &filter.source_protocol {
-            query.push(" AND source_protocol = ").push_bind(protocol.as_str());
+            query
+                .push(" AND source_protocol = ")
+                .push_bind(protocol.as_str());
         }
         if !filter.include_revoked {
             query.push(" AND revoked = 0");
@@ -473,7 +475,10 @@ impl Storage for SqliteStorage {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn insert_credential(&self, credential: &NewCredential) -> Result<Inserted, StorageError> {
+    async fn insert_credential(
+        &self,
+        credential: &NewCredential,
+    ) -> Result<Inserted, StorageError> {
         self.insert(NewRow::Credential(credential)).await
     }
 

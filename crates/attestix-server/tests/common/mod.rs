@@ -97,6 +97,9 @@ where
         .expect("the migrations apply to an empty database");
     test(Arc::new(storage)).await;
     if let Err(error) = database.drop_database().await {
-        let _ = writeln!(std::io::stderr(), "warning: test database not dropped: {error}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: test database not dropped: {error}"
+        );
     }
 }

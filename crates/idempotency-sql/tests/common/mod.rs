@@ -48,7 +48,10 @@ pub fn response() -> StoredResponse {
     StoredResponse {
         status: 201,
         headers: vec![
-            ("content-type".into(), Bytes::from_static(b"application/json")),
+            (
+                "content-type".into(),
+                Bytes::from_static(b"application/json"),
+            ),
             ("set-thing".into(), Bytes::from_static(b"one")),
             ("x-binary".into(), Bytes::from_static(b"\x80\xff raw")),
             ("set-thing".into(), Bytes::from_static(b"two")),
@@ -66,7 +69,15 @@ pub async fn a_fresh_key_is_reserved_once_and_then_seen_in_flight<S: Store>(stor
         ReserveOutcome::Reserved { took_over: false }
     );
     for other_fingerprint in [fingerprint(1), fingerprint(2)] {
-        match reserve(&store, &id, &other_fingerprint, FencingToken::generate(), t0()).await {
+        match reserve(
+            &store,
+            &id,
+            &other_fingerprint,
+            FencingToken::generate(),
+            t0(),
+        )
+        .await
+        {
             ReserveOutcome::Existing(existing) => {
                 assert_eq!(existing.fingerprint, fingerprint(1));
                 assert_eq!(
@@ -82,7 +93,14 @@ pub async fn a_fresh_key_is_reserved_once_and_then_seen_in_flight<S: Store>(stor
     // The same key under another scope is another record.
     let elsewhere = RecordId::new("scope-b", "key-1");
     assert_eq!(
-        reserve(&store, &elsewhere, &fingerprint(1), FencingToken::generate(), t0()).await,
+        reserve(
+            &store,
+            &elsewhere,
+            &fingerprint(1),
+            FencingToken::generate(),
+            t0()
+        )
+        .await,
         ReserveOutcome::Reserved { took_over: false }
     );
 }
@@ -93,7 +111,11 @@ pub async fn a_completed_response_is_replayed_byte_for_byte<S: Store>(store: S) 
     reserve(&store, &id, &fingerprint(1), token, t0()).await;
     store.complete(&id, token, &response()).await.unwrap();
 
-    let found = store.lookup(&id, t0()).await.unwrap().expect("a live record");
+    let found = store
+        .lookup(&id, t0())
+        .await
+        .unwrap()
+        .expect("a live record");
     assert_eq!(found.fingerprint, fingerprint(1));
     assert_eq!(found.state, RecordState::Completed(response()));
 
@@ -113,7 +135,10 @@ pub async fn a_completed_response_is_replayed_byte_for_byte<S: Store>(store: S) 
         store.complete(&id, token, &response()).await,
         Err(StoreError::NotOwner)
     ));
-    assert!(matches!(store.release(&id, token).await, Err(StoreError::NotOwner)));
+    assert!(matches!(
+        store.release(&id, token).await,
+        Err(StoreError::NotOwner)
+    ));
 }
 
 pub async fn stale_tokens_cannot_complete_or_release<S: Store>(store: S) {
@@ -126,7 +151,10 @@ pub async fn stale_tokens_cannot_complete_or_release<S: Store>(store: S) {
         store.complete(&id, stranger, &response()).await,
         Err(StoreError::NotOwner)
     ));
-    assert!(matches!(store.release(&id, stranger).await, Err(StoreError::NotOwner)));
+    assert!(matches!(
+        store.release(&id, stranger).await,
+        Err(StoreError::NotOwner)
+    ));
     // The owner's record is untouched by the refused calls.
     assert!(matches!(
         store.lookup(&id, t0()).await.unwrap().unwrap().state,
@@ -135,7 +163,10 @@ pub async fn stale_tokens_cannot_complete_or_release<S: Store>(store: S) {
 
     store.release(&id, owner).await.unwrap();
     assert_eq!(store.lookup(&id, t0()).await.unwrap(), None);
-    assert!(matches!(store.release(&id, owner).await, Err(StoreError::NotOwner)));
+    assert!(matches!(
+        store.release(&id, owner).await,
+        Err(StoreError::NotOwner)
+    ));
     assert!(matches!(
         store.complete(&id, owner, &response()).await,
         Err(StoreError::NotOwner)
@@ -155,7 +186,10 @@ pub async fn stale_tokens_cannot_complete_or_release<S: Store>(store: S) {
     store.complete(&id, next, &response()).await.unwrap();
     // Operations on a key that never existed are refused too.
     let missing = RecordId::new("scope-a", "never-reserved");
-    assert!(matches!(store.release(&missing, next).await, Err(StoreError::NotOwner)));
+    assert!(matches!(
+        store.release(&missing, next).await,
+        Err(StoreError::NotOwner)
+    ));
 }
 
 pub async fn an_expired_lease_is_taken_over_and_fences_the_old_worker<S: Store>(store: S) {
@@ -166,12 +200,27 @@ pub async fn an_expired_lease_is_taken_over_and_fences_the_old_worker<S: Store>(
     // One millisecond before the lease ends, the record is still held.
     let almost = t0() + LEASE - Duration::from_millis(1);
     assert!(matches!(
-        reserve(&store, &id, &fingerprint(1), FencingToken::generate(), almost).await,
+        reserve(
+            &store,
+            &id,
+            &fingerprint(1),
+            FencingToken::generate(),
+            almost
+        )
+        .await,
         ReserveOutcome::Existing(_)
     ));
     // After the lease, a request with another fingerprint still may not take it over.
     let after = t0() + LEASE;
-    match reserve(&store, &id, &fingerprint(2), FencingToken::generate(), after).await {
+    match reserve(
+        &store,
+        &id,
+        &fingerprint(2),
+        FencingToken::generate(),
+        after,
+    )
+    .await
+    {
         ReserveOutcome::Existing(existing) => {
             assert_eq!(existing.fingerprint, fingerprint(1));
             assert!(matches!(existing.state, RecordState::InFlight { .. }));
@@ -195,7 +244,10 @@ pub async fn an_expired_lease_is_taken_over_and_fences_the_old_worker<S: Store>(
         store.complete(&id, dead_worker, &response()).await,
         Err(StoreError::NotOwner)
     ));
-    assert!(matches!(store.release(&id, dead_worker).await, Err(StoreError::NotOwner)));
+    assert!(matches!(
+        store.release(&id, dead_worker).await,
+        Err(StoreError::NotOwner)
+    ));
 
     // The rescuer dies too: the next takeover is reported as one as well.
     let second_rescuer = FencingToken::generate();
@@ -208,7 +260,10 @@ pub async fn an_expired_lease_is_taken_over_and_fences_the_old_worker<S: Store>(
         store.complete(&id, rescuer, &response()).await,
         Err(StoreError::NotOwner)
     ));
-    store.complete(&id, second_rescuer, &response()).await.unwrap();
+    store
+        .complete(&id, second_rescuer, &response())
+        .await
+        .unwrap();
     assert_eq!(
         store.lookup(&id, later).await.unwrap().unwrap().state,
         RecordState::Completed(response())
@@ -219,11 +274,18 @@ pub async fn expired_records_are_invisible_and_replaced_without_takeover<S: Stor
     let completed = RecordId::new("scope-a", "completed");
     let token = FencingToken::generate();
     reserve(&store, &completed, &fingerprint(1), token, t0()).await;
-    store.complete(&completed, token, &response()).await.unwrap();
+    store
+        .complete(&completed, token, &response())
+        .await
+        .unwrap();
 
     let last_moment = t0() + RETENTION - Duration::from_millis(1);
     let expiry = t0() + RETENTION;
-    assert!(store.lookup(&completed, last_moment).await.unwrap().is_some());
+    assert!(store
+        .lookup(&completed, last_moment)
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(store.lookup(&completed, expiry).await.unwrap(), None);
     // An expired record is simply replaced, by any request: it is not a takeover.
     let fresh = FencingToken::generate();
@@ -247,9 +309,23 @@ pub async fn expired_records_are_invisible_and_replaced_without_takeover<S: Stor
 
     // An abandoned in-flight record past its retention is replaced, not taken over.
     let abandoned = RecordId::new("scope-a", "abandoned");
-    reserve(&store, &abandoned, &fingerprint(1), FencingToken::generate(), t0()).await;
+    reserve(
+        &store,
+        &abandoned,
+        &fingerprint(1),
+        FencingToken::generate(),
+        t0(),
+    )
+    .await;
     assert_eq!(
-        reserve(&store, &abandoned, &fingerprint(1), FencingToken::generate(), expiry).await,
+        reserve(
+            &store,
+            &abandoned,
+            &fingerprint(1),
+            FencingToken::generate(),
+            expiry
+        )
+        .await,
         ReserveOutcome::Reserved { took_over: false }
     );
 }
@@ -343,7 +419,10 @@ where
                     acquisitions.fetch_add(1, Ordering::SeqCst);
                     tokio::task::yield_now().await;
                     holders.fetch_sub(1, Ordering::SeqCst);
-                    store.release(&id, token).await.expect("the holder may release");
+                    store
+                        .release(&id, token)
+                        .await
+                        .expect("the holder may release");
                 }
             }
         }));
@@ -370,7 +449,10 @@ where
                     reserve(&store, &id, &fingerprint(1), token, t0()).await,
                     ReserveOutcome::Reserved { took_over: false }
                 );
-                store.complete(&id, token, &response()).await.expect("complete");
+                store
+                    .complete(&id, token, &response())
+                    .await
+                    .expect("complete");
                 assert!(store.lookup(&id, t0()).await.expect("lookup").is_some());
             }
         }));

@@ -1,0 +1,10 @@
+//! Black-box tests of the Attestix API over a real socket (port 0), each against a
+//! fresh data directory, on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod credentials;
+mod identities;
+mod openapi;
+mod restart;

@@ -1,0 +1,1113 @@
+//! The `Storage` contract, run against SQLite and PostgreSQL alike.
+//!
+//! Each behaviour is an async function of a fresh storage; `on_both_backends!` turns it
+//! into `sqlite::<name>` and `postgres::<name>` tests. Backend-specific behaviour
+//! (files, pools, migrations) is tested at the bottom.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use attestix_server::storage::{
+    ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity,
+    PageRequest, RecoveryPoint, Storage, StorageError,
+};
+use common::SharedStorage;
+
+/// A fixed "now", Unix milliseconds.
+const NOW: i64 = 1_800_000_000_000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn identity(owner: &str, n: u64, protocol: &str) -> NewIdentity {
+    let agent_id = format!("attestix:{n:016x}");
+    NewIdentity {
+        document: format!(
+            r#"{{"version":"0.1.0","agent_id":"{agent_id}","source_protocol":"{protocol}","n":{n}}}"#
+        ),
+        agent_id,
+        owner: owner.to_owned(),
+        source_protocol: protocol.to_owned(),
+        created_at_ms: NOW,
+        expires_at_ms: NOW + 365 * DAY_MS,
+        recovery: None,
+    }
+}
+
+fn credential(owner: &str, n: u64, subject: &str, credential_type: &str) -> NewCredential {
+    let credential_id = format!("urn:uuid:00000000-0000-4000-8000-{n:012x}");
+    NewCredential {
+        document: format!(
+            r#"{{"id":"{credential_id}","type":["VerifiableCredential","{credential_type}"],"credentialSubject":{{"id":"{subject}"}}}}"#
+        ),
+        credential_id,
+        owner: owner.to_owned(),
+        subject_id: subject.to_owned(),
+        credential_type: credential_type.to_owned(),
+        issued_at_ms: NOW,
+        expires_at_ms: NOW + 365 * DAY_MS,
+        recovery: None,
+    }
+}
+
+fn recovery_point(scope: &str, key: &str, valid_after_ms: i64) -> Option<RecoveryPoint> {
+    Some(RecoveryPoint {
+        scope: scope.to_owned(),
+        key: key.to_owned(),
+        valid_after_ms,
+    })
+}
+
+fn first_page(limit: u32) -> PageRequest {
+    PageRequest { after: None, limit }
+}
+
+fn all_identities() -> IdentityFilter {
+    IdentityFilter {
+        source_protocol: None,
+        include_revoked: true,
+    }
+}
+
+/// Every page of `owner`'s identities under `filter`, `limit` at a time.
+async fn identity_pages(
+    storage: &dyn Storage,
+    owner: &str,
+    filter: &IdentityFilter,
+    limit: u32,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = storage
+            .list_identities(owner, filter, PageRequest { after, limit })
+            .await
+            .expect("listing succeeds");
+        pages.push(page.documents);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return pages,
+        }
+    }
+}
+
+/// Every page of `owner`'s credentials under `filter`, `limit` at a time.
+async fn credential_pages(
+    storage: &dyn Storage,
+    owner: &str,
+    filter: &CredentialFilter,
+    limit: u32,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = storage
+            .list_credentials(owner, filter, PageRequest { after, limit })
+            .await
+            .expect("listing succeeds");
+        pages.push(page.documents);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return pages,
+        }
+    }
+}
+
+async fn all_identity_documents(storage: &dyn Storage, owner: &str) -> Vec<String> {
+    identity_pages(storage, owner, &all_identities(), 1000)
+        .await
+        .concat()
+}
+
+async fn all_credential_documents(storage: &dyn Storage, owner: &str) -> Vec<String> {
+    credential_pages(storage, owner, &CredentialFilter::default(), 1000)
+        .await
+        .concat()
+}
+
+fn page_sizes(pages: &[Vec<String>]) -> Vec<usize> {
+    pages.iter().map(Vec::len).collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Identities and credentials
+// ---------------------------------------------------------------------------------
+
+async fn an_identity_reads_back_byte_for_byte(storage: SharedStorage) {
+    let mut new = identity("alice", 1, "mcp");
+    // Key order, spacing, escapes and non-ASCII text must all survive the database.
+    new.document = "{\"z\":1, \"a\" : {\"y\":[1.0,2.50,-0.0]},\"\u{e9}\":\"e\u{301} \u{1F600}\",\"esc\":\"\\u0001\\n\"}".to_owned();
+    assert_eq!(
+        storage
+            .insert_identity(&new)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+    assert_eq!(
+        storage
+            .get_identity("alice", &new.agent_id)
+            .await
+            .expect("get succeeds"),
+        Some(new.document.clone())
+    );
+    assert_eq!(
+        storage
+            .get_identity("alice", "attestix:ffffffffffffffff")
+            .await
+            .expect("get succeeds"),
+        None
+    );
+}
+
+async fn another_owners_identity_is_invisible_and_cannot_be_updated(storage: SharedStorage) {
+    let new = identity("alice", 1, "mcp");
+    storage
+        .insert_identity(&new)
+        .await
+        .expect("insert succeeds");
+
+    assert_eq!(
+        storage
+            .get_identity("bob", &new.agent_id)
+            .await
+            .expect("get succeeds"),
+        None
+    );
+    assert!(storage
+        .list_identities("bob", &all_identities(), first_page(50))
+        .await
+        .expect("listing succeeds")
+        .documents
+        .is_empty());
+    assert!(!storage
+        .update_identity("bob", &new.agent_id, "{\"hijacked\":true}", true)
+        .await
+        .expect("update succeeds"));
+    assert_eq!(
+        storage
+            .get_identity("alice", &new.agent_id)
+            .await
+            .expect("get succeeds"),
+        Some(new.document)
+    );
+}
+
+async fn a_revoked_identity_is_listed_only_when_revoked_ones_are_asked_for(storage: SharedStorage) {
+    let kept = identity("alice", 1, "mcp");
+    let revoked = identity("alice", 2, "mcp");
+    storage
+        .insert_identity(&kept)
+        .await
+        .expect("insert succeeds");
+    storage
+        .insert_identity(&revoked)
+        .await
+        .expect("insert succeeds");
+
+    let revoked_document = "{\"agent_id\":\"attestix:0000000000000002\",\"revoked\":true}";
+    assert!(storage
+        .update_identity("alice", &revoked.agent_id, revoked_document, true)
+        .await
+        .expect("update succeeds"));
+    assert!(!storage
+        .update_identity("alice", "attestix:ffffffffffffffff", revoked_document, true)
+        .await
+        .expect("update succeeds"));
+
+    assert_eq!(
+        storage
+            .get_identity("alice", &revoked.agent_id)
+            .await
+            .expect("get succeeds"),
+        Some(revoked_document.to_owned())
+    );
+    let unrevoked = storage
+        .list_identities("alice", &IdentityFilter::default(), first_page(50))
+        .await
+        .expect("listing succeeds");
+    assert_eq!(unrevoked.documents, vec![kept.document.clone()]);
+    assert_eq!(unrevoked.next, None);
+    let everything = storage
+        .list_identities("alice", &all_identities(), first_page(50))
+        .await
+        .expect("listing succeeds");
+    assert_eq!(
+        everything.documents,
+        vec![kept.document, revoked_document.to_owned()]
+    );
+}
+
+async fn identities_page_by_cursor_without_gaps_or_repeats(storage: SharedStorage) {
+    let mut expected = Vec::new();
+    let mut expected_mcp = Vec::new();
+    for n in 0..120 {
+        let protocol = if n % 3 == 0 { "mcp" } else { "a2a" };
+        let mine = identity("alice", n, protocol);
+        storage
+            .insert_identity(&mine)
+            .await
+            .expect("insert succeeds");
+        // Another owner's rows interleaved: they must not show nor shift the pages.
+        storage
+            .insert_identity(&identity("bob", 1000 + n, protocol))
+            .await
+            .expect("insert succeeds");
+        if protocol == "mcp" {
+            expected_mcp.push(mine.document.clone());
+        }
+        expected.push(mine.document);
+    }
+
+    let pages = identity_pages(&*storage, "alice", &all_identities(), 50).await;
+    assert_eq!(page_sizes(&pages), vec![50, 50, 20]);
+    assert_eq!(pages.concat(), expected);
+
+    let mcp = IdentityFilter {
+        source_protocol: Some("mcp".to_owned()),
+        include_revoked: false,
+    };
+    let pages = identity_pages(&*storage, "alice", &mcp, 15).await;
+    assert_eq!(page_sizes(&pages), vec![15, 15, 10]);
+    assert_eq!(pages.concat(), expected_mcp);
+
+    // An exact multiple of the limit ends without an empty extra page.
+    let pages = identity_pages(&*storage, "alice", &mcp, 20).await;
+    assert_eq!(page_sizes(&pages), vec![20, 20]);
+}
+
+async fn a_credential_reads_back_and_is_replaced_by_its_owner_only(storage: SharedStorage) {
+    let new = credential(
+        "alice",
+        1,
+        "attestix:0000000000000001",
+        "AgentIdentityCredential",
+    );
+    assert_eq!(
+        storage
+            .insert_credential(&new)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+    assert_eq!(
+        storage
+            .get_credential("alice", &new.credential_id)
+            .await
+            .expect("get succeeds"),
+        Some(new.document.clone())
+    );
+    assert_eq!(
+        storage
+            .get_credential("bob", &new.credential_id)
+            .await
+            .expect("get succeeds"),
+        None
+    );
+    assert!(!storage
+        .update_credential("bob", &new.credential_id, "{}", true)
+        .await
+        .expect("update succeeds"));
+    assert!(!storage
+        .update_credential("alice", "urn:uuid:unknown", "{}", true)
+        .await
+        .expect("update succeeds"));
+
+    let revoked_document = "{\"credentialStatus\":{\"revoked\":true}}";
+    assert!(storage
+        .update_credential("alice", &new.credential_id, revoked_document, true)
+        .await
+        .expect("update succeeds"));
+    assert_eq!(
+        storage
+            .get_credential("alice", &new.credential_id)
+            .await
+            .expect("get succeeds"),
+        Some(revoked_document.to_owned())
+    );
+}
+
+async fn credentials_page_by_cursor_and_filter_by_subject_type_and_validity(
+    storage: SharedStorage,
+) {
+    let subjects = ["attestix:000000000000000a", "attestix:000000000000000b"];
+    let types = ["AgentIdentityCredential", "ComplianceCredential"];
+    let mut expected = Vec::new();
+    let mut of_subject_a = Vec::new();
+    let mut of_type_compliance = Vec::new();
+    let mut valid = Vec::new();
+    for n in 0..120_u64 {
+        let subject = subjects[usize::from(n % 2 == 1)];
+        let credential_type = types[usize::from(n % 5 == 0)];
+        let mut mine = credential("alice", n, subject, credential_type);
+        let expired = n % 7 == 3;
+        if expired {
+            mine.expires_at_ms = NOW - 1;
+        }
+        storage
+            .insert_credential(&mine)
+            .await
+            .expect("insert succeeds");
+        storage
+            .insert_credential(&credential("bob", 1000 + n, subject, credential_type))
+            .await
+            .expect("insert succeeds");
+        let revoked = n % 11 == 4;
+        if revoked {
+            assert!(storage
+                .update_credential("alice", &mine.credential_id, &mine.document, true)
+                .await
+                .expect("update succeeds"));
+        }
+        if subject == subjects[0] {
+            of_subject_a.push(mine.document.clone());
+        }
+        if credential_type == types[1] {
+            of_type_compliance.push(mine.document.clone());
+        }
+        if !expired && !revoked {
+            valid.push(mine.document.clone());
+        }
+        expected.push(mine.document);
+    }
+
+    let pages = credential_pages(&*storage, "alice", &CredentialFilter::default(), 50).await;
+    assert_eq!(page_sizes(&pages), vec![50, 50, 20]);
+    assert_eq!(pages.concat(), expected);
+
+    let by_subject = CredentialFilter {
+        subject_id: Some(subjects[0].to_owned()),
+        ..CredentialFilter::default()
+    };
+    let pages = credential_pages(&*storage, "alice", &by_subject, 25).await;
+    assert_eq!(page_sizes(&pages), vec![25, 25, 10]);
+    assert_eq!(pages.concat(), of_subject_a);
+
+    let by_type = CredentialFilter {
+        credential_type: Some(types[1].to_owned()),
+        ..CredentialFilter::default()
+    };
+    assert_eq!(
+        credential_pages(&*storage, "alice", &by_type, 7)
+            .await
+            .concat(),
+        of_type_compliance
+    );
+
+    let valid_only = CredentialFilter {
+        valid_only: true,
+        now_ms: NOW,
+        ..CredentialFilter::default()
+    };
+    let pages = credential_pages(&*storage, "alice", &valid_only, 40).await;
+    assert_eq!(pages.concat(), valid);
+    assert!(
+        valid.len() < 120 && valid.len() > 80,
+        "the fixture revokes and expires some"
+    );
+
+    let combined = CredentialFilter {
+        subject_id: Some(subjects[0].to_owned()),
+        credential_type: Some(types[1].to_owned()),
+        valid_only: true,
+        now_ms: NOW,
+    };
+    let expected_combined: Vec<String> = valid
+        .iter()
+        .filter(|document| of_subject_a.contains(document) && of_type_compliance.contains(document))
+        .cloned()
+        .collect();
+    assert!(!expected_combined.is_empty());
+    assert_eq!(
+        credential_pages(&*storage, "alice", &combined, 3)
+            .await
+            .concat(),
+        expected_combined
+    );
+}
+
+async fn a_page_limit_of_zero_returns_nothing(storage: SharedStorage) {
+    storage
+        .insert_identity(&identity("alice", 1, "mcp"))
+        .await
+        .expect("insert succeeds");
+    let page = storage
+        .list_identities("alice", &all_identities(), first_page(0))
+        .await
+        .expect("listing succeeds");
+    assert!(page.documents.is_empty());
+}
+
+async fn a_duplicate_id_is_reported_as_duplicate(storage: SharedStorage) {
+    let first = identity("alice", 1, "mcp");
+    storage
+        .insert_identity(&first)
+        .await
+        .expect("insert succeeds");
+    let mut again = identity("bob", 1, "a2a");
+    assert!(matches!(
+        storage.insert_identity(&again).await,
+        Err(StorageError::Duplicate)
+    ));
+    // With a fresh recovery point the id collision is still a duplicate.
+    again.recovery = recovery_point("bob", "key-1", NOW - DAY_MS);
+    assert!(matches!(
+        storage.insert_identity(&again).await,
+        Err(StorageError::Duplicate)
+    ));
+
+    let credential_first = credential("alice", 1, "attestix:0000000000000001", "T");
+    storage
+        .insert_credential(&credential_first)
+        .await
+        .expect("insert succeeds");
+    assert!(matches!(
+        storage.insert_credential(&credential_first).await,
+        Err(StorageError::Duplicate)
+    ));
+    assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 1);
+    assert_eq!(all_identity_documents(&*storage, "bob").await.len(), 0);
+}
+
+// ---------------------------------------------------------------------------------
+// Recovery points
+// ---------------------------------------------------------------------------------
+
+async fn a_retry_with_the_same_recovery_point_returns_the_original_identity(
+    storage: SharedStorage,
+) {
+    let mut original = identity("alice", 1, "mcp");
+    original.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_identity(&original)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+
+    // The retry made a new id and document; the stored one wins.
+    let mut retry = identity("alice", 2, "mcp");
+    retry.created_at_ms = NOW + 5_000;
+    retry.recovery = recovery_point("alice|default", "key-1", NOW + 5_000 - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_identity(&retry)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Recovered(original.document.clone())
+    );
+    assert_eq!(
+        all_identity_documents(&*storage, "alice").await,
+        vec![original.document]
+    );
+    assert_eq!(
+        storage
+            .get_identity("alice", &retry.agent_id)
+            .await
+            .expect("get succeeds"),
+        None
+    );
+}
+
+async fn a_retry_with_the_same_recovery_point_returns_the_original_credential(
+    storage: SharedStorage,
+) {
+    let mut original = credential("alice", 1, "attestix:0000000000000001", "T");
+    original.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_credential(&original)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+    let mut retry = credential("alice", 2, "attestix:0000000000000001", "T");
+    retry.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_credential(&retry)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Recovered(original.document.clone())
+    );
+    assert_eq!(
+        all_credential_documents(&*storage, "alice").await,
+        vec![original.document]
+    );
+}
+
+async fn recovery_points_are_distinct_per_scope_key_and_resource(storage: SharedStorage) {
+    let inserts = [
+        ("alice|default", "key-1"),
+        ("alice|tenant-2", "key-1"),
+        ("alice|default", "key-2"),
+    ];
+    for (n, (scope, key)) in (1..).zip(inserts) {
+        let mut new = identity("alice", n, "mcp");
+        new.recovery = recovery_point(scope, key, NOW - DAY_MS);
+        assert_eq!(
+            storage
+                .insert_identity(&new)
+                .await
+                .expect("insert succeeds"),
+            Inserted::Created
+        );
+    }
+    // The same (scope, key) on a credential is a different resource's.
+    let mut new = credential("alice", 1, "attestix:0000000000000001", "T");
+    new.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_credential(&new)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+    assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 3);
+}
+
+async fn concurrent_inserts_with_one_recovery_point_make_exactly_one_row(storage: SharedStorage) {
+    let tasks: Vec<_> = (0..16_u64)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let mut new = identity("alice", n, "mcp");
+                new.recovery = recovery_point("alice|default", "contended", NOW - DAY_MS);
+                let outcome = storage
+                    .insert_identity(&new)
+                    .await
+                    .expect("insert succeeds");
+                (new.document, outcome)
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut recovered = Vec::new();
+    for task in tasks {
+        match task.await.expect("the task does not panic") {
+            (document, Inserted::Created) => created.push(document),
+            (_, Inserted::Recovered(document)) => recovered.push(document),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one caller creates the identity");
+    assert_eq!(recovered.len(), 15);
+    assert!(recovered.iter().all(|document| *document == created[0]));
+    assert_eq!(all_identity_documents(&*storage, "alice").await, created);
+}
+
+async fn concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_row(
+    storage: SharedStorage,
+) {
+    let tasks: Vec<_> = (0..16_u64)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let mut new = credential("alice", n, "attestix:0000000000000001", "T");
+                new.recovery = recovery_point("alice|default", "contended", NOW - DAY_MS);
+                storage
+                    .insert_credential(&new)
+                    .await
+                    .expect("insert succeeds")
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("the task does not panic"));
+    }
+    let documents = all_credential_documents(&*storage, "alice").await;
+    assert_eq!(documents.len(), 1);
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Inserted::Created).count(),
+        1
+    );
+    assert!(outcomes
+        .iter()
+        .all(|o| *o == Inserted::Created || *o == Inserted::Recovered(documents[0].clone())));
+}
+
+async fn a_recovery_point_older_than_valid_after_makes_a_new_row(storage: SharedStorage) {
+    let mut old = identity("alice", 1, "mcp");
+    old.recovery = recovery_point("alice|default", "reused", NOW - DAY_MS);
+    storage
+        .insert_identity(&old)
+        .await
+        .expect("insert succeeds");
+
+    // Two days later the idempotency record has expired and the key is used anew.
+    let later = NOW + 2 * DAY_MS;
+    let mut new = identity("alice", 2, "mcp");
+    new.created_at_ms = later;
+    new.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_identity(&new)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+    assert_eq!(
+        all_identity_documents(&*storage, "alice").await,
+        vec![old.document.clone(), new.document.clone()]
+    );
+
+    // A retry of the new request recovers the new identity, not the old one.
+    let mut retry = identity("alice", 3, "mcp");
+    retry.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_identity(&retry)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Recovered(new.document.clone())
+    );
+    // A stale recovery point on a credential behaves the same.
+    let mut old = credential("alice", 1, "attestix:0000000000000001", "T");
+    old.recovery = recovery_point("alice|default", "reused", NOW - DAY_MS);
+    storage
+        .insert_credential(&old)
+        .await
+        .expect("insert succeeds");
+    let mut new = credential("alice", 2, "attestix:0000000000000001", "T");
+    new.issued_at_ms = later;
+    new.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
+    assert_eq!(
+        storage
+            .insert_credential(&new)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+    assert_eq!(all_credential_documents(&*storage, "alice").await.len(), 2);
+    assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 2);
+}
+
+async fn concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row(
+    storage: SharedStorage,
+) {
+    let mut old = identity("alice", 100, "mcp");
+    old.recovery = recovery_point("alice|default", "reused", NOW - DAY_MS);
+    storage
+        .insert_identity(&old)
+        .await
+        .expect("insert succeeds");
+
+    let later = NOW + 2 * DAY_MS;
+    let tasks: Vec<_> = (0..16_u64)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let mut new = identity("alice", n, "mcp");
+                new.created_at_ms = later;
+                new.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
+                storage
+                    .insert_identity(&new)
+                    .await
+                    .expect("insert succeeds")
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("the task does not panic"));
+    }
+    let documents = all_identity_documents(&*storage, "alice").await;
+    assert_eq!(
+        documents.len(),
+        2,
+        "the expired row and exactly one new row"
+    );
+    assert_eq!(documents[0], old.document);
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Inserted::Created).count(),
+        1
+    );
+    assert!(outcomes
+        .iter()
+        .all(|o| *o == Inserted::Created || *o == Inserted::Recovered(documents[1].clone())));
+}
+
+// ---------------------------------------------------------------------------------
+// API keys, concurrency, health
+// ---------------------------------------------------------------------------------
+
+fn api_key(id: &str, principal: &str, byte: u8, created_at_ms: i64) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.to_owned(),
+        principal: principal.to_owned(),
+        digest: [byte; 32],
+        created_at_ms,
+        revoked_at_ms: None,
+    }
+}
+
+async fn api_keys_are_found_by_digest_until_revoked(storage: SharedStorage) {
+    let admin = api_key("key_admin", "admin", 1, NOW);
+    let ci = api_key("key_ci", "ci", 2, NOW + 1);
+    storage
+        .insert_api_key(&admin)
+        .await
+        .expect("insert succeeds");
+    storage.insert_api_key(&ci).await.expect("insert succeeds");
+
+    assert_eq!(
+        storage.find_api_key(&[1; 32]).await.expect("find succeeds"),
+        Some(admin.clone())
+    );
+    assert_eq!(
+        storage.find_api_key(&[9; 32]).await.expect("find succeeds"),
+        None
+    );
+    assert!(matches!(
+        storage
+            .insert_api_key(&api_key("key_other", "other", 1, NOW))
+            .await,
+        Err(StorageError::Duplicate)
+    ));
+
+    assert!(storage
+        .revoke_api_key("key_admin", NOW + 10)
+        .await
+        .expect("revoke succeeds"));
+    assert!(!storage
+        .revoke_api_key("key_admin", NOW + 20)
+        .await
+        .expect("revoke succeeds"));
+    assert!(!storage
+        .revoke_api_key("key_unknown", NOW + 20)
+        .await
+        .expect("revoke succeeds"));
+    assert_eq!(
+        storage.find_api_key(&[1; 32]).await.expect("find succeeds"),
+        None
+    );
+    assert_eq!(
+        storage.find_api_key(&[2; 32]).await.expect("find succeeds"),
+        Some(ci.clone())
+    );
+
+    let revoked_admin = ApiKeyRecord {
+        revoked_at_ms: Some(NOW + 10),
+        ..admin
+    };
+    assert_eq!(
+        storage.list_api_keys().await.expect("listing succeeds"),
+        vec![revoked_admin, ci]
+    );
+}
+
+async fn many_tasks_writing_at_once_all_succeed(storage: SharedStorage) {
+    // 200 inserts from 32 tasks, some with recovery points, with reads in between.
+    let tasks: Vec<_> = (0..32_u64)
+        .map(|task| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let mut n = task;
+                while n < 200 {
+                    let mut new = identity("alice", n, "mcp");
+                    if n % 2 == 0 {
+                        new.recovery = recovery_point("alice|default", &format!("key-{n}"), 0);
+                    }
+                    let outcome = storage.insert_identity(&new).await;
+                    assert_eq!(
+                        outcome.expect("no write fails under contention"),
+                        Inserted::Created
+                    );
+                    let read = storage.get_identity("alice", &new.agent_id).await;
+                    assert_eq!(read.expect("reads succeed"), Some(new.document));
+                    n += 32;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task does not panic");
+    }
+    let documents = all_identity_documents(&*storage, "alice").await;
+    assert_eq!(documents.len(), 200);
+    assert_eq!(documents.iter().collect::<HashSet<_>>().len(), 200);
+}
+
+async fn a_ping_succeeds(storage: SharedStorage) {
+    storage.ping().await.expect("the database answers");
+}
+
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        /// The contract on a SQLite database file.
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    crate::common::with_sqlite(crate::$test).await;
+                }
+            )*
+        }
+
+        /// The contract on a PostgreSQL database.
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    crate::common::with_postgres(crate::$test).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_identity_reads_back_byte_for_byte,
+    another_owners_identity_is_invisible_and_cannot_be_updated,
+    a_revoked_identity_is_listed_only_when_revoked_ones_are_asked_for,
+    identities_page_by_cursor_without_gaps_or_repeats,
+    a_credential_reads_back_and_is_replaced_by_its_owner_only,
+    credentials_page_by_cursor_and_filter_by_subject_type_and_validity,
+    a_page_limit_of_zero_returns_nothing,
+    a_duplicate_id_is_reported_as_duplicate,
+    a_retry_with_the_same_recovery_point_returns_the_original_identity,
+    a_retry_with_the_same_recovery_point_returns_the_original_credential,
+    recovery_points_are_distinct_per_scope_key_and_resource,
+    concurrent_inserts_with_one_recovery_point_make_exactly_one_row,
+    concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_row,
+    a_recovery_point_older_than_valid_after_makes_a_new_row,
+    concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row,
+    api_keys_are_found_by_digest_until_revoked,
+    many_tasks_writing_at_once_all_succeed,
+    a_ping_succeeds,
+);
+
+// ---------------------------------------------------------------------------------
+// Backend specifics
+// ---------------------------------------------------------------------------------
+
+/// A row in sqlx's migration ledger written by some other component.
+const FOREIGN_LEDGER_VERSION: i64 = 1;
+
+mod sqlite_specifics {
+    use super::*;
+    use attestix_server::storage::SqliteStorage;
+
+    #[tokio::test]
+    async fn data_survives_closing_and_reopening_the_file() {
+        let directory = tempfile::tempdir().expect("a temporary directory can be made");
+        let path = directory.path().join("attestix.db");
+        let new = identity("alice", 1, "mcp");
+        {
+            let storage = SqliteStorage::open(&path).await.expect("the file opens");
+            storage.migrate().await.expect("migrations apply");
+            storage
+                .insert_identity(&new)
+                .await
+                .expect("insert succeeds");
+            storage
+                .insert_api_key(&api_key("key_admin", "admin", 1, NOW))
+                .await
+                .expect("insert succeeds");
+            storage.close().await;
+        }
+        let storage = SqliteStorage::open(&path).await.expect("the file reopens");
+        storage.migrate().await.expect("migrating again is a no-op");
+        assert_eq!(
+            storage
+                .get_identity("alice", &new.agent_id)
+                .await
+                .expect("get succeeds"),
+            Some(new.document)
+        );
+        assert!(storage
+            .find_api_key(&[1; 32])
+            .await
+            .expect("find succeeds")
+            .is_some());
+        storage.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_file_is_in_wal_mode_with_normal_sync_and_foreign_keys() {
+        let (storage, _directory) = common::sqlite_storage().await;
+        for pool in [storage.pool(), storage.reader_pool()] {
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await
+                .expect("pragma reads");
+            assert_eq!(journal, "wal");
+            // NORMAL is 1.
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .expect("pragma reads");
+            assert_eq!(synchronous, 1);
+            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(pool)
+                .await
+                .expect("pragma reads");
+            assert_eq!(foreign_keys, 1);
+            let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(pool)
+                .await
+                .expect("pragma reads");
+            assert!(busy_timeout >= 1000);
+        }
+        storage.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sharing_the_writer_with_the_idempotency_store_causes_no_busy_errors() {
+        use idempotency::{FencingToken, Fingerprint, RecordId, ReserveRequest, Store};
+        use std::time::{Duration, SystemTime};
+
+        let (storage, _directory) = common::sqlite_storage().await;
+        let store = idempotency_sql::SqliteStore::from_pools(
+            storage.pool().clone(),
+            storage.reader_pool().clone(),
+        );
+        store
+            .migrate()
+            .await
+            .expect("the idempotency migrations apply too");
+        let storage = Arc::new(storage);
+        let store = Arc::new(store);
+
+        let tasks: Vec<_> = (0..32_u64)
+            .map(|task| {
+                let storage = Arc::clone(&storage);
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut n = task;
+                    while n < 200 {
+                        let id = RecordId::new("alice|default", format!("key-{n}"));
+                        let fingerprint = Fingerprint::from_bytes([7; 32]);
+                        store
+                            .reserve(ReserveRequest {
+                                id: &id,
+                                fingerprint: &fingerprint,
+                                token: FencingToken::generate(),
+                                now: SystemTime::now(),
+                                lease: Duration::from_secs(60),
+                                retention: Duration::from_secs(3600),
+                            })
+                            .await
+                            .expect("reservations never fail with SQLITE_BUSY");
+                        storage
+                            .insert_identity(&identity("alice", n, "mcp"))
+                            .await
+                            .expect("inserts never fail with SQLITE_BUSY");
+                        n += 32;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("the task does not panic");
+        }
+        assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 200);
+        storage.close().await;
+    }
+
+    #[tokio::test]
+    async fn migrations_tolerate_other_components_in_the_same_database() {
+        let (storage, _directory) = common::sqlite_storage().await;
+        idempotency_sql::SqliteStore::from_pool(storage.pool().clone())
+            .migrate()
+            .await
+            .expect("the idempotency store migrates the same file");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (?1, 'another component', TRUE, ?2, 0)",
+        )
+        .bind(FOREIGN_LEDGER_VERSION)
+        .bind(vec![0_u8; 48])
+        .execute(storage.pool())
+        .await
+        .expect("the ledger takes a foreign row");
+        storage
+            .migrate()
+            .await
+            .expect("unknown applied versions are ignored");
+        storage.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_database_is_migrated_and_usable() {
+        let storage = SqliteStorage::in_memory()
+            .await
+            .expect("an in-memory database opens");
+        let new = identity("alice", 1, "mcp");
+        storage
+            .insert_identity(&new)
+            .await
+            .expect("insert succeeds");
+        assert_eq!(
+            storage
+                .get_identity("alice", &new.agent_id)
+                .await
+                .expect("get succeeds"),
+            Some(new.document)
+        );
+    }
+}
+
+mod postgres_specifics {
+    use super::*;
+    use attestix_server::storage::PostgresStorage;
+
+    #[tokio::test]
+    async fn connect_opens_a_pool_and_migrations_tolerate_other_components() {
+        let Some(database) = common::postgres_database().await else {
+            return;
+        };
+        let storage = PostgresStorage::connect(database.url(), 3)
+            .await
+            .expect("the test database accepts connections");
+        storage.migrate().await.expect("migrations apply");
+        idempotency_sql::PostgresStore::from_pool(storage.pool().clone())
+            .migrate()
+            .await
+            .expect("the idempotency store migrates the same database");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ($1, 'another component', TRUE, $2, 0)",
+        )
+        .bind(FOREIGN_LEDGER_VERSION)
+        .bind(vec![0_u8; 48])
+        .execute(storage.pool())
+        .await
+        .expect("the ledger takes a foreign row");
+        storage
+            .migrate()
+            .await
+            .expect("migrating again ignores unknown applied versions");
+        storage.ping().await.expect("the database answers");
+        storage.close().await;
+        database
+            .drop_database()
+            .await
+            .expect("the test database is dropped");
+    }
+
+    #[tokio::test]
+    async fn documents_are_stored_as_text_not_jsonb() {
+        let Some(database) = common::postgres_database().await else {
+            return;
+        };
+        let storage = PostgresStorage::from_pool(database.pool().clone());
+        storage.migrate().await.expect("migrations apply");
+        for table in ["identities", "credentials"] {
+            let data_type: String = sqlx::query_scalar(
+                "SELECT data_type FROM information_schema.columns \
+                 WHERE table_name = $1 AND column_name = 'document'",
+            )
+            .bind(table)
+            .fetch_one(storage.pool())
+            .await
+            .expect("the column exists");
+            assert_eq!(data_type, "text");
+        }
+        database
+            .drop_database()
+            .await
+            .expect("the test database is dropped");
+    }
+}
