@@ -239,6 +239,7 @@ async fn issue(
         document,
         recovery: recovery_point(&state, context.as_deref(), now),
     };
+    fail::fail_point!("credential.before_commit");
     let document = match state.storage.insert_credential(&record).await? {
         Inserted::Created => record.document,
         Inserted::Recovered(existing) => existing,

@@ -166,6 +166,8 @@ pub async fn create_identity(
         document,
         recovery: recovery_point(&state, context.as_deref(), now),
     };
+    // Tests park a request here to kill the process while it holds a reservation.
+    fail::fail_point!("identity.before_commit");
     let document = match state.storage.insert_identity(&record).await? {
         Inserted::Created => record.document,
         Inserted::Recovered(existing) => {

@@ -38,7 +38,9 @@ use super::{
 };
 
 /// How long a call waits for a pooled connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+// Short enough that a database outage answers 503 promptly instead of hanging
+// requests; long enough for a busy pool to hand out a connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many times an insert re-reads a recovery point that other transactions keep
 /// replacing under it. Each round means another caller made progress, so a few suffice.

@@ -7,4 +7,5 @@ mod auth;
 mod credentials;
 mod identities;
 mod openapi;
+mod outage;
 mod restart;
