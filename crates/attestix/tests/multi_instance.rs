@@ -249,3 +249,39 @@ async fn postgres_worker_killed_mid_request_frees_its_key_after_the_lease() {
 async fn sqlite_worker_killed_mid_request_frees_its_key_after_the_lease() {
     killed_worker_frees_its_key_after_the_lease(None).await;
 }
+
+/// SIGTERM stops accepting connections but lets the request in progress finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_request_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = create_api_key(dir.path(), None);
+    let client = reqwest::Client::new();
+    let mut server = ServerProcess::start(
+        dir.path(),
+        ServerOptions {
+            failpoints: Some("identity.before_commit=sleep(1500)"),
+            ..Default::default()
+        },
+    );
+    let body = json!({"display_name": "Drained", "source_protocol": "api_key"});
+    let in_flight = {
+        let (client, url, api_key, body) = (client.clone(), server.url("/v1/identities"), api_key.clone(), body.clone());
+        tokio::spawn(async move { post_keyed(&client, &url, &api_key, "drain", &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let response = in_flight.await.unwrap().expect("the request in progress is answered");
+    assert_eq!(response.status(), 201);
+    let exit = server.wait_for_exit();
+    assert!(exit.success(), "a graceful stop exits 0, got {exit:?}");
+
+    // What it created is there after a restart, and its key replays.
+    let server = ServerProcess::start(dir.path(), ServerOptions::default());
+    let replay = post_keyed(&client, &server.url("/v1/identities"), &api_key, "drain", &body).await.unwrap();
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    assert_eq!(list(&client, &server.url("/v1/identities"), &api_key).await.len(), 1);
+}

@@ -472,3 +472,33 @@ async fn listing_pages_with_a_cursor_and_filters(backend: Backend) {
     assert_eq!(bad.status, 422);
     server.finish().await;
 }
+
+/// An existing Python Attestix data directory keeps its identity: the server signs
+/// with the key in its `.signing_key.json`.
+#[tokio::test]
+async fn an_existing_python_signing_key_file_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = [7u8; 32];
+    let key = attestix_core::SigningKey::from_seed(seed);
+    // The file as the Python reference writes it.
+    let file = json!({
+        "did_key": key.did(),
+        "algorithm": "Ed25519",
+        "note": "Attestix server signing key. Keep this file secret.",
+        "private_key_b64": base64_standard(&seed),
+    });
+    std::fs::write(dir.path().join(".signing_key.json"), file.to_string()).unwrap();
+    let config = attestix_server::ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let app = attestix_server::Application::build(config).await.unwrap();
+    assert_eq!(app.did(), key.did());
+    assert_eq!(app.signing_key_origin(), attestix_server::signing_key::KeyOrigin::Loaded);
+}
+
+fn base64_standard(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
