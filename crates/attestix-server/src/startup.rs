@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use idempotency::{
-    IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore, MemoryStoreConfig,
-    MismatchStatus, Store, SystemClock,
+    CacheConfig, CachedStore, IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore,
+    MemoryStoreConfig, MismatchStatus, Store, SystemClock,
 };
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -128,7 +128,12 @@ impl Application {
 
         let settings = &config.idempotency;
         let store: Arc<dyn Store> = match settings.store {
-            IdempotencyStoreChoice::Database => backends.database_store.clone(),
+            // Completed records are immutable until they expire, so replays can be
+            // answered from process memory instead of a write statement per replay.
+            IdempotencyStoreChoice::Database => Arc::new(CachedStore::new(
+                backends.database_store.clone(),
+                CacheConfig::default(),
+            )),
             IdempotencyStoreChoice::Memory => Arc::new(MemoryStore::new(MemoryStoreConfig {
                 max_bytes: settings.memory_max_bytes,
                 ..MemoryStoreConfig::default()

@@ -140,7 +140,11 @@ impl RecordRow {
                 )))
             }
         };
-        Ok(ExistingRecord { fingerprint, state })
+        Ok(ExistingRecord {
+            fingerprint,
+            state,
+            expires_at: from_unix_millis(self.expires_at),
+        })
     }
 }
 

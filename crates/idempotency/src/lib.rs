@@ -78,7 +78,8 @@
 //!
 //! # Stores
 //!
-//! [`MemoryStore`] is built in; SQLite and PostgreSQL stores live in the
+//! [`MemoryStore`] is built in; [`CachedStore`] puts a bounded cache of completed
+//! records in front of any store, so repeated replays skip the database; SQLite and PostgreSQL stores live in the
 //! `idempotency-sql` crate. Any backend implementing [`Store`] can be checked
 //! against the shared conformance suite with the `testkit` feature and
 //! [`store_conformance_tests!`].
@@ -114,8 +115,8 @@ pub use layer::IdempotencyLayer;
 pub use problem::{ProblemKind, PROBLEM_JSON};
 pub use service::{Idempotency, IdempotencyContext, IDEMPOTENCY_REPLAYED};
 pub use store::{
-    ExistingRecord, FencingToken, MemoryStore, MemoryStoreConfig, RecordId, RecordState,
-    ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
+    CacheConfig, CachedStore, ExistingRecord, FencingToken, MemoryStore, MemoryStoreConfig,
+    RecordId, RecordState, ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
 };
 
 /// Spawns a task that purges expired records every `every`, for any store.

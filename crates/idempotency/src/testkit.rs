@@ -87,7 +87,9 @@ pub async fn first_reserve_owns_the_key_and_second_sees_it_in_flight(store: Arc<
         ReserveOutcome::Existing(ExistingRecord {
             fingerprint: fp,
             state: RecordState::InFlight { lease_expires_at },
+            expires_at,
         }) => {
+            assert_eq!(expires_at, now + RETENTION);
             assert_eq!(fp, fingerprint(1));
             assert_eq!(lease_expires_at, now + LEASE);
         }
@@ -108,6 +110,7 @@ pub async fn completed_response_is_returned_byte_identical(store: Arc<dyn Store>
     let expected = ReserveOutcome::Existing(ExistingRecord {
         fingerprint: fingerprint(2),
         state: RecordState::Completed(sample_response()),
+        expires_at: epoch() + RETENTION,
     });
     assert_eq!(
         reserve(
@@ -126,6 +129,7 @@ pub async fn completed_response_is_returned_byte_identical(store: Arc<dyn Store>
         Some(ExistingRecord {
             fingerprint: fingerprint(2),
             state: RecordState::Completed(sample_response()),
+            expires_at: epoch() + RETENTION,
         })
     );
 }

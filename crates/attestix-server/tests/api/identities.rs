@@ -495,7 +495,10 @@ async fn an_existing_python_signing_key_file_is_reused() {
     };
     let app = attestix_server::Application::build(config).await.unwrap();
     assert_eq!(app.did(), key.did());
-    assert_eq!(app.signing_key_origin(), attestix_server::signing_key::KeyOrigin::Loaded);
+    assert_eq!(
+        app.signing_key_origin(),
+        attestix_server::signing_key::KeyOrigin::Loaded
+    );
 }
 
 fn base64_standard(bytes: &[u8]) -> String {

@@ -83,6 +83,7 @@ impl Entry {
                 },
                 EntryState::Completed(response) => RecordState::Completed(response.clone()),
             },
+            expires_at: super::from_unix_millis(self.expires_at),
         }
     }
 

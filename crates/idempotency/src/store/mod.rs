@@ -11,6 +11,7 @@
 //! a test can move a clock forward by a day without sleeping, and so that all the
 //! decisions of one request use one instant.
 
+mod cached;
 mod memory;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use cached::{CacheConfig, CachedStore};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
 use crate::fingerprint::Fingerprint;
@@ -137,6 +139,9 @@ pub struct ExistingRecord {
     pub fingerprint: Fingerprint,
     /// Whether it is still running or finished.
     pub state: RecordState,
+    /// When the record expires and its key may be used again. A completed record
+    /// does not change before then, which is what makes caching it safe.
+    pub expires_at: SystemTime,
 }
 
 /// The state of a live record.
