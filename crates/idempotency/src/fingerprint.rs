@@ -136,17 +136,19 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::String(text) => write_string(text, out),
-        scalar => {
-            // Numbers, booleans and null: serde_json's shortest form is already canonical.
-            out.extend_from_slice(scalar.to_string().as_bytes());
-        }
+        // Strings, numbers, booleans and null: serde_json writes each one way only
+        // (deterministic escaping, shortest round-trip numbers).
+        scalar => write_scalar(scalar, out),
     }
 }
 
 fn write_string(text: &str, out: &mut Vec<u8>) {
-    // serde_json's string escaping is deterministic; reuse it.
-    out.extend_from_slice(Value::String(text.to_owned()).to_string().as_bytes());
+    write_scalar(text, out);
+}
+
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and these values always serialise.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// A short hex tag of (scope, key) for logs and metrics, never the key itself.

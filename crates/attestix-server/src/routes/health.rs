@@ -27,6 +27,7 @@ pub struct Health {
     get,
     path = "/health",
     tag = "health",
+    security(()),
     responses(
         (status = 200, description = "Healthy", body = Health),
         (status = 503, description = "The database does not answer", body = Health),
