@@ -24,6 +24,20 @@ pub enum Command {
     /// Manage API keys in the server's database (run where the server's data is).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create, list, verify, revoke and bulk-import agent identities (UAITs).
+    Identity(IdentityArgs),
+    /// Issue, list, verify and revoke Verifiable Credentials.
+    Credential(CredentialArgs),
+    /// Create and verify Verifiable Presentations.
+    Presentation(PresentationArgs),
+    /// Ask the server whether it is up.
+    Health(HealthArgs),
+    /// Print a shell completion script (for example `attestix completions bash`).
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where the server's data lives; shared by `serve` and `keys`.
@@ -125,6 +139,450 @@ pub enum KeysCommand {
     },
 }
 
+/// How the client commands reach the server. These options belong to the client
+/// command groups (`identity`, `credential`, `presentation`, `health`) and may be
+/// given anywhere after the group's name; they are not options of `serve`, whose
+/// `--api-key` is the server's own legacy key.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "ATTESTIX_URL",
+        default_value = "http://127.0.0.1:8000",
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub server: String,
+    /// The API key to authenticate with (sent as X-API-Key).
+    #[arg(
+        long = "api-key",
+        env = "ATTESTIX_API_KEY",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub api_key: Option<String>,
+    /// The tenant inside the key's account (sent as X-Attestix-Tenant).
+    #[arg(
+        long,
+        env = "ATTESTIX_TENANT",
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub tenant: Option<String>,
+    /// Print the server's JSON document unchanged on stdout (messages still go to
+    /// stderr); a verification that says invalid exits with 1.
+    #[arg(long, global = true, help_heading = "Client options")]
+    pub json: bool,
+    /// How long one request may take (e.g. 500ms, 10s, 2m).
+    #[arg(
+        long,
+        env = "ATTESTIX_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration,
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub timeout: Duration,
+    /// How many times to resend a request after a connection error, a timeout, a
+    /// 5xx, a 429 or a 409 "in flight"; a POST is resent with the same
+    /// Idempotency-Key, so it is never carried out twice.
+    #[arg(
+        long,
+        default_value_t = 3,
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub retries: u32,
+}
+
+/// The Idempotency-Key option of every command that sends a POST.
+#[derive(Debug, Clone, Args)]
+pub struct IdempotencyArgs {
+    /// The Idempotency-Key to send (1 to 255 visible ASCII characters). Without
+    /// it a random UUIDv4 is sent and printed on stderr; run the command again
+    /// with that key to retry the same operation without doing it twice.
+    #[arg(long, value_parser = parse_idempotency_key)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Paging options of the list commands.
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Documents per page, 1 to 1000 (the server's default is 50).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
+    /// Start after this cursor (the `X-Next-Cursor` of the previous page, which
+    /// the command prints on stderr).
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Follow the cursors and print every page.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `attestix identity …`
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: IdentityCommand,
+}
+
+/// The identity subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create a signed agent identity (POST /v1/identities).
+    Create(IdentityCreateArgs),
+    /// List identities, oldest first (GET /v1/identities).
+    List(IdentityListArgs),
+    /// Show one identity (GET /v1/identities/{agent_id}).
+    Get {
+        /// The agent id (`attestix:` and 16 hex digits).
+        agent_id: String,
+    },
+    /// Check an identity's existence, revocation, expiry and signature; exits
+    /// with 1 when it is not valid.
+    Verify {
+        /// The agent id.
+        agent_id: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Revoke an identity (DELETE /v1/identities/{agent_id}).
+    Revoke {
+        /// The agent id.
+        agent_id: String,
+        /// Why it is revoked.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Create many identities from a JSON Lines file, resumably.
+    Import(ImportArgs),
+}
+
+/// Flags of `attestix identity create`; they mirror the body's fields.
+#[derive(Debug, Args)]
+pub struct IdentityCreateArgs {
+    /// The agent's name (`display_name`).
+    #[arg(long)]
+    pub name: String,
+    /// Where the identity comes from (`source_protocol`).
+    #[arg(long, default_value = "api_key")]
+    pub protocol: String,
+    /// Something the agent can do; repeat for several.
+    #[arg(long = "capability", value_name = "CAPABILITY")]
+    pub capabilities: Vec<String>,
+    /// A description of the agent.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The issuer's name (`issuer_name`; the server's default is `self`).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Days until the identity expires, 1 to 36500 (the server's default is 365).
+    #[arg(long)]
+    pub expiry_days: Option<i64>,
+    /// An identity token from the source system (stored masked).
+    #[arg(long)]
+    pub identity_token: Option<String>,
+    /// The Idempotency-Key.
+    #[command(flatten)]
+    pub idempotency: IdempotencyArgs,
+}
+
+/// Flags of `attestix identity list`.
+#[derive(Debug, Args)]
+pub struct IdentityListArgs {
+    /// Only identities from this source protocol.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Include revoked identities.
+    #[arg(long)]
+    pub include_revoked: bool,
+    /// Paging.
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// Flags of `attestix identity import`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+Each line's Idempotency-Key is `import-<first 16 hex digits of the file's SHA-256>-<line \
+number>`, so running the same file again (after an interruption, a crash or a failed \
+line) replays the lines already done and creates only the missing ones. Do not edit the \
+file between runs: a changed file is a new import.")]
+pub struct ImportArgs {
+    /// A JSON Lines file, one `POST /v1/identities` body per line (`-` reads
+    /// stdin). Blank lines are skipped.
+    pub file: PathBuf,
+    /// How many requests to have in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+/// `attestix credential …`
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CredentialCommand,
+}
+
+/// The credential subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Issue a signed Verifiable Credential (POST /v1/credentials).
+    Issue(CredentialIssueArgs),
+    /// List credentials, oldest first (GET /v1/credentials).
+    List(CredentialListArgs),
+    /// Show one credential (GET /v1/credentials/{credential_id}).
+    Get {
+        /// The credential id (`urn:uuid:…`).
+        credential_id: String,
+    },
+    /// Check a stored credential; exits with 1 when it is not valid.
+    Verify {
+        /// The credential id.
+        credential_id: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Check a credential document from a file (`-` for stdin), wherever it
+    /// was issued; exits with 1 when it is not valid.
+    VerifyExternal {
+        /// The credential as JSON.
+        file: PathBuf,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Revoke a credential (DELETE /v1/credentials/{credential_id}).
+    Revoke {
+        /// The credential id.
+        credential_id: String,
+        /// Why it is revoked.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Flags of `attestix credential issue`; they mirror the body's fields.
+#[derive(Debug, Args)]
+pub struct CredentialIssueArgs {
+    /// The subject, usually an agent id (`subject_id`).
+    #[arg(long)]
+    pub subject: String,
+    /// The credential type (`credential_type`), e.g. AgentIdentityCredential.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub credential_type: String,
+    /// The issuer's name (`issuer_name`).
+    #[arg(long)]
+    pub issuer: String,
+    /// A claim as key=value; repeat for several. The value is read as JSON when
+    /// it parses (`level=2`, `ok=true`, `tags=["a"]`), otherwise as a string
+    /// (`role=reporter`); quote it to force a string (`code="007"`).
+    #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = parse_claim, conflicts_with = "claims_file")]
+    pub claims: Vec<Claim>,
+    /// A file holding the claims as one JSON object (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub claims_file: Option<PathBuf>,
+    /// Days until the credential expires, 1 to 36500 (the server's default is 365).
+    #[arg(long)]
+    pub expiry_days: Option<i64>,
+    /// The Idempotency-Key.
+    #[command(flatten)]
+    pub idempotency: IdempotencyArgs,
+}
+
+/// One `--claim key=value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The claim's name.
+    pub key: String,
+    /// Its value: the JSON the text parses as, or the text as a string.
+    pub value: serde_json::Value,
+}
+
+/// Flags of `attestix credential list`.
+#[derive(Debug, Args)]
+pub struct CredentialListArgs {
+    /// Only credentials about this agent (`agent_id`).
+    #[arg(long = "agent", value_name = "AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Only credentials of this type (`credential_type`).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub credential_type: Option<String>,
+    /// Only credentials that are neither revoked nor expired.
+    #[arg(long)]
+    pub valid_only: bool,
+    /// Paging.
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// `attestix presentation …`
+#[derive(Debug, Args)]
+pub struct PresentationArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PresentationCommand,
+}
+
+/// The presentation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PresentationCommand {
+    /// Bundle an agent's credentials into a signed presentation (POST /v1/presentations).
+    Create {
+        /// The holder: the agent every credential is about (`agent_id`).
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// A credential to present; repeat for several (`credential_ids`).
+        #[arg(long = "credential", value_name = "CREDENTIAL_ID", required = true)]
+        credential_ids: Vec<String>,
+        /// The intended verifier's DID (`audience_did`; becomes `domain`).
+        #[arg(long = "audience", value_name = "DID")]
+        audience_did: Option<String>,
+        /// The verifier's challenge nonce.
+        #[arg(long)]
+        challenge: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Check a presentation from a file (`-` for stdin); exits with 1 when it is
+    /// not valid.
+    Verify {
+        /// The presentation as JSON.
+        file: PathBuf,
+        /// The challenge the verifier expects.
+        #[arg(long)]
+        challenge: Option<String>,
+        /// The domain the verifier expects.
+        #[arg(long)]
+        domain: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+}
+
+/// `attestix health`
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A duration such as `2s`, `15m` or `24h`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     attestix_server::parse_duration(text)
+}
+
+/// An Idempotency-Key as the server accepts it: 1 to 255 visible ASCII characters.
+fn parse_idempotency_key(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err(format!(
+            "an Idempotency-Key has 1 to 255 characters (this one has {})",
+            text.chars().count()
+        ));
+    }
+    if let Some(bad) = text.chars().find(|c| !('\x21'..='\x7e').contains(c)) {
+        return Err(format!(
+            "an Idempotency-Key is visible ASCII only, without spaces (found {bad:?})"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `key=value`, the value read as JSON when it parses and as a string otherwise.
+pub fn parse_claim(text: &str) -> Result<Claim, String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("a claim is written key=value (got `{text}`)"));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("the claim `{text}` has no name before `=`"));
+    }
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok(Claim {
+        key: key.to_owned(),
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn claim_values_are_json_when_they_parse_and_strings_otherwise() {
+        let claim = |text| parse_claim(text).map(|c| (c.key, c.value));
+        assert_eq!(claim("level=2"), Ok(("level".into(), json!(2))));
+        assert_eq!(claim("ok=true"), Ok(("ok".into(), json!(true))));
+        assert_eq!(
+            claim("role=reporter"),
+            Ok(("role".into(), json!("reporter")))
+        );
+        assert_eq!(claim("code=\"007\""), Ok(("code".into(), json!("007"))));
+        assert_eq!(claim("expr=a=b"), Ok(("expr".into(), json!("a=b"))));
+        assert_eq!(claim("empty="), Ok(("empty".into(), json!(""))));
+        assert!(parse_claim("novalue").is_err());
+        assert!(parse_claim("=x").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_follow_the_servers_rule() {
+        assert!(parse_idempotency_key("order-42").is_ok());
+        assert!(parse_idempotency_key("").is_err());
+        assert!(parse_idempotency_key("has space").is_err());
+        assert!(parse_idempotency_key(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn client_options_do_not_reach_serve() {
+        let cli = Cli::try_parse_from(["attestix", "serve", "--api-key", "legacy"])
+            .expect("serve parses");
+        match cli.command {
+            Command::Serve(args) => assert_eq!(args.legacy_api_key.as_deref(), Some("legacy")),
+            other => panic!("expected serve, got {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["attestix", "serve", "--server", "http://x"]).is_err());
+        let cli = Cli::try_parse_from([
+            "attestix",
+            "identity",
+            "create",
+            "--name",
+            "Bot",
+            "--server",
+            "http://h:1",
+            "--json",
+        ])
+        .expect("client options parse after the subcommand");
+        let Command::Identity(args) = cli.command else {
+            panic!("expected identity")
+        };
+        assert_eq!(args.client.server, "http://h:1");
+        assert!(args.client.json);
+    }
 }

@@ -265,7 +265,12 @@ async fn sigterm_drains_the_request_in_progress() {
     );
     let body = json!({"display_name": "Drained", "source_protocol": "api_key"});
     let in_flight = {
-        let (client, url, api_key, body) = (client.clone(), server.url("/v1/identities"), api_key.clone(), body.clone());
+        let (client, url, api_key, body) = (
+            client.clone(),
+            server.url("/v1/identities"),
+            api_key.clone(),
+            body.clone(),
+        );
         tokio::spawn(async move { post_keyed(&client, &url, &api_key, "drain", &body).await })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -274,14 +279,30 @@ async fn sigterm_drains_the_request_in_progress() {
         .status()
         .unwrap();
     assert!(status.success());
-    let response = in_flight.await.unwrap().expect("the request in progress is answered");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the request in progress is answered");
     assert_eq!(response.status(), 201);
     let exit = server.wait_for_exit();
     assert!(exit.success(), "a graceful stop exits 0, got {exit:?}");
 
     // What it created is there after a restart, and its key replays.
     let server = ServerProcess::start(dir.path(), ServerOptions::default());
-    let replay = post_keyed(&client, &server.url("/v1/identities"), &api_key, "drain", &body).await.unwrap();
+    let replay = post_keyed(
+        &client,
+        &server.url("/v1/identities"),
+        &api_key,
+        "drain",
+        &body,
+    )
+    .await
+    .unwrap();
     assert_eq!(replay.headers()["idempotency-replayed"], "true");
-    assert_eq!(list(&client, &server.url("/v1/identities"), &api_key).await.len(), 1);
+    assert_eq!(
+        list(&client, &server.url("/v1/identities"), &api_key)
+            .await
+            .len(),
+        1
+    );
 }

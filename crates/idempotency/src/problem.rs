@@ -27,6 +27,8 @@ pub enum ProblemKind {
     InFlight,
     /// The request body is larger than the layer buffers (413).
     TooLarge,
+    /// The request body could not be read to the end (400).
+    UnreadableBody,
     /// The store could not be reached; the request was not executed (503).
     StoreUnavailable,
     /// The host did not supply a scope for the request (500); fail closed.
@@ -44,6 +46,7 @@ impl ProblemKind {
             Self::Mismatch => "key-reused",
             Self::InFlight => "in-flight",
             Self::TooLarge => "request-too-large",
+            Self::UnreadableBody => "unreadable-body",
             Self::StoreUnavailable => "store-unavailable",
             Self::ScopeUnavailable => "scope-unavailable",
             Self::HandlerPanicked => "handler-panicked",
@@ -62,6 +65,7 @@ impl ProblemKind {
             Self::Mismatch => "Idempotency-Key reused with a different request",
             Self::InFlight => "A request with this Idempotency-Key is in progress",
             Self::TooLarge => "Request body too large",
+            Self::UnreadableBody => "Request body unreadable",
             Self::StoreUnavailable => "Idempotency store unavailable",
             Self::ScopeUnavailable => "Idempotency scope unavailable",
             Self::HandlerPanicked => "Internal server error",

@@ -165,7 +165,7 @@ where
     ResBody::Data: Send,
     ResBody::Error: Into<BoxError> + Send,
 {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let Some(scope) = (shared.config.scope)(&parts) else {
         m::count(Outcome::StoreError);
         tracing::error!("no idempotency scope for a keyed request; refusing it");
@@ -198,62 +198,104 @@ where
                 .map(HeaderValue::as_bytes),
             &body,
         );
-        let deadline = match config.in_flight {
-            InFlightBehavior::Wait(bound) => Some(Instant::now() + bound),
-            InFlightBehavior::Reject => None,
-        };
-        loop {
-            let token = FencingToken::generate();
-            let now = config.clock.now();
-            let reserve = ReserveRequest {
-                id: &record,
-                fingerprint: &fingerprint,
-                token,
-                now,
-                lease: config.lease,
-                retention: config.retention,
-            };
-            let outcome = m::timed("reserve", shared.store.reserve(reserve)).await;
-            match outcome {
-                Err(error) => return Ok(store_unavailable(&error)),
-                Ok(ReserveOutcome::Reserved { took_over }) => {
-                    parts.extensions.insert(IdempotencyContext {
-                        record: record.clone(),
-                        took_over,
-                    });
-                    let request = Request::from_parts(parts, ReqBody::from(body));
-                    return execute(shared.clone(), inner, request, record, token).await;
-                }
-                Ok(ReserveOutcome::Existing(existing)) if existing.fingerprint != fingerprint => {
-                    return Ok(mismatch(config.mismatch_status.status()));
-                }
-                Ok(ReserveOutcome::Existing(ExistingRecord {
-                    state: RecordState::Completed(stored),
-                    ..
-                })) => {
-                    m::count(Outcome::Replayed);
-                    tracing::Span::current().record("outcome", "replayed");
-                    return Ok(replay(&stored));
-                }
-                Ok(ReserveOutcome::Existing(ExistingRecord {
-                    state: RecordState::InFlight { .. },
-                    ..
-                })) => {
-                    let remaining = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
-                    match remaining {
-                        Some(remaining) if !remaining.is_zero() => {
-                            if let Err(error) = shared.store.wait(&record, remaining).await {
-                                return Ok(store_unavailable(&error));
-                            }
-                        }
-                        _ => return Ok(in_flight()),
-                    }
-                }
+        // From the reservation on, the work runs on its own task: a client that goes
+        // away (hyper then drops this future) can cancel neither a reservation
+        // half-made nor a handler half-run, so the key is always completed or
+        // released, never left reserved until its lease ends.
+        let task = tokio::spawn(
+            reserve_and_run(shared.clone(), inner, parts, body, record, fingerprint)
+                .instrument(tracing::Span::current()),
+        );
+        match task.await {
+            // The inner service's own error is passed on; the task released the key.
+            Ok(result) => result,
+            Err(join_error) => {
+                // Only a runtime shutting down cancels the task; the lease frees the key.
+                tracing::error!(%join_error, "keyed request task did not finish");
+                Ok(problem_response(
+                    ProblemKind::HandlerPanicked,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request failed; it may be retried with the same key",
+                    None,
+                ))
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// Reserves the key, then replays, refuses, waits or executes.
+async fn reserve_and_run<S, ReqBody, ResBody>(
+    shared: Arc<Shared>,
+    inner: S,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    record: RecordId,
+    fingerprint: Fingerprint,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: From<Bytes> + Send + 'static,
+    ResBody: Body + From<Bytes> + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    let config = &shared.config;
+    let deadline = match config.in_flight {
+        InFlightBehavior::Wait(bound) => Some(Instant::now() + bound),
+        InFlightBehavior::Reject => None,
+    };
+    loop {
+        let token = FencingToken::generate();
+        let reserve = ReserveRequest {
+            id: &record,
+            fingerprint: &fingerprint,
+            token,
+            now: config.clock.now(),
+            lease: config.lease,
+            retention: config.retention,
+        };
+        let outcome = m::timed("reserve", shared.store.reserve(reserve)).await;
+        match outcome {
+            Err(error) => return Ok(store_unavailable(&error)),
+            Ok(ReserveOutcome::Reserved { took_over }) => {
+                parts.extensions.insert(IdempotencyContext {
+                    record: record.clone(),
+                    took_over,
+                });
+                let request = Request::from_parts(parts, ReqBody::from(body));
+                return execute(&shared, inner, request, &record, token).await;
+            }
+            Ok(ReserveOutcome::Existing(existing)) if existing.fingerprint != fingerprint => {
+                return Ok(mismatch(config.mismatch_status.status()));
+            }
+            Ok(ReserveOutcome::Existing(ExistingRecord {
+                state: RecordState::Completed(stored),
+                ..
+            })) => {
+                m::count(Outcome::Replayed);
+                tracing::Span::current().record("outcome", "replayed");
+                return Ok(replay(&stored));
+            }
+            Ok(ReserveOutcome::Existing(ExistingRecord {
+                state: RecordState::InFlight { .. },
+                ..
+            })) => {
+                let remaining = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
+                match remaining {
+                    Some(remaining) if !remaining.is_zero() => {
+                        if let Err(error) = shared.store.wait(&record, remaining).await {
+                            return Ok(store_unavailable(&error));
+                        }
+                    }
+                    _ => return Ok(in_flight()),
+                }
+            }
+        }
+    }
 }
 
 /// Buffers the request body for fingerprinting, answering 413 past the limit.
@@ -289,7 +331,7 @@ where
         Err(error) => {
             tracing::debug!(%error, "request body could not be read");
             Err(problem_response(
-                ProblemKind::InvalidKey,
+                ProblemKind::UnreadableBody,
                 StatusCode::BAD_REQUEST,
                 "the request body could not be read completely",
                 None,
@@ -298,59 +340,34 @@ where
     }
 }
 
-/// Runs the handler detached from the client's connection, then stores or releases.
+/// Runs the handler (on the detached task), then stores or releases. A panic in
+/// the handler releases the key and answers 500.
 async fn execute<S, ReqBody, ResBody>(
-    shared: Arc<Shared>,
+    shared: &Shared,
     mut inner: S,
     request: Request<ReqBody>,
-    record: RecordId,
+    record: &RecordId,
     token: FencingToken,
 ) -> Result<Response<ResBody>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Body + From<Bytes> + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError> + Send,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body + From<Bytes>,
+    ResBody::Error: Into<BoxError>,
 {
-    let span = tracing::Span::current();
-    // Spawned so that a client that goes away cannot cancel the handler half-way and
-    // leave the key reserved: the task finishes and stores on its own.
-    let task = tokio::spawn(
-        async move {
-            let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().await;
-            match outcome {
-                Ok(Ok(response)) => Ok(finish(&shared, response, &record, token).await),
-                Ok(Err(error)) => {
-                    release(&shared, &record, token, "handler_error").await;
-                    Err(error)
-                }
-                Err(_panic) => {
-                    release(&shared, &record, token, "handler_panicked").await;
-                    tracing::error!("handler panicked while executing a keyed request");
-                    Ok(problem_response(
-                        ProblemKind::HandlerPanicked,
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the request failed; it was not recorded and may be retried with the same key",
-                        None,
-                    ))
-                }
-            }
+    let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().await;
+    match outcome {
+        Ok(Ok(response)) => Ok(finish(shared, response, record, token).await),
+        Ok(Err(error)) => {
+            release(shared, record, token, "handler_error").await;
+            Err(error)
         }
-        .instrument(span),
-    );
-    match task.await {
-        // The inner service's own error is passed on; the task already released the key.
-        Ok(result) => result,
-        Err(join_error) => {
-            // Only a runtime shutting down cancels the task; its lease frees the key.
-            tracing::error!(%join_error, "keyed request task did not finish");
+        Err(_panic) => {
+            release(shared, record, token, "handler_panicked").await;
+            tracing::error!("handler panicked while executing a keyed request");
             Ok(problem_response(
                 ProblemKind::HandlerPanicked,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the request failed; it may be retried with the same key",
+                "the request failed; it was not recorded and may be retried with the same key",
                 None,
             ))
         }

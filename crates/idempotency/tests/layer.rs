@@ -821,3 +821,75 @@ fn outcomes_are_counted_in_prometheus_metrics() {
     assert!(text.contains("idempotency_store_duration_seconds"));
     assert!(text.contains("idempotency_memory_records"));
 }
+
+/// A store whose reservations take a while to be acknowledged, like a remote
+/// database: the record is written at once, the answer arrives later.
+struct SlowToAnswer {
+    inner: MemoryStore,
+}
+
+#[async_trait]
+impl Store for SlowToAnswer {
+    async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
+        let outcome = self.inner.reserve(request).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        outcome
+    }
+    async fn complete(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        self.inner.complete(id, token, response).await
+    }
+    async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
+        self.inner.release(id, token).await
+    }
+    async fn lookup(
+        &self,
+        id: &RecordId,
+        now: SystemTime,
+    ) -> Result<Option<ExistingRecord>, StoreError> {
+        self.inner.lookup(id, now).await
+    }
+    async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_disconnects_while_its_key_is_being_reserved_leaves_no_stuck_key() {
+    let app = Arc::new(TestApp::with_store(
+        Arc::new(SlowToAnswer {
+            inner: MemoryStore::default(),
+        }),
+        Arc::new(MemoryStore::default()),
+        |c| c,
+    ));
+    let in_progress = {
+        let app = app.clone();
+        tokio::spawn(async move { app.send(keyed("POST", "/things", "k20", "{}")).await })
+    };
+    // Gone while the reservation is on its way back.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    in_progress.abort();
+    let _ = in_progress.await;
+
+    // The reservation is carried through: the handler runs once and its response is
+    // stored, so a retry replays (after at most a short in-flight window).
+    let mut retry = app.send(keyed("POST", "/things", "k20", "{}")).await;
+    for _ in 0..100 {
+        if retry.status != StatusCode::CONFLICT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        retry = app.send(keyed("POST", "/things", "k20", "{}")).await;
+    }
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert!(
+        retry.replayed(),
+        "the first request was carried through and stored"
+    );
+    assert_eq!(app.executions(), 1);
+}

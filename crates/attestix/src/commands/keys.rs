@@ -21,7 +21,10 @@ fn now_ms() -> i64 {
 fn format_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -64,7 +67,9 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             if backends.storage.revoke_api_key(&id, now_ms()).await? {
                 eprintln!("Revoked key {id}; it stops working at once.");
             } else {
-                anyhow::bail!("there is no active API key with the id `{id}` (see `attestix keys list`)");
+                anyhow::bail!(
+                    "there is no active API key with the id `{id}` (see `attestix keys list`)"
+                );
             }
         }
     }
