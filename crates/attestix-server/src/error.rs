@@ -59,6 +59,9 @@ pub enum ApiError {
     /// The body is larger than the server accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The route exists but not with this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The body is not JSON (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -92,6 +95,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -106,6 +110,7 @@ impl ApiError {
             Self::BadRequest(_) => ("bad-request", "The request cannot be understood"),
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
+            Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::Unauthorized(_) => ("unauthorized", "Authentication required"),
             Self::Forbidden(_) => ("forbidden", "Invalid credentials"),

@@ -122,7 +122,11 @@ fn document_idempotency(operation: &mut Operation) {
                 .schema_type(Type::String)
                 .min_length(Some(1))
                 .max_length(Some(255))
-                .pattern(Some(r#"^("[\x21-\x7e]{1,255}"|[\x21-\x7e]{1,255})$"#)),
+                // Bare: visible ASCII not opening a quote. Quoted: a Structured Field
+                // string whose only escapes are \" and \\, 1 to 255 characters inside.
+                .pattern(Some(
+                    r#"^("([\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}"|[\x21\x23-\x7e][\x21-\x7e]{0,254})$"#,
+                )),
         ))
         .build();
     operation.parameters.get_or_insert_with(Vec::new).push(key);

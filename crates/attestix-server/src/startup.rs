@@ -12,11 +12,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use idempotency::{
     CacheConfig, CachedStore, IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore,
     MemoryStoreConfig, MismatchStatus, Store, SystemClock,
 };
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -33,6 +38,12 @@ use crate::telemetry;
 
 /// The SQLite database file inside the data directory.
 pub const DATABASE_FILE: &str = "attestix.db";
+
+/// How long a client may take to send a request head before the connection closes.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request body may pause between two chunks before it is abandoned.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The header carrying the request id, set when the client sends none.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -221,33 +232,53 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let grace = self.grace;
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-            tracing::info!("shutting down: draining in-flight requests");
-        });
-        let mut stopped = stop_rx.clone();
-        let result = tokio::select! {
-            result = server => result.context("server failed"),
-            _ = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
-                Ok(())
+        // hyper's own connection loop rather than `axum::serve`, for the timer that
+        // closes connections whose request head never arrives (slow-loris senders).
+        let mut connections = ConnectionBuilder::new(TokioExecutor::new());
+        connections
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            // Out of descriptors and the like: pause instead of spinning.
+                            tracing::warn!(%error, "accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tracing::trace!("connection accepted");
+                    let service = TowerToHyperService::new(self.router.clone());
+                    let connection = connections
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
             }
-        };
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: draining in-flight requests");
+        let drained = tokio::time::timeout(self.grace, graceful.shutdown()).await;
+        if drained.is_err() {
+            tracing::warn!(grace = ?self.grace, "in-flight requests did not finish within the grace period");
+        }
         if let Some(purger) = self.purger {
             purger.abort();
         }
-        result
+        Ok(())
     }
 }
 
@@ -300,14 +331,18 @@ pub fn router(
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
+    // A route layer: it wraps matched routes only, so an unknown path (404) or a
+    // method the route lacks (405) is answered as such, not by the layer.
     let api = match idempotency {
-        Some(layer) => api.layer(layer),
+        Some(layer) => api.route_layer(layer),
         None => api,
     };
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(middleware::from_fn_with_state(state, auth::authenticate))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             reject_declared_oversize(request, next, max_body)
         }))
@@ -315,6 +350,14 @@ pub fn router(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}; the Allow header lists what is",
+        request.method(),
+        request.uri().path()
+    ))
 }
 
 async fn not_found(request: Request) -> ApiError {

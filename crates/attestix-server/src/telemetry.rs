@@ -22,6 +22,16 @@ pub fn prometheus() -> PrometheusHandle {
                 .expect("the bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
+            // Histogram samples pile up in the recorder until they are folded into
+            // their buckets; without a scrape that would be a slow leak, so fold
+            // them every few seconds regardless.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
             if let Err(error) = metrics::set_global_recorder(recorder) {
                 // Another recorder was installed by the host; ours then stays empty.
                 tracing::warn!(%error, "a global metrics recorder was already installed");

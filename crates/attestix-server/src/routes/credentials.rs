@@ -30,25 +30,26 @@ use crate::storage::{CredentialFilter, Inserted, NewCredential};
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct IssueCredentialRequest {
     /// The agent the credential is about.
-    #[schema(example = "attestix:4556112f7bb94b91")]
+    #[schema(min_length = 1, example = "attestix:4556112f7bb94b91")]
     pub subject_id: String,
     /// The credential type, e.g. `AgentIdentityCredential`.
-    #[schema(example = "AgentIdentityCredential")]
+    #[schema(min_length = 1, example = "AgentIdentityCredential")]
     pub credential_type: String,
     /// The issuing authority's name.
-    #[schema(example = "Acme")]
+    #[schema(min_length = 1, example = "Acme")]
     pub issuer_name: String,
     /// Claims about the subject; a claim named `id` is rejected.
     #[schema(value_type = Object)]
     pub claims: Value,
     /// Days until the credential expires, 1 to 36500 (default 365).
     #[schema(minimum = 1, maximum = 36500)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     pub expiry_days: Option<i64>,
 }
 
 /// Query of `GET /v1/credentials`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListCredentialsQuery {
     /// Only credentials about this agent.
     pub agent_id: Option<String>,
@@ -427,7 +428,9 @@ pub async fn verify_external(
     request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
     responses(
         (status = 200, description = "Revoked", body = CredentialRevoked),
+        (status = 400, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such credential", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body is not a `{reason}` object with a string reason", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn revoke_credential(

@@ -28,7 +28,7 @@ pub struct CreateIdentityRequest {
     #[schema(min_length = 1, max_length = 500, example = "Report Bot")]
     pub display_name: String,
     /// Where the identity comes from (`api_key`, `oauth2`, `did`, …).
-    #[schema(example = "api_key")]
+    #[schema(min_length = 1, example = "api_key")]
     pub source_protocol: String,
     /// An identity token from the source system; stored masked.
     #[serde(default)]
@@ -44,12 +44,13 @@ pub struct CreateIdentityRequest {
     pub issuer_name: String,
     /// Days until the identity expires, 1 to 36500 (default 365).
     #[schema(minimum = 1, maximum = 36500)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     pub expiry_days: Option<i64>,
 }
 
 /// Query of `GET /v1/identities`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListIdentitiesQuery {
     /// Only identities from this source protocol.
     pub source_protocol: Option<String>,
@@ -306,7 +307,9 @@ pub async fn verify_identity(
     request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
     responses(
         (status = 200, description = "The revoked UAIT", body = Object, content_type = "application/json"),
+        (status = 400, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such identity", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body is not a `{reason}` object with a string reason", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn revoke_identity(

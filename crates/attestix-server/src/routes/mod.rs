@@ -132,10 +132,13 @@ pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 
 /// Paging query parameters shared by the list endpoints.
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `X-Next-Cursor` of the previous page.
+    #[param(pattern = "^c[0-9]+$")]
     pub cursor: Option<String>,
 }
 
@@ -196,7 +199,9 @@ pub struct RevokeRequest {
 }
 
 pub(crate) fn parse_revoke_body(body: &[u8]) -> Result<RevokeRequest, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    // No body, or JSON null (what `Option<RevokeRequest>` documents), means no reason.
+    if text.is_empty() || text == b"null" {
         return Ok(RevokeRequest::default());
     }
     serde_json::from_slice(body).map_err(|error| {
@@ -206,4 +211,24 @@ pub(crate) fn parse_revoke_body(body: &[u8]) -> Result<RevokeRequest, ApiError> 
             ApiError::BadRequest(format!("the body is not valid JSON: {error}"))
         }
     })
+}
+
+/// Reads an optional whole number that a client may have written as `365` or
+/// `365.0` (as Python's JSON does for floats); `365.5` is an error.
+pub(crate) fn whole_number<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(value) = number.as_i64() {
+        return Ok(Some(value));
+    }
+    match number.as_f64() {
+        Some(value) if value.fract() == 0.0 && value.abs() < 9.0e15 => Ok(Some(value as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number, got {number}"
+        ))),
+    }
 }

@@ -25,7 +25,8 @@ use crate::state::AppState;
 pub struct CreatePresentationRequest {
     /// The holder: the agent every credential is about.
     pub agent_id: String,
-    /// The credentials to present (`urn:uuid:…`), at least one.
+    /// The credentials to present (`urn:uuid:…`), 1 to 100.
+    #[schema(min_items = 1, max_items = 100)]
     pub credential_ids: Vec<String>,
     /// The intended verifier's DID (becomes `domain`).
     #[serde(default)]

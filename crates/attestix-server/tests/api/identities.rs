@@ -505,3 +505,65 @@ fn base64_standard(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[tokio::test]
+async fn a_method_the_route_lacks_is_a_405_problem_even_with_a_key() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    for _ in 0..2 {
+        let reply = Reply::of(
+            server
+                .request(Method::PATCH, "/v1/identities")
+                .header("idempotency-key", "patch-key")
+                .json(&identity_body("Patched"))
+                .send(),
+        )
+        .await;
+        assert_eq!(
+            reply.status, 405,
+            "not 409: the idempotency layer never saw it"
+        );
+        assert!(reply.headers.contains_key("allow"));
+        assert_eq!(reply.problem()["status"], 405);
+    }
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn revoking_with_a_null_body_or_a_float_expiry_is_accepted() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut body = identity_body("Floaty");
+    body["expiry_days"] = json!(30.0);
+    let created = Reply::of(
+        server
+            .request(Method::POST, "/v1/identities")
+            .json(&body)
+            .send(),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    body["expiry_days"] = json!(30.5);
+    let fractional = Reply::of(
+        server
+            .request(Method::POST, "/v1/identities")
+            .json(&body)
+            .send(),
+    )
+    .await;
+    assert_eq!(fractional.status, 422);
+    let agent_id = created.json()["agent_id"].as_str().unwrap().to_owned();
+    let revoked = Reply::of(
+        server
+            .request(Method::DELETE, &format!("/v1/identities/{agent_id}"))
+            .header("content-type", "application/json")
+            .body("null")
+            .send(),
+    )
+    .await;
+    assert_eq!(revoked.status, 200);
+    server.finish().await;
+}

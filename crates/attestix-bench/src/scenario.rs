@@ -1,0 +1,285 @@
+//! What each scenario sends: the request line, headers, body and idempotency key.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request};
+use http_body_util::Full;
+
+/// The header a client sends to make a POST safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header a server adds to a response it replayed from its store.
+pub const IDEMPOTENCY_REPLAYED: &str = "idempotency-replayed";
+/// The header carrying the API key.
+pub const API_KEY: &str = "x-api-key";
+/// The response header with the cursor of the next page of a list.
+pub const NEXT_CURSOR: &str = "x-next-cursor";
+
+/// The body of every identity the bench creates (a small, valid UAIT request).
+pub const CREATE_IDENTITY_BODY: &str = r#"{"display_name":"bench agent","source_protocol":"api_key","capabilities":["read","write"],"description":"created by attestix-bench"}"#;
+
+/// A load pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// `POST /v1/identities` without an `Idempotency-Key`.
+    CreateNokey,
+    /// `POST /v1/identities` with a fresh key on every request.
+    CreateKey,
+    /// `POST /v1/identities` repeating one key, primed by one request first.
+    Replay,
+    /// Every connection sends the same fresh key at the same moment, round after round.
+    Storm,
+    /// `POST /v1/credentials` with a fresh key per request, about one subject.
+    IssueKey,
+    /// `GET /v1/identities?limit=…&cursor=…`, one page over and over.
+    List,
+}
+
+impl Scenario {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CreateNokey => "create-nokey",
+            Self::CreateKey => "create-key",
+            Self::Replay => "replay",
+            Self::Storm => "storm",
+            Self::IssueKey => "issue-key",
+            Self::List => "list",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::CreateNokey,
+            Self::CreateKey,
+            Self::Replay,
+            Self::Storm,
+            Self::IssueKey,
+            Self::List,
+        ]
+        .into_iter()
+        .find(|scenario| scenario.name() == name)
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Builds the requests of one scenario against one server. Cheap to share: the
+/// body is reference-counted and each request clones it.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    scenario: Scenario,
+    host: HeaderValue,
+    api_key: Option<HeaderValue>,
+    path: String,
+    body: Bytes,
+    key_prefix: String,
+}
+
+impl RequestPlan {
+    /// A plan for `scenario` against the server at `host` (`127.0.0.1:8000`).
+    /// `key_prefix` keeps the keys of separate runs on one server apart.
+    pub fn new(
+        scenario: Scenario,
+        host: &str,
+        api_key: Option<&str>,
+        key_prefix: &str,
+    ) -> anyhow::Result<Self> {
+        let (path, body) = match scenario {
+            Scenario::CreateNokey | Scenario::CreateKey | Scenario::Replay | Scenario::Storm => (
+                "/v1/identities".to_owned(),
+                Bytes::from_static(CREATE_IDENTITY_BODY.as_bytes()),
+            ),
+            // The subject is filled in by `with_subject` once it exists.
+            Scenario::IssueKey => ("/v1/credentials".to_owned(), Bytes::new()),
+            Scenario::List => ("/v1/identities?limit=50".to_owned(), Bytes::new()),
+        };
+        Ok(Self {
+            scenario,
+            host: HeaderValue::from_str(host)?,
+            api_key: api_key.map(HeaderValue::from_str).transpose()?,
+            path,
+            body,
+            key_prefix: key_prefix.to_owned(),
+        })
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> Scenario {
+        self.scenario
+    }
+
+    /// Sets the credential subject (`issue-key`).
+    pub fn with_subject(mut self, agent_id: &str) -> Self {
+        self.body = Bytes::from(credential_body(agent_id));
+        self
+    }
+
+    /// Sets the page a `list` run fetches: its size and the cursor that starts it.
+    pub fn with_page(mut self, page_size: u32, cursor: Option<&str>) -> Self {
+        self.path = list_path(page_size, cursor);
+        self
+    }
+
+    /// The idempotency key of the `sequence`-th request on `connection`, if the
+    /// scenario sends one. Storm rounds pass the round number as the sequence.
+    pub fn idempotency_key(&self, connection: usize, sequence: u64) -> Option<String> {
+        let prefix = &self.key_prefix;
+        match self.scenario {
+            Scenario::CreateNokey | Scenario::List => None,
+            Scenario::CreateKey | Scenario::IssueKey => {
+                Some(format!("{prefix}-{connection}-{sequence}"))
+            }
+            Scenario::Replay => Some(format!("{prefix}-replay")),
+            Scenario::Storm => Some(format!("{prefix}-storm-{sequence}")),
+        }
+    }
+
+    /// The `sequence`-th request on `connection`.
+    pub fn request(&self, connection: usize, sequence: u64) -> Request<Full<Bytes>> {
+        let method = if self.scenario == Scenario::List {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(self.path.as_str())
+            .header(HOST, self.host.clone());
+        if let Some(api_key) = &self.api_key {
+            builder = builder.header(API_KEY, api_key.clone());
+        }
+        if !self.body.is_empty() {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(key) = self.idempotency_key(connection, sequence) {
+            builder = builder.header(IDEMPOTENCY_KEY, key);
+        }
+        builder
+            .body(Full::new(self.body.clone()))
+            .expect("the path, host and key of a plan are valid header and URI text")
+    }
+
+    /// A request creating one identity without a key (setup: prefill, subjects).
+    pub fn setup_create(&self) -> Request<Full<Bytes>> {
+        let mut builder = Request::post("/v1/identities")
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(api_key) = &self.api_key {
+            builder = builder.header(API_KEY, api_key.clone());
+        }
+        builder
+            .body(Full::new(Bytes::from_static(
+                CREATE_IDENTITY_BODY.as_bytes(),
+            )))
+            .expect("a fixed request is valid")
+    }
+
+    /// A `GET` of one list page (setup: walking to a deep page).
+    pub fn setup_list(&self, page_size: u32, cursor: Option<&str>) -> Request<Full<Bytes>> {
+        let mut builder =
+            Request::get(list_path(page_size, cursor)).header(HOST, self.host.clone());
+        if let Some(api_key) = &self.api_key {
+            builder = builder.header(API_KEY, api_key.clone());
+        }
+        builder
+            .body(Full::new(Bytes::new()))
+            .expect("a list path built from a server's cursor is a valid URI")
+    }
+}
+
+fn list_path(page_size: u32, cursor: Option<&str>) -> String {
+    match cursor {
+        Some(cursor) => format!("/v1/identities?limit={page_size}&cursor={cursor}"),
+        None => format!("/v1/identities?limit={page_size}"),
+    }
+}
+
+fn credential_body(subject_id: &str) -> String {
+    serde_json::json!({
+        "subject_id": subject_id,
+        "credential_type": "AgentIdentityCredential",
+        "issuer_name": "attestix-bench",
+        "claims": {"role": "load-test", "level": 3},
+    })
+    .to_string()
+}
+
+/// A random prefix for the keys of one run.
+pub fn random_key_prefix() -> String {
+    use rand::Rng;
+    format!("bench-{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(scenario: Scenario) -> RequestPlan {
+        RequestPlan::new(scenario, "127.0.0.1:9", Some("secret"), "p").expect("valid plan")
+    }
+
+    #[test]
+    fn create_without_a_key_sends_no_idempotency_header() {
+        let request = plan(Scenario::CreateNokey).request(3, 7);
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "/v1/identities");
+        assert!(request.headers().get(IDEMPOTENCY_KEY).is_none());
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(request.headers()[API_KEY], "secret");
+        assert_eq!(request.headers()[HOST], "127.0.0.1:9");
+    }
+
+    #[test]
+    fn keyed_create_uses_a_fresh_key_per_connection_and_request() {
+        let plan = plan(Scenario::CreateKey);
+        let keys: std::collections::HashSet<_> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .into_iter()
+            .map(|(c, s)| plan.idempotency_key(c, s).expect("keyed"))
+            .collect();
+        assert_eq!(keys.len(), 4);
+    }
+
+    #[test]
+    fn replay_repeats_one_key_and_storm_shares_a_key_per_round() {
+        let replay = plan(Scenario::Replay);
+        assert_eq!(replay.idempotency_key(0, 0), replay.idempotency_key(5, 99));
+        let storm = plan(Scenario::Storm);
+        assert_eq!(storm.idempotency_key(0, 4), storm.idempotency_key(7, 4));
+        assert_ne!(storm.idempotency_key(0, 4), storm.idempotency_key(0, 5));
+    }
+
+    #[test]
+    fn issue_names_the_subject_and_list_carries_the_cursor() {
+        let issue = plan(Scenario::IssueKey).with_subject("attestix:00112233");
+        let request = issue.request(0, 0);
+        assert_eq!(request.uri(), "/v1/credentials");
+        assert!(request.headers().get(IDEMPOTENCY_KEY).is_some());
+        let list = plan(Scenario::List).with_page(50, Some("c4950"));
+        let request = list.request(0, 0);
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/v1/identities?limit=50&cursor=c4950");
+        assert!(request.headers().get(CONTENT_TYPE).is_none());
+    }
+
+    #[test]
+    fn scenario_names_round_trip() {
+        for name in [
+            "create-nokey",
+            "create-key",
+            "replay",
+            "storm",
+            "issue-key",
+            "list",
+        ] {
+            assert_eq!(Scenario::parse(name).map(Scenario::name), Some(name));
+        }
+        assert!(Scenario::parse("nope").is_none());
+    }
+}
