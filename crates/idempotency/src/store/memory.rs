@@ -49,8 +49,12 @@ impl Default for MemoryStoreConfig {
 }
 
 /// Bookkeeping bytes per record beyond its strings and response: the hash map
-/// slot, two B-tree index entries holding a copy of the id, and the entry itself.
-const RECORD_OVERHEAD: usize = 192;
+/// slot, two B-tree index entries holding a copy of the id, the entry itself, and
+/// the allocator's own overhead on a dozen small allocations. Calibrated against
+/// the process's resident memory (`attestix-bench footprint`, docs/BENCHMARKS.md):
+/// 2,038 bytes held per stored UAIT response against 1,102 estimated with 192 here,
+/// so the cap is a cap on real memory, not on a count that ignores half of it.
+const RECORD_OVERHEAD: usize = 1_128;
 
 #[derive(Debug)]
 struct Entry {
