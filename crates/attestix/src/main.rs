@@ -12,6 +12,12 @@ mod commands;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the replay path spent about 17% of its CPU in
+/// malloc/free (docs/BENCHMARKS.md), and glibc's per-thread arenas fragmented under
+/// the memory store's insert/evict churn.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command};

@@ -198,6 +198,18 @@ where
                 .map(HeaderValue::as_bytes),
             &body,
         );
+        // A replay known in process memory is answered here: no task, no store
+        // round trip. Only completed records are peeked, and they never change.
+        if let Some(existing) = shared.store.peek_completed(&record, config.clock.now()) {
+            if existing.fingerprint != fingerprint {
+                return Ok(mismatch(config.mismatch_status.status()));
+            }
+            if let RecordState::Completed(stored) = &existing.state {
+                m::count(Outcome::Replayed);
+                tracing::Span::current().record("outcome", "replayed");
+                return Ok(replay(stored));
+            }
+        }
         // From the reservation on, the work runs on its own task: a client that goes
         // away (hyper then drops this future) can cancel neither a reservation
         // half-made nor a handler half-run, so the key is always completed or

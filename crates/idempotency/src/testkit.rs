@@ -554,6 +554,38 @@ pub async fn wait_returns_when_the_record_completes(store: Arc<dyn Store>) {
         .expect("complete succeeds");
 }
 
+/// A peek (no I/O) may know a completed record or nothing, never anything else.
+pub async fn peek_reports_only_live_completed_records(store: Arc<dyn Store>) {
+    let key = id("k-peek");
+    let token = FencingToken::generate();
+    reserve(&*store, &key, fingerprint(20), token, epoch()).await;
+    assert_eq!(
+        store.peek_completed(&key, epoch()),
+        None,
+        "in flight is never peeked"
+    );
+    store
+        .complete(&key, token, &sample_response())
+        .await
+        .expect("complete");
+    if let Some(peeked) = store.peek_completed(&key, epoch()) {
+        assert_eq!(
+            peeked,
+            ExistingRecord {
+                fingerprint: fingerprint(20),
+                state: RecordState::Completed(sample_response()),
+                expires_at: epoch() + RETENTION,
+            }
+        );
+    }
+    let expired = epoch() + RETENTION + Duration::from_secs(1);
+    assert_eq!(
+        store.peek_completed(&key, expired),
+        None,
+        "expired is never peeked"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance check for a store backend.
 ///
 /// `$factory` is the path of an `async fn() -> S` where `S: Store` returns a fresh,
@@ -585,6 +617,7 @@ macro_rules! store_conformance_tests {
             concurrent_reservations_have_exactly_one_winner,
             concurrent_takeovers_have_exactly_one_winner,
             wait_returns_when_the_record_completes,
+            peek_reports_only_live_completed_records,
         );
     };
     (@checks $factory:path, $mode:ident; $($check:ident),* $(,)?) => {

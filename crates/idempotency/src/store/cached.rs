@@ -202,6 +202,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.wait(id, timeout).await
     }
 
+    fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
+        self.cached(id, now)
+    }
+
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         for shard in self.shards.iter() {
             let mut shard = shard

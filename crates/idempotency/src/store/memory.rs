@@ -397,6 +397,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
+        let now = unix_millis(now);
+        let shard = self.lock(self.shard_index(id));
+        shard
+            .records
+            .get(id)
+            .filter(|entry| entry.expires_at > now)
+            .filter(|entry| matches!(entry.state, EntryState::Completed(_)))
+            .map(Entry::view)
+    }
+
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         let now = unix_millis(now);
         let mut purged = 0;

@@ -307,6 +307,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes every record that expired at or before `now`; returns how many.
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError>;
+
+    /// A completed, unexpired record this store holds in process memory, if any,
+    /// without any I/O. The layer answers replays from it before reserving, which
+    /// spares them a task and a store round trip. The default knows nothing.
+    fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
+        let _ = (id, now);
+        None
+    }
 }
 
 /// Milliseconds since the Unix epoch, the form SQL backends store instants in.
@@ -354,5 +362,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         (**self).purge_expired(now).await
+    }
+    fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
+        (**self).peek_completed(id, now)
     }
 }
