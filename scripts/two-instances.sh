@@ -22,10 +22,12 @@ db="attestix_two_instances_$$"
 url="postgres://postgres@127.0.0.1:5432/$db"
 
 data="$(mktemp -d)"
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # start() runs in a command substitution, so the pids are kept in files.
+  for pidfile in "$data"/*.pid; do
+    [ -e "$pidfile" ] && kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  sleep 1
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
   rm -rf "$data"
 }
@@ -37,7 +39,7 @@ key="$("$bin" keys create --principal bench --data-dir "$data" --database-url "$
 start() {
   local out="$data/$1.out"
   "$bin" serve --bind 127.0.0.1:0 --data-dir "$data" --database-url "$url" >"$out" 2>"$data/$1.err" &
-  pids+=("$!")
+  echo "$!" >"$data/$1.pid"
   for _ in $(seq 1 100); do
     grep -q '^listening on ' "$out" 2>/dev/null && break
     sleep 0.1
