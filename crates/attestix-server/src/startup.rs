@@ -93,8 +93,8 @@ pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
                 .migrate()
                 .await
                 .context("cannot migrate the SQLite database")?;
-            let store = idempotency_sql::SqliteStore::from_pools(
-                storage.pool().clone(),
+            let store = idempotency_sql::SqliteStore::from_writer(
+                storage.writer().clone(),
                 storage.reader_pool().clone(),
             );
             store

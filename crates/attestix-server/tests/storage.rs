@@ -927,29 +927,32 @@ mod sqlite_specifics {
     #[tokio::test]
     async fn the_file_is_in_wal_mode_with_normal_sync_and_foreign_keys() {
         let (storage, _directory) = common::sqlite_storage().await;
-        for pool in [storage.pool(), storage.reader_pool()] {
+        let mut writer = storage.writer().acquire().await.expect("the writer");
+        let mut reader = storage.reader_pool().acquire().await.expect("a reader");
+        for connection in [&mut *writer, &mut *reader] {
             let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(pool)
+                .fetch_one(&mut *connection)
                 .await
                 .expect("pragma reads");
             assert_eq!(journal, "wal");
             // NORMAL is 1.
             let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(pool)
+                .fetch_one(&mut *connection)
                 .await
                 .expect("pragma reads");
             assert_eq!(synchronous, 1);
             let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-                .fetch_one(pool)
+                .fetch_one(&mut *connection)
                 .await
                 .expect("pragma reads");
             assert_eq!(foreign_keys, 1);
             let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-                .fetch_one(pool)
+                .fetch_one(&mut *connection)
                 .await
                 .expect("pragma reads");
             assert!(busy_timeout >= 1000);
         }
+        drop((writer, reader));
         storage.close().await;
     }
 
@@ -959,8 +962,8 @@ mod sqlite_specifics {
         use std::time::{Duration, SystemTime};
 
         let (storage, _directory) = common::sqlite_storage().await;
-        let store = idempotency_sql::SqliteStore::from_pools(
-            storage.pool().clone(),
+        let store = idempotency_sql::SqliteStore::from_writer(
+            storage.writer().clone(),
             storage.reader_pool().clone(),
         );
         store
@@ -1009,17 +1012,20 @@ mod sqlite_specifics {
     #[tokio::test]
     async fn migrations_tolerate_other_components_in_the_same_database() {
         let (storage, _directory) = common::sqlite_storage().await;
-        idempotency_sql::SqliteStore::from_pool(storage.pool().clone())
-            .migrate()
-            .await
-            .expect("the idempotency store migrates the same file");
+        idempotency_sql::SqliteStore::from_writer(
+            storage.writer().clone(),
+            storage.reader_pool().clone(),
+        )
+        .migrate()
+        .await
+        .expect("the idempotency store migrates the same file");
         sqlx::query(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              VALUES (?1, 'another component', TRUE, ?2, 0)",
         )
         .bind(FOREIGN_LEDGER_VERSION)
         .bind(vec![0_u8; 48])
-        .execute(storage.pool())
+        .execute(&mut *storage.writer().acquire().await.expect("the writer"))
         .await
         .expect("the ledger takes a foreign row");
         storage

@@ -127,6 +127,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.migrate().await?;
         measure(&format!("1 writer + {readers} readers"), store).await;
     }
+    let options = SqliteStore::connect_options(dir.path().join("no-group-commit.db"));
+    let store = SqliteStore::open_with(options, 4)
+        .await?
+        .without_group_commit();
+    store.migrate().await?;
+    measure("1 writer + 4, no batching", store).await;
     for connections in [2, 4, 8] {
         let options =
             SqliteStore::connect_options(dir.path().join(format!("shared-{connections}.db")));

@@ -95,8 +95,12 @@
 //! when it finds nothing, or keep completed records in a cache: they are immutable
 //! until they expire.
 
+#[cfg(feature = "sqlite")]
+mod group_commit;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod record;
+#[cfg(feature = "sqlite")]
+mod writer;
 
 pub mod migrations;
 #[cfg(feature = "test-support")]
@@ -110,4 +114,6 @@ pub use migrations::MIGRATIONS_TABLE;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{GroupCommitStats, SqliteStore};
+#[cfg(feature = "sqlite")]
+pub use writer::{SqliteWriter, WriterConnection};

@@ -2,12 +2,13 @@
 //!
 //! # Write concurrency
 //!
-//! SQLite admits one writer at a time. [`SqliteStore::open`] therefore keeps two pools
-//! on the file: a *writer* pool of exactly one connection, through which every
-//! `reserve`, `complete`, `release` and `purge_expired` goes, and a *reader* pool for
-//! `lookup` and for reading the record a reservation conflicted with. Writers queue
-//! fairly in the pool instead of sleeping in SQLite's busy handler, and WAL mode lets
-//! the readers proceed while a write is in progress.
+//! SQLite admits one writer at a time. [`SqliteStore::open`] therefore opens one
+//! dedicated *writer* connection (a [`SqliteWriter`], which a host can share so that
+//! its writes queue with the store's), through which every `reserve`, `complete`,
+//! `release` and `purge_expired` goes, and a *reader* pool for `lookup` and for reading
+//! the record a reservation conflicted with. Writers queue fairly for the writer
+//! instead of sleeping in SQLite's busy handler, and WAL mode lets the readers proceed
+//! while a write is in progress.
 //!
 //! A host that shares its own pool with [`SqliteStore::from_pool`] may have many
 //! writing connections; the busy timeout of [`SqliteStore::connect_options`] (5 s)
@@ -23,6 +24,16 @@
 //! 270 ms through a shared pool of 2 to 8 connections (the busy handler backs off
 //! in sleeps of up to 100 ms). The single writer is the default for its bounded
 //! latency.
+//!
+//! # Group commit
+//!
+//! Reservations and completions do not each take their own trip to the writer: one
+//! task per store takes all those queued while the writer was busy and runs one
+//! multi-row statement for each kind (the same atomic upsert and fenced update as
+//! the single-row statements, row by row). A lone request still goes out at once;
+//! under concurrency, a keyed request costs the writer about one statement (the
+//! host's insert) instead of three. [`SqliteStore::without_group_commit`] turns it
+//! off.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,10 +51,13 @@ use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Executor;
+use sqlx::{Connection, Executor};
 
+pub use crate::group_commit::GroupCommitStats;
+use crate::group_commit::{CompleteRow, GroupCommit, ReserveRow};
 use crate::migrations::{self, MIGRATIONS_TABLE};
 use crate::record::{self, RecordRow};
+use crate::writer::SqliteWriter;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -62,9 +76,11 @@ const DEFAULT_READERS: u32 = 4;
 /// Cloning is cheap and shares the pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: SqliteWriter,
     reader: SqlitePool,
     purge_batch: i64,
+    /// `None` after [`SqliteStore::without_group_commit`].
+    group: Option<GroupCommit>,
 }
 
 impl SqliteStore {
@@ -99,17 +115,15 @@ impl SqliteStore {
         options: SqliteConnectOptions,
         readers: u32,
     ) -> Result<Self, sqlx::Error> {
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await?;
+        // The writer first: it creates the file and switches it to WAL before any
+        // reader connects.
+        let writer = SqliteWriter::connect(&options).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self::from_pools(writer, reader))
+        Ok(Self::from_writer(writer, reader))
     }
 
     /// Uses the host's pool for everything, so the idempotency table can live in the
@@ -125,11 +139,29 @@ impl SqliteStore {
     /// should have a single connection (see the module docs); both must open the same
     /// database.
     pub fn from_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
+        Self::from_writer(SqliteWriter::from_pool(writer), reader)
+    }
+
+    /// Writes through `writer` (share it with the host's own writes to the same file)
+    /// and reads through `reader`.
+    ///
+    /// Call [`SqliteStore::migrate`] before first use.
+    pub fn from_writer(writer: SqliteWriter, reader: SqlitePool) -> Self {
         Self {
+            group: Some(GroupCommit::new(writer.clone())),
             writer,
             reader,
             purge_batch: record::DEFAULT_PURGE_BATCH,
         }
+    }
+
+    /// Sends every reservation and completion as its own statement instead of
+    /// batching those of concurrent requests (see [the module docs](self#group-commit)).
+    /// Batching is the default; this is for comparison and for hosts that want each
+    /// write in its own transaction.
+    pub fn without_group_commit(mut self) -> Self {
+        self.group = None;
+        self
     }
 
     /// A private in-memory database, already migrated, for tests.
@@ -168,7 +200,8 @@ impl SqliteStore {
     /// own `sqlx::migrate!()` on the same database is unaffected (see
     /// [`crate::migrations`]).
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = (*writer).begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS _idempotency_sql_migrations (
                 version INTEGER PRIMARY KEY,
@@ -206,19 +239,29 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The pool the store writes through (the host's pool after
+    /// The connection the store writes through (the host's pool after
     /// [`SqliteStore::from_pool`]).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn writer(&self) -> &SqliteWriter {
         &self.writer
     }
 
-    /// The pool the store reads through (the same as [`SqliteStore::pool`] after
+    /// How many reservations and completions group commit has batched into how many
+    /// statements (zeros when it is off or before the first write).
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.group
+            .as_ref()
+            .map(GroupCommit::stats)
+            .unwrap_or_default()
+    }
+
+    /// The pool the store reads through (the one the writer also uses after
     /// [`SqliteStore::from_pool`]).
     pub fn reader_pool(&self) -> &SqlitePool {
         &self.reader
     }
 
-    /// Closes both pools, waiting for checked-out connections to come back.
+    /// Closes the writer and the reader pool, waiting for checked-out connections to
+    /// come back.
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -250,12 +293,28 @@ fn reserved(takeovers: i32) -> ReserveOutcome {
 impl Store for SqliteStore {
     async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
         let now = unix_millis(request.now);
-        // Fast path, the common case of a new key: one autocommit statement.
-        if let Some(takeovers) = reserve_query(&request)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(record::unavailable)?
-        {
+        // Fast path, the common case of a new key: one autocommit statement, shared
+        // with the reservations of concurrent requests unless group commit is off.
+        let attempt = match &self.group {
+            Some(group) => {
+                group
+                    .reserve(ReserveRow {
+                        scope: request.id.scope.clone(),
+                        key: request.id.key.clone(),
+                        fingerprint: *request.fingerprint.as_bytes(),
+                        token: request.token.as_i64(),
+                        lease_expires_at: unix_millis(request.lease_expires_at()),
+                        expires_at: unix_millis(request.expires_at()),
+                        now,
+                    })
+                    .await
+            }
+            None => match self.writer.acquire().await {
+                Ok(mut writer) => reserve_query(&request).fetch_optional(&mut *writer).await,
+                Err(error) => Err(error),
+            },
+        };
+        if let Some(takeovers) = attempt.map_err(record::unavailable)? {
             return Ok(reserved(takeovers));
         }
         // A live record was in the way: read it. This is the replay and in-flight
@@ -274,8 +333,8 @@ impl Store for SqliteStore {
         // Try again inside a transaction that holds the record once the statement
         // conflicts (the write lock), so that the record read back is the one that blocked.
         for _ in 0..record::RESERVE_ATTEMPTS {
-            let mut tx = self
-                .writer
+            let mut writer = self.writer.acquire().await.map_err(record::unavailable)?;
+            let mut tx = (*writer)
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(record::unavailable)?;
@@ -307,28 +366,46 @@ impl Store for SqliteStore {
         token: FencingToken,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(record::COMPLETE)
-            .bind(&id.scope)
-            .bind(&id.key)
-            .bind(token.as_i64())
-            .bind(i32::from(response.status))
-            .bind(response.encode_headers())
-            .bind(response.body.as_ref())
-            .execute(&self.writer)
-            .await
-            .map_err(record::unavailable)?;
-        if done.rows_affected() == 0 {
+        let completed = match &self.group {
+            Some(group) => {
+                group
+                    .complete(CompleteRow {
+                        scope: id.scope.clone(),
+                        key: id.key.clone(),
+                        token: token.as_i64(),
+                        status: i32::from(response.status),
+                        headers: response.encode_headers(),
+                        body: response.body.clone(),
+                    })
+                    .await
+            }
+            None => match self.writer.acquire().await {
+                Ok(mut writer) => sqlx::query(record::COMPLETE)
+                    .bind(&id.scope)
+                    .bind(&id.key)
+                    .bind(token.as_i64())
+                    .bind(i32::from(response.status))
+                    .bind(response.encode_headers())
+                    .bind(response.body.as_ref())
+                    .execute(&mut *writer)
+                    .await
+                    .map(|done| done.rows_affected() > 0),
+                Err(error) => Err(error),
+            },
+        };
+        if !completed.map_err(record::unavailable)? {
             return Err(StoreError::NotOwner);
         }
         Ok(())
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
+        let mut writer = self.writer.acquire().await.map_err(record::unavailable)?;
         let done = sqlx::query(record::RELEASE)
             .bind(&id.scope)
             .bind(&id.key)
             .bind(token.as_i64())
-            .execute(&self.writer)
+            .execute(&mut *writer)
             .await
             .map_err(record::unavailable)?;
         if done.rows_affected() == 0 {
@@ -358,6 +435,8 @@ impl Store for SqliteStore {
         loop {
             // Batches keep each write transaction short; the subquery walks the
             // `expires_at` index, so the cost follows what expired, not the table size.
+            // The writer is checked out per batch so that other writes interleave.
+            let mut writer = self.writer.acquire().await.map_err(record::unavailable)?;
             let done = sqlx::query(
                 "DELETE FROM idempotency_records
                  WHERE rowid IN (
@@ -366,7 +445,7 @@ impl Store for SqliteStore {
             )
             .bind(now)
             .bind(self.purge_batch)
-            .execute(&self.writer)
+            .execute(&mut *writer)
             .await
             .map_err(record::unavailable)?;
             purged += done.rows_affected();

@@ -176,25 +176,27 @@ async fn migrations_are_recorded_apart_from_the_hosts_sqlx_migrations() {
     let host = sqlx::migrate::Migrator::new(host_migrations.as_path())
         .await
         .unwrap();
-    host.run(store.pool()).await.unwrap();
+    host.run(&mut *store.writer().acquire().await.unwrap())
+        .await
+        .unwrap();
     // `migrate` can run on a spawned task (its future is Send).
     let spawned = store.clone();
     tokio::spawn(async move { spawned.migrate().await })
         .await
         .unwrap()
         .unwrap();
-    host.run(store.pool())
+    host.run(&mut *store.writer().acquire().await.unwrap())
         .await
         .expect("the host's migrator is undisturbed");
     store.migrate().await.unwrap();
 
     let ours: Vec<(i64,)> = sqlx::query_as(&format!("SELECT version FROM {MIGRATIONS_TABLE}"))
-        .fetch_all(store.pool())
+        .fetch_all(store.reader_pool())
         .await
         .unwrap();
     assert_eq!(ours, vec![(1,)]);
     let theirs: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
-        .fetch_all(store.pool())
+        .fetch_all(store.reader_pool())
         .await
         .unwrap();
     assert_eq!(theirs, vec![(1,)]);
@@ -206,7 +208,7 @@ async fn an_edited_migration_is_refused() {
     sqlx::query(&format!(
         "UPDATE {MIGRATIONS_TABLE} SET checksum = x'00' WHERE version = 1"
     ))
-    .execute(store.pool())
+    .execute(store.reader_pool())
     .await
     .unwrap();
     assert!(matches!(
@@ -223,7 +225,7 @@ async fn a_corrupt_row_is_reported_not_replayed() {
     reserve(&store, &id, &fingerprint(1), token, t0()).await;
     store.complete(&id, token, &response()).await.unwrap();
     sqlx::query("UPDATE idempotency_records SET headers = x'0005'")
-        .execute(store.pool())
+        .execute(store.reader_pool())
         .await
         .unwrap();
     assert!(matches!(
@@ -251,4 +253,96 @@ async fn a_closed_database_is_reported_unavailable() {
         outcome,
         Err(idempotency::StoreError::Unavailable(_))
     ));
+}
+
+/// Group commit under load: 200 workers reserve and complete their own keys with
+/// their own responses while 20 more race for one key and stale tokens try to
+/// complete. Batches must form (fewer statements than rows), every worker must get
+/// back exactly its own response, the hot key exactly one owner, and no stale
+/// completion may land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_batches_concurrent_writes_and_keeps_every_row_its_own() {
+    let (store, _dir) = file_store().await;
+    let hot = RecordId::new("scope-hot", "the-key");
+    let mut tasks = Vec::new();
+    for worker in 0..220_u32 {
+        let store = store.clone();
+        let hot = hot.clone();
+        tasks.push(tokio::spawn(async move {
+            if worker >= 200 {
+                let outcome = reserve(
+                    &store,
+                    &hot,
+                    &fingerprint(9),
+                    FencingToken::generate(),
+                    t0(),
+                )
+                .await;
+                return u32::from(matches!(outcome, ReserveOutcome::Reserved { .. }));
+            }
+            let id = RecordId::new(format!("scope-{}", worker % 7), format!("key-{worker}"));
+            let token = FencingToken::generate();
+            assert_eq!(
+                reserve(&store, &id, &fingerprint((worker % 200) as u8), token, t0()).await,
+                ReserveOutcome::Reserved { took_over: false }
+            );
+            // A stale token for the same record is refused, batched or not.
+            assert!(matches!(
+                store
+                    .complete(&id, FencingToken::generate(), &response())
+                    .await,
+                Err(idempotency::StoreError::NotOwner)
+            ));
+            let own = idempotency::StoredResponse {
+                status: 200 + (worker % 3) as u16,
+                headers: vec![("x-worker".into(), worker.to_string().into())],
+                body: format!("response of worker {worker}").into(),
+            };
+            store
+                .complete(&id, token, &own)
+                .await
+                .expect("the owner completes");
+            let stored = store
+                .lookup(&id, t0())
+                .await
+                .expect("lookup")
+                .expect("a record");
+            assert_eq!(stored.fingerprint, fingerprint((worker % 200) as u8));
+            assert_eq!(stored.state, RecordState::Completed(own));
+            0
+        }));
+    }
+    let mut hot_owners = 0;
+    for task in tasks {
+        hot_owners += task.await.expect("no worker panics");
+    }
+    assert_eq!(hot_owners, 1, "exactly one of the racers owns the hot key");
+    let stats = store.group_commit_stats();
+    // 200 reservations, 400 completions (200 stale), 20 hot reservations.
+    assert!(
+        stats.rows >= 600,
+        "every write went through group commit: {stats:?}"
+    );
+    assert!(
+        stats.statements < stats.rows,
+        "concurrent writes shared statements: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_group_commit_nothing_is_batched() {
+    let (store, _dir) = file_store().await;
+    let store = store.without_group_commit();
+    let id = RecordId::new("scope-a", "key-1");
+    let token = FencingToken::generate();
+    reserve(&store, &id, &fingerprint(1), token, t0()).await;
+    store
+        .complete(&id, token, &response())
+        .await
+        .expect("complete");
+    assert_eq!(
+        store.group_commit_stats(),
+        idempotency_sql::GroupCommitStats::default()
+    );
+    assert!(store.lookup(&id, t0()).await.expect("lookup").is_some());
 }

@@ -72,3 +72,16 @@ mod in_memory {
 mod file {
     idempotency::store_conformance_tests!(super::file_store);
 }
+
+/// A file store whose writes each go out alone, without group commit.
+async fn file_store_without_group_commit() -> FileStore {
+    let FileStore { store, _dir } = file_store().await;
+    FileStore {
+        store: store.without_group_commit(),
+        _dir,
+    }
+}
+
+mod file_without_group_commit {
+    idempotency::store_conformance_tests!(super::file_store_without_group_commit);
+}

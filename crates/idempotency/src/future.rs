@@ -65,3 +65,53 @@ where
         }
     }
 }
+
+/// Runs a future in place and, if dropped before it finishes, moves it to a task of
+/// the current Tokio runtime so that it still runs to the end.
+///
+/// This is how a keyed request survives its client: the reservation, the handler and
+/// the completion run on the request's own task (no spawn, no cross-thread hand-off
+/// per request), and only a disconnect pays for a spawn. The future is boxed, so it
+/// stays pinned where it is while the box moves. Outside a runtime it is dropped,
+/// which leaves the key to its lease, as a crash would.
+pub(crate) struct DetachOnDrop<T: Send + 'static> {
+    future: Option<BoxFuture<'static, T>>,
+}
+
+impl<T: Send + 'static> DetachOnDrop<T> {
+    pub(crate) fn new(future: impl Future<Output = T> + Send + 'static) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for DetachOnDrop<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let future = self
+            .future
+            .as_mut()
+            .expect("a DetachOnDrop future is polled once more after completing");
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<T: Send + 'static> Drop for DetachOnDrop<T> {
+    fn drop(&mut self) {
+        let Some(future) = self.future.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(future);
+            }
+            Err(_) => tracing::warn!(
+                "a keyed request was dropped outside a Tokio runtime; its key stays reserved until the lease ends"
+            ),
+        }
+    }
+}

@@ -16,7 +16,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use crate::fingerprint::Fingerprint;
-use crate::future::ResponseFuture;
+use crate::future::{DetachOnDrop, ResponseFuture};
 use crate::key::{IdempotencyKey, IDEMPOTENCY_KEY};
 use crate::layer::Shared;
 use crate::metrics::{self as m, Outcome};
@@ -210,20 +210,23 @@ where
                 return Ok(replay(stored));
             }
         }
-        // From the reservation on, the work runs on its own task: a client that goes
-        // away (hyper then drops this future) can cancel neither a reservation
-        // half-made nor a handler half-run, so the key is always completed or
-        // released, never left reserved until its lease ends.
-        let task = tokio::spawn(
+        // From the reservation on, the work must finish even if the client goes away
+        // (hyper then drops this future): otherwise a reservation half-made or a
+        // handler half-run would leave the key reserved until its lease ends. It runs
+        // here, on the request's own task, and moves to a task of its own only if this
+        // future is dropped first (a spawn per request cost two cross-thread wake-ups).
+        let work = AssertUnwindSafe(
             reserve_and_run(shared.clone(), inner, parts, body, record, fingerprint)
                 .instrument(tracing::Span::current()),
-        );
-        match task.await {
-            // The inner service's own error is passed on; the task released the key.
+        )
+        .catch_unwind();
+        match DetachOnDrop::new(work).await {
+            // The inner service's own error is passed on; the work released the key.
             Ok(result) => result,
-            Err(join_error) => {
-                // Only a runtime shutting down cancels the task; the lease frees the key.
-                tracing::error!(%join_error, "keyed request task did not finish");
+            Err(_panic) => {
+                // The handler's own panics are caught in `execute`; this is the layer's
+                // or the store's. The lease frees the key.
+                tracing::error!("keyed request failed with a panic outside the handler");
                 Ok(problem_response(
                     ProblemKind::HandlerPanicked,
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -352,7 +355,7 @@ where
     }
 }
 
-/// Runs the handler (on the detached task), then stores or releases. A panic in
+/// Runs the handler, then stores or releases. A panic in
 /// the handler releases the key and answers 500.
 async fn execute<S, ReqBody, ResBody>(
     shared: &Shared,

@@ -5,11 +5,13 @@
 //! SQLite admits one writer at a time, and a writer that meets another's lock either
 //! waits in the busy handler or, when a deferred transaction tries to upgrade a read
 //! lock, fails with `SQLITE_BUSY` at once whatever the busy timeout. So
-//! [`SqliteStorage::open`] keeps two pools on the file:
+//! [`SqliteStorage::open`] keeps two kinds of connection on the file:
 //!
-//! - a **writer** pool of exactly one connection, through which every statement that
-//!   writes goes: writers queue fairly for that connection inside the process instead
-//!   of contending for the file lock;
+//! - one dedicated **writer** connection (an [`idempotency_sql::SqliteWriter`]),
+//!   through which every statement that writes goes: writers queue fairly for it
+//!   inside the process instead of contending for the file lock (it is not a pool of
+//!   one: sqlx pings a pooled connection on every return, which doubled the cost of
+//!   each write);
 //! - a **reader** pool (four connections by default) for `get`, `list`, API-key
 //!   lookups and `ping`; in WAL mode readers never block the writer nor wait for it.
 //!
@@ -18,8 +20,8 @@
 //! write lock at their first statement, so they stay correct even on a pool with
 //! several writing connections; the 5 s busy timeout then absorbs the waits.
 //!
-//! Share [`SqliteStorage::pool`] (the writer) with the SQLite idempotency store, so its
-//! writes queue on the same connection rather than fight for the file lock:
+//! Share [`SqliteStorage::writer`] with the SQLite idempotency store, so its writes
+//! queue on the same connection rather than fight for the file lock:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +30,7 @@
 //!
 //! let storage = SqliteStorage::open(std::path::Path::new("attestix.db")).await?;
 //! storage.migrate().await?;
-//! let store = SqliteStore::from_pools(storage.pool().clone(), storage.reader_pool().clone());
+//! let store = SqliteStore::from_writer(storage.writer().clone(), storage.reader_pool().clone());
 //! store.migrate().await?;
 //! # Ok(())
 //! # }
@@ -49,13 +51,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use idempotency_sql::{SqliteWriter, WriterConnection};
 use sqlx::migrate::Migrator;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::QueryBuilder;
+use sqlx::{Connection, QueryBuilder};
 
 use super::{
     ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity, Page,
@@ -84,7 +87,7 @@ fn migrator() -> Migrator {
 /// Cloning is cheap and shares the pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
-    writer: SqlitePool,
+    writer: SqliteWriter,
     reader: SqlitePool,
 }
 
@@ -119,10 +122,7 @@ impl SqliteStorage {
     ) -> Result<Self, StorageError> {
         // The writer first: it creates the file and switches it to WAL before any
         // reader connects.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
+        let writer = SqliteWriter::connect(&options)
             .await
             .map_err(StorageError::database)?;
         let reader = SqlitePoolOptions::new()
@@ -131,7 +131,7 @@ impl SqliteStorage {
             .connect_with(options)
             .await
             .map_err(StorageError::database)?;
-        Ok(Self::from_pools(writer, reader))
+        Ok(Self { writer, reader })
     }
 
     /// Uses `writer` for every statement that writes and `reader` for the reads. Both
@@ -140,7 +140,10 @@ impl SqliteStorage {
     ///
     /// Call [`SqliteStorage::migrate`] before first use.
     pub fn from_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
-        Self { writer, reader }
+        Self {
+            writer: SqliteWriter::from_pool(writer),
+            reader,
+        }
     }
 
     /// A private in-memory database, already migrated, for tests.
@@ -172,19 +175,24 @@ impl SqliteStorage {
     /// release's) are tolerated; see the module docs for the versioning.
     pub async fn migrate(&self) -> Result<(), StorageError> {
         migrator()
-            .run(&self.writer)
+            .run(
+                &mut *self
+                    .writer()
+                    .acquire()
+                    .await
+                    .map_err(StorageError::database)?,
+            )
             .await
             .map_err(StorageError::database)
     }
 
-    /// The writer pool: one connection, through which every write goes. Give it to the
+    /// The writer: one connection, through which every write goes. Give it to the
     /// SQLite idempotency store so that its writes queue with these.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn writer(&self) -> &SqliteWriter {
         &self.writer
     }
 
-    /// The reader pool (the same as [`SqliteStorage::pool`] for
-    /// [`SqliteStorage::in_memory`]).
+    /// The reader pool (the writer's pool too, for [`SqliteStorage::in_memory`]).
     pub fn reader_pool(&self) -> &SqlitePool {
         &self.reader
     }
@@ -195,14 +203,24 @@ impl SqliteStorage {
         self.reader.close().await;
     }
 
+    /// Waits for the writer (in order of arrival; an error after 10 s).
+    async fn checkout_writer(&self) -> Result<WriterConnection, StorageError> {
+        self.writer.acquire().await.map_err(StorageError::database)
+    }
+
     /// Inserts a row; with a recovery point, resolves a conflict on it (see
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
         // Fast path, also the only path without a recovery point: one autocommit
         // statement that inserts unless the recovery point is taken.
+        let mut writer = self
+            .writer
+            .acquire()
+            .await
+            .map_err(StorageError::database)?;
         let inserted = row
             .insert()
-            .execute(&self.writer)
+            .execute(&mut *writer)
             .await
             .map_err(insert_error)?;
         let Some(recovery) = row.recovery() else {
@@ -214,8 +232,7 @@ impl SqliteStorage {
         // The recovery point names a row. Decide under the write lock, so that no other
         // writer can replace it between the read and the replacement.
         let sql = row.statements();
-        let mut tx = self
-            .writer
+        let mut tx = (*writer)
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StorageError::database)?;
@@ -469,7 +486,7 @@ impl Storage for SqliteStorage {
         .bind(revoked)
         .bind(agent_id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.checkout_writer().await?)
         .await
         .map_err(StorageError::database)?;
         Ok(done.rows_affected() > 0)
@@ -536,7 +553,7 @@ impl Storage for SqliteStorage {
         .bind(revoked)
         .bind(credential_id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.checkout_writer().await?)
         .await
         .map_err(StorageError::database)?;
         Ok(done.rows_affected() > 0)
@@ -552,7 +569,7 @@ impl Storage for SqliteStorage {
         .bind(key.digest.as_slice())
         .bind(key.created_at_ms)
         .bind(key.revoked_at_ms)
-        .execute(&self.writer)
+        .execute(&mut *self.checkout_writer().await?)
         .await
         .map_err(insert_error)?;
         Ok(())
@@ -586,7 +603,7 @@ impl Storage for SqliteStorage {
         )
         .bind(at_ms)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.checkout_writer().await?)
         .await
         .map_err(StorageError::database)?;
         Ok(done.rows_affected() > 0)
