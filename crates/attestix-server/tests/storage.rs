@@ -889,6 +889,90 @@ mod sqlite_specifics {
     use super::*;
     use attestix_server::storage::SqliteStorage;
 
+    /// Concurrent inserts share statements (group commit), and every caller still gets
+    /// its own answer: of the 4 rows racing for each of 10 recovery points exactly one
+    /// is created and the other 3 get its document back, 140 other identities are
+    /// created, 10 ids that already exist fail alone as `Duplicate` without failing the
+    /// rows batched with them, and credentials batched beside identities land too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_inserts_are_batched_and_each_gets_its_own_answer() {
+        let (storage, _directory) = common::sqlite_storage().await;
+        for n in 0..10 {
+            storage
+                .insert_identity(&identity("alice", 1_000_000 + n, "mcp"))
+                .await
+                .expect("the rows to collide with are stored first");
+        }
+        let storage = Arc::new(storage);
+        let mut tasks = Vec::new();
+        for n in 0..200_u64 {
+            let storage = Arc::clone(&storage);
+            tasks.push(tokio::spawn(async move {
+                match n {
+                    // Distinct identities, 10 of them holding recovery points.
+                    0..150 => {
+                        let mut new = identity("alice", n, "mcp");
+                        if n < 10 {
+                            new.recovery = recovery_point("alice|default", &format!("key-{n}"), 0);
+                        }
+                        let answer = storage.insert_identity(&new).await;
+                        (n, answer.map(|inserted| (inserted, new.document)))
+                    }
+                    // Retries under those 10 recovery points, with other ids.
+                    150..180 => {
+                        let mut retry = identity("alice", 10_000 + n, "mcp");
+                        retry.recovery =
+                            recovery_point("alice|default", &format!("key-{}", n % 10), 0);
+                        let answer = storage.insert_identity(&retry).await;
+                        (n, answer.map(|inserted| (inserted, retry.document)))
+                    }
+                    // Ids that already exist.
+                    180..190 => {
+                        let duplicate = identity("alice", 1_000_000 + n - 180, "mcp");
+                        let answer = storage.insert_identity(&duplicate).await;
+                        (n, answer.map(|inserted| (inserted, duplicate.document)))
+                    }
+                    _ => {
+                        let new = credential("alice", n, "attestix:subject", "AgentCredential");
+                        let answer = storage.insert_credential(&new).await;
+                        (n, answer.map(|inserted| (inserted, new.document)))
+                    }
+                }
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("no task panics"));
+        }
+        let mut duplicates = 0;
+        // Per recovery point: the document created, and the documents handed back.
+        let mut created_under: Vec<Vec<String>> = vec![Vec::new(); 10];
+        let mut recovered_under: Vec<Vec<String>> = vec![Vec::new(); 10];
+        for (n, answer) in answers {
+            let contends = n < 10 || (150..180).contains(&n);
+            match (n, answer) {
+                (n, Ok((Inserted::Created, document))) if contends => {
+                    created_under[(n % 10) as usize].push(document);
+                }
+                (n, Ok((Inserted::Recovered(document), _))) if contends => {
+                    recovered_under[(n % 10) as usize].push(document);
+                }
+                (10..150 | 190.., Ok((inserted, _))) => {
+                    assert_eq!(inserted, Inserted::Created, "row {n}");
+                }
+                (180..190, Err(StorageError::Duplicate)) => duplicates += 1,
+                (n, other) => panic!("row {n}: unexpected answer {other:?}"),
+            }
+        }
+        for key in 0..10 {
+            assert_eq!(created_under[key].len(), 1, "one row per recovery point");
+            assert_eq!(recovered_under[key], vec![created_under[key][0].clone(); 3]);
+        }
+        assert_eq!(duplicates, 10);
+        assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 160);
+        assert_eq!(all_credential_documents(&*storage, "alice").await.len(), 10);
+    }
+
     #[tokio::test]
     async fn data_survives_closing_and_reopening_the_file() {
         let directory = tempfile::tempdir().expect("a temporary directory can be made");

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_batch;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;

@@ -48,12 +48,15 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use idempotency_sql::{SqliteWriter, WriterConnection};
+
+use super::sqlite_batch::{InsertBatcher, OwnedRow};
 use sqlx::migrate::Migrator;
-use sqlx::query::Query;
+use sqlx::query::QueryScalar;
 use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteSynchronous,
@@ -89,6 +92,7 @@ fn migrator() -> Migrator {
 pub struct SqliteStorage {
     writer: SqliteWriter,
     reader: SqlitePool,
+    batcher: InsertBatcher,
 }
 
 impl SqliteStorage {
@@ -131,7 +135,7 @@ impl SqliteStorage {
             .connect_with(options)
             .await
             .map_err(StorageError::database)?;
-        Ok(Self { writer, reader })
+        Ok(Self::from_writer(writer, reader))
     }
 
     /// Uses `writer` for every statement that writes and `reader` for the reads. Both
@@ -140,8 +144,17 @@ impl SqliteStorage {
     ///
     /// Call [`SqliteStorage::migrate`] before first use.
     pub fn from_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
+        Self::from_writer(SqliteWriter::from_pool(writer), reader)
+    }
+
+    /// Writes through `writer` (share it with the SQLite idempotency store) and reads
+    /// through `reader`; both must open the same database.
+    ///
+    /// Call [`SqliteStorage::migrate`] before first use.
+    pub fn from_writer(writer: SqliteWriter, reader: SqlitePool) -> Self {
         Self {
-            writer: SqliteWriter::from_pool(writer),
+            batcher: InsertBatcher::new(writer.clone()),
+            writer,
             reader,
         }
     }
@@ -212,23 +225,16 @@ impl SqliteStorage {
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
         // Fast path, also the only path without a recovery point: one autocommit
-        // statement that inserts unless the recovery point is taken.
-        let mut writer = self
-            .writer
-            .acquire()
-            .await
-            .map_err(StorageError::database)?;
-        let inserted = row
-            .insert()
-            .execute(&mut *writer)
-            .await
-            .map_err(insert_error)?;
+        // statement that inserts unless the recovery point is taken, shared with the
+        // inserts of concurrent requests (see `sqlite_batch`).
+        let inserted = self.batcher.insert(OwnedRow::from(row)).await?;
         let Some(recovery) = row.recovery() else {
             return Ok(Inserted::Created);
         };
-        if inserted.rows_affected() == 1 {
+        if inserted {
             return Ok(Inserted::Created);
         }
+        let mut writer = self.checkout_writer().await?;
         // The recovery point names a row. Decide under the write lock, so that no other
         // writer can replace it between the read and the replacement.
         let sql = row.statements();
@@ -259,8 +265,12 @@ impl SqliteStorage {
                 "recovery point expired; its resource keeps no recovery point"
             );
         }
-        let inserted = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
-        if inserted.rows_affected() != 1 {
+        let inserted = row
+            .insert()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(insert_error)?;
+        if inserted.is_none() {
             // Unreachable while the transaction holds the write lock; said plainly
             // rather than reporting a creation that did not happen.
             return Err(StorageError::Database(format!(
@@ -325,21 +335,59 @@ const CREDENTIALS: TableStatements = TableStatements {
                      WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
 };
 
-const INSERT_IDENTITY: &str = "\
-INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, expires_at_ms,
-                        document, idempotency_scope, idempotency_key)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+/// The columns of an identity insert, in the order [`NewRow::bind_values`] binds them.
+const IDENTITY_COLUMNS: [&str; 8] = [
+    "agent_id",
+    "owner",
+    "source_protocol",
+    "created_at_ms",
+    "expires_at_ms",
+    "document",
+    "idempotency_scope",
+    "idempotency_key",
+];
 
-const INSERT_CREDENTIAL: &str = "\
-INSERT INTO credentials (credential_id, owner, subject_id, credential_type, created_at_ms,
-                         expires_at_ms, document, idempotency_scope, idempotency_key)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+/// The columns of a credential insert, in the order [`NewRow::bind_values`] binds them.
+const CREDENTIAL_COLUMNS: [&str; 9] = [
+    "credential_id",
+    "owner",
+    "subject_id",
+    "credential_type",
+    "created_at_ms",
+    "expires_at_ms",
+    "document",
+    "idempotency_scope",
+    "idempotency_key",
+];
+
+/// The most rows one insert statement carries (each count has its own cached SQL).
+pub(super) const MAX_INSERT_ROWS: usize = 32;
+
+/// `SQL[n - 1]` inserts `n` rows into `table` unless their recovery point is taken
+/// (a unique violation of an id is an error) and returns the ids of the rows inserted.
+fn multi_row_inserts(table: &str, columns: &[&str], id: &str) -> Vec<String> {
+    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    (1..=MAX_INSERT_ROWS)
+        .map(|rows| {
+            format!(
+                "INSERT INTO {table} ({}) VALUES {} \
+                 ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING {id}",
+                columns.join(", "),
+                vec![tuple.as_str(); rows].join(", "),
+            )
+        })
+        .collect()
+}
+
+static IDENTITY_INSERTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| multi_row_inserts("identities", &IDENTITY_COLUMNS, "agent_id"));
+
+static CREDENTIAL_INSERTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| multi_row_inserts("credentials", &CREDENTIAL_COLUMNS, "credential_id"));
 
 /// A row to insert into one of the resource tables.
 #[derive(Clone, Copy)]
-enum NewRow<'a> {
+pub(super) enum NewRow<'a> {
     Identity(&'a NewIdentity),
     Credential(&'a NewCredential),
 }
@@ -359,12 +407,32 @@ impl<'a> NewRow<'a> {
         }
     }
 
-    /// The insert, which does nothing when the recovery point is taken.
-    fn insert(self) -> Query<'a, Sqlite, SqliteArguments<'a>> {
+    /// The single-row insert, which does nothing when the recovery point is taken and
+    /// returns the id of the row it inserted.
+    pub(super) fn insert(self) -> QueryScalar<'a, Sqlite, String, SqliteArguments<'a>> {
+        self.bind_values(sqlx::query_scalar(&self.inserts()[0]))
+    }
+
+    /// The multi-row inserts of this row's table (`[n - 1]` takes `n` rows).
+    pub(super) fn inserts(self) -> &'static [String] {
+        match self {
+            Self::Identity(_) => &IDENTITY_INSERTS,
+            Self::Credential(_) => &CREDENTIAL_INSERTS,
+        }
+    }
+
+    /// Binds this row's values, in column order, to the next tuple of `query`.
+    pub(super) fn bind_values<'q>(
+        self,
+        query: QueryScalar<'q, Sqlite, String, SqliteArguments<'q>>,
+    ) -> QueryScalar<'q, Sqlite, String, SqliteArguments<'q>>
+    where
+        'a: 'q,
+    {
         let scope = self.recovery().map(|point| point.scope.as_str());
         let key = self.recovery().map(|point| point.key.as_str());
         match self {
-            Self::Identity(identity) => sqlx::query(INSERT_IDENTITY)
+            Self::Identity(identity) => query
                 .bind(identity.agent_id.as_str())
                 .bind(identity.owner.as_str())
                 .bind(identity.source_protocol.as_str())
@@ -373,7 +441,7 @@ impl<'a> NewRow<'a> {
                 .bind(identity.document.as_str())
                 .bind(scope)
                 .bind(key),
-            Self::Credential(credential) => sqlx::query(INSERT_CREDENTIAL)
+            Self::Credential(credential) => query
                 .bind(credential.credential_id.as_str())
                 .bind(credential.owner.as_str())
                 .bind(credential.subject_id.as_str())
@@ -389,7 +457,7 @@ impl<'a> NewRow<'a> {
 
 /// Maps an insert's error: a unique violation (of an id; the recovery point's
 /// conflicts are handled by `ON CONFLICT`) is [`StorageError::Duplicate`].
-fn insert_error(error: sqlx::Error) -> StorageError {
+pub(super) fn insert_error(error: sqlx::Error) -> StorageError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => {
             StorageError::Duplicate
