@@ -1,11 +1,13 @@
 //! Metrics (Prometheus) and tracing setup.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use http::{Method, StatusCode};
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// The process-wide Prometheus recorder. Installed once, on first use, so that
@@ -45,20 +47,66 @@ pub fn prometheus() -> PrometheusHandle {
 /// records their latency.
 pub async fn record_http_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    // The route template, not the raw path, so ids do not explode the label set.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = method_label(request.method());
+    // The route template, not the raw path, so ids do not explode the label set. One
+    // shared string serves both series (labels are built on every request).
+    let route = SharedString::from_shared(Arc::<str>::from(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str),
+    ));
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status());
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label, without allocating for the standard methods.
+fn method_label(method: &Method) -> SharedString {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().position(|standard| standard == method) {
+        Some(index) => SharedString::const_str(NAMES[index]),
+        None => SharedString::from_owned(method.as_str().to_owned()),
+    }
+}
+
+/// The status code as a label, without allocating for the codes this API answers.
+fn status_label(status: StatusCode) -> SharedString {
+    let name = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        500 => "500",
+        503 => "503",
+        other => return SharedString::from_owned(other.to_string()),
+    };
+    SharedString::const_str(name)
 }
 
 /// Installs a tracing subscriber writing to stderr, filtered by `RUST_LOG`

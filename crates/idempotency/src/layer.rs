@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::replay_hints::ReplayHints;
+
 use tower::Layer;
 
 use crate::config::IdempotencyConfig;
@@ -13,6 +15,7 @@ use crate::store::{MemoryStore, Store};
 pub(crate) struct Shared {
     pub(crate) config: IdempotencyConfig,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) replay_hints: ReplayHints,
 }
 
 /// Applies the `Idempotency-Key` contract to the wrapped service.
@@ -33,7 +36,11 @@ impl IdempotencyLayer {
     /// A layer over a store that the host also uses elsewhere (for example to purge it).
     pub fn with_shared_store(store: Arc<dyn Store>, config: IdempotencyConfig) -> Self {
         Self {
-            shared: Arc::new(Shared { config, store }),
+            shared: Arc::new(Shared {
+                config,
+                store,
+                replay_hints: ReplayHints::default(),
+            }),
         }
     }
 

@@ -97,6 +97,7 @@ pub mod key;
 mod layer;
 pub mod metrics;
 pub mod problem;
+mod replay_hints;
 mod service;
 pub mod store;
 #[cfg(feature = "testkit")]

@@ -335,6 +335,46 @@ async fn reordered_json_with_the_same_meaning_is_replayed() {
     assert_eq!(app.executions(), 1);
 }
 
+/// Byte-identical retries take a shortcut past canonical JSON after the first replay
+/// (the layer's replay hints); the shortcut must never turn a different request into
+/// a replay, nor stop a reordered one from replaying, nor outlive the record.
+#[tokio::test]
+async fn repeated_byte_identical_replays_keep_the_fingerprint_rules() {
+    let clock = ManualClock::new(SystemTime::now());
+    let app = TestApp::new(|c| c.with_clock(clock.clone()));
+    let body = r#"{"name":"x","n":1}"#;
+    let first = app.send(keyed("POST", "/things", "k-hint", body)).await;
+    for _ in 0..3 {
+        let retry = app.send(keyed("POST", "/things", "k-hint", body)).await;
+        assert!(retry.replayed());
+        assert_eq!(retry.body, first.body);
+    }
+    let reordered = app
+        .send(keyed("POST", "/things", "k-hint", r#"{"n":1,"name":"x"}"#))
+        .await;
+    assert!(reordered.replayed(), "a reordered body still matches");
+    let different = app
+        .send(keyed("POST", "/things", "k-hint", r#"{"name":"y","n":1}"#))
+        .await;
+    assert_eq!(
+        different.status,
+        StatusCode::CONFLICT,
+        "another body is a mismatch"
+    );
+    assert_eq!(app.executions(), 1);
+
+    // After the retention the key is reused by another request; the old bytes are
+    // now a mismatch against the new record, hint or not.
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let reused = app
+        .send(keyed("POST", "/things", "k-hint", r#"{"name":"z","n":2}"#))
+        .await;
+    assert_eq!(reused.status, StatusCode::CREATED);
+    let old_bytes = app.send(keyed("POST", "/things", "k-hint", body)).await;
+    assert_eq!(old_bytes.status, StatusCode::CONFLICT);
+    assert_eq!(app.executions(), 2);
+}
+
 #[tokio::test]
 async fn same_key_on_another_path_or_query_is_a_mismatch() {
     let app = TestApp::new(|c| c);

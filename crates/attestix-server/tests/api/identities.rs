@@ -19,6 +19,7 @@ crate::on_both_backends!(
     bad_input_gets_a_precise_problem_and_writes_nothing,
     an_identity_can_be_read_verified_and_revoked,
     listing_pages_with_a_cursor_and_filters,
+    metrics_count_requests_by_route_status_and_idempotency_outcome,
 );
 
 async fn retry_with_the_same_key_returns_the_original_identity_byte_identical(backend: Backend) {
@@ -565,5 +566,46 @@ async fn revoking_with_a_null_body_or_a_float_expiry_is_accepted() {
     )
     .await;
     assert_eq!(revoked.status, 200);
+    server.finish().await;
+}
+
+async fn metrics_count_requests_by_route_status_and_idempotency_outcome(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let body = identity_body("Counted");
+    let first = Reply::of(
+        server
+            .post_keyed("/v1/identities", "metrics-1", &body)
+            .send(),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let retry = Reply::of(
+        server
+            .post_keyed("/v1/identities", "metrics-1", &body)
+            .send(),
+    )
+    .await;
+    assert_eq!(retry.status, 201);
+    let metrics = Reply::of(
+        server
+            .client
+            .get(server.url("/metrics"))
+            .bearer_auth(&server.admin_key)
+            .send(),
+    )
+    .await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for series in [
+        // The route template is the label, never the raw path.
+        r#"http_requests_total{method="POST",route="/v1/identities",status="201"}"#,
+        r#"idempotency_requests_total{outcome="executed"}"#,
+        r#"idempotency_requests_total{outcome="replayed"}"#,
+        r#"http_request_duration_seconds_count{method="POST",route="/v1/identities"}"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
     server.finish().await;
 }
