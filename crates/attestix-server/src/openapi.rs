@@ -84,11 +84,41 @@ pub struct IdempotencyDocs;
 
 impl Modify for IdempotencyDocs {
     fn modify(&self, openapi: &mut OpenApiDocument) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             if let Some(operation) = item.post.as_mut() {
                 document_idempotency(operation);
             }
+            // Reads and revocations under /v1 answer the same access and
+            // availability problems as the POSTs.
+            if path.starts_with("/v1/") {
+                for operation in [item.get.as_mut(), item.delete.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    add_problems(operation, &ACCESS_PROBLEMS);
+                    add_problems(
+                        operation,
+                        &[("503", "The database is unavailable; retry later")],
+                    );
+                }
+            }
         }
+    }
+}
+
+/// The problems of authentication, answered on every /v1 operation.
+const ACCESS_PROBLEMS: [(&str, &str); 2] =
+    [("401", "No API key"), ("403", "Unknown or revoked API key")];
+
+/// Documents each `(status, description)` as a problem response unless the operation
+/// documents that status already.
+fn add_problems(operation: &mut Operation, problems: &[(&str, &str)]) {
+    for (status, description) in problems {
+        operation
+            .responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| problem(description));
     }
 }
 
@@ -159,18 +189,6 @@ fn document_idempotency(operation: &mut Operation) {
         ("422", "The request is invalid, or (in IETF mode) the Idempotency-Key was used with a different request"),
         ("503", "The idempotency store or the database is unavailable; nothing was executed. Retry with the same key"),
     ];
-    for (status, description) in layer_problems {
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| problem(description));
-    }
-    for (status, description) in [("401", "No API key"), ("403", "Unknown or revoked API key")] {
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| problem(description));
-    }
+    add_problems(operation, &layer_problems);
+    add_problems(operation, &ACCESS_PROBLEMS);
 }

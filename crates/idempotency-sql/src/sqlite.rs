@@ -18,12 +18,12 @@
 //! the one case where SQLite returns `SQLITE_BUSY` without consulting the busy timeout.
 //!
 //! Both set-ups pass the concurrency tests (64 tasks racing for one key: one winner,
-//! no error). The example `sqlite_write_modes` measures them; on a 2-core machine,
-//! 16 tasks doing reserve + complete + lookup ran at about 2,400 to 2,800 triples/s
-//! either way, with a worst case of about 30 ms through one writer against 100 to
-//! 270 ms through a shared pool of 2 to 8 connections (the busy handler backs off
-//! in sleeps of up to 100 ms). The single writer is the default for its bounded
-//! latency.
+//! no error). The example `sqlite_write_modes` measures them. On a 2-core machine,
+//! with the writer still a pool of one and before group commit, 16 tasks doing
+//! reserve + complete + lookup ran at about 2,400 to 2,800 triples/s either way, with
+//! a worst case of about 30 ms through one writer against 100 to 270 ms through a
+//! shared pool of 2 to 8 connections (the busy handler backs off in sleeps of up to
+//! 100 ms). The single writer is the default for its bounded latency.
 //!
 //! # Group commit
 //!

@@ -55,6 +55,40 @@ async fn every_post_documents_the_idempotency_header_and_its_responses() {
 }
 
 #[tokio::test]
+async fn every_v1_read_and_revocation_documents_its_access_and_availability_problems() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let document = Reply::of(server.client.get(server.url("/openapi.json")).send())
+        .await
+        .json();
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for method in ["get", "delete"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            operations += 1;
+            for status in ["401", "403", "503"] {
+                let response = &operation["responses"][status];
+                assert!(
+                    response["content"]
+                        .get("application/problem+json")
+                        .is_some(),
+                    "{method} {path} documents {status} as problem+json"
+                );
+            }
+        }
+    }
+    assert!(
+        operations >= 6,
+        "found only {operations} GET/DELETE operations"
+    );
+    server.finish().await;
+}
+
+#[tokio::test]
 async fn swagger_ui_is_served_without_any_cdn() {
     let server = TestServer::start(Backend::Sqlite).await.unwrap();
     let page = Reply::of(server.client.get(server.url("/docs/")).send()).await;
