@@ -171,3 +171,49 @@ async fn the_cache_stays_within_its_record_bound() {
         assert!(matches!(outcome, ReserveOutcome::Existing(_)));
     }
 }
+
+/// A purge drops the cached copies that expired, oldest first, and keeps the rest.
+#[tokio::test]
+async fn purging_drops_expired_copies_and_keeps_live_ones() {
+    let store = CachedStore::new(
+        MemoryStore::default(),
+        CacheConfig {
+            shards: 2,
+            ..CacheConfig::default()
+        },
+    );
+    let fingerprint = Fingerprint::from_bytes([4; 32]);
+    for second in 0..20_u64 {
+        let now = epoch() + Duration::from_secs(second);
+        let id = RecordId::new("s", format!("k{second}"));
+        let first = request(&id, &fingerprint, now);
+        let token = first.token;
+        store.reserve(first).await.unwrap();
+        store
+            .complete(&id, token, &sample_response())
+            .await
+            .unwrap();
+        // The replay reads the completed record back and caches it.
+        store
+            .reserve(request(&id, &fingerprint, now))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.cached_records(), 20);
+    // Records made at seconds 0..=9 expire by 3,600 + 9.5 s; 10..=19 do not.
+    let later = epoch() + Duration::from_millis(3_609_500);
+    store.purge_expired(later).await.unwrap();
+    assert_eq!(store.cached_records(), 10);
+    for second in 10..20_u64 {
+        let id = RecordId::new("s", format!("k{second}"));
+        assert!(
+            store.peek_completed(&id, later).is_some(),
+            "k{second} is still cached"
+        );
+    }
+    store
+        .purge_expired(epoch() + Duration::from_secs(3_620))
+        .await
+        .unwrap();
+    assert_eq!(store.cached_records(), 0);
+}

@@ -95,6 +95,20 @@ impl<S: Store> CachedStore<S> {
         &self.inner
     }
 
+    /// How many completed records the cache holds now.
+    pub fn cached_records(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .records
+                    .len()
+            })
+            .sum()
+    }
+
     fn shard(&self, id: &RecordId) -> std::sync::MutexGuard<'_, Shard> {
         let index = (self.hasher.hash_one(id) as usize) % self.shards.len();
         // Entries are inserted and removed in single steps; a poisoned lock is usable.
@@ -207,20 +221,29 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        // Walk each shard's insertion order from the oldest entry and stop at the first
+        // live one, so a purge costs what expired, not the size of the cache. Every
+        // record is kept for the same retention, so insertion order is nearly expiry
+        // order; a record copied in later but created earlier (read back from the inner
+        // store) may wait behind younger ones, and is dropped when it is next looked up
+        // (expiry is checked on every read) or evicted.
         for shard in self.shards.iter() {
             let mut shard = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let expired: Vec<RecordId> = shard
-                .records
-                .iter()
-                .filter(|(_, record)| record.expires_at <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in expired {
-                if let Some(record) = shard.records.remove(&id) {
-                    self.forget_bytes(&id, &record);
+            let Shard { records, order } = &mut *shard;
+            while let Some(oldest) = order.front() {
+                match records.get(oldest) {
+                    Some(record) if record.expires_at > now => break,
+                    Some(_) => {
+                        if let Some(expired) = records.remove(oldest) {
+                            self.forget_bytes(oldest, &expired);
+                        }
+                    }
+                    // Already evicted or expired on a read: only the order entry is left.
+                    None => {}
                 }
+                order.pop_front();
             }
         }
         self.inner.purge_expired(now).await
