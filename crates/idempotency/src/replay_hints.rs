@@ -25,7 +25,9 @@ use crate::fingerprint::Fingerprint;
 use crate::store::RecordId;
 
 const SHARDS: usize = 16;
-const PER_SHARD: usize = 4096;
+/// 16 × 1,024 hints of about 200 bytes each: at most about 3 MiB. Retries come soon
+/// after the first attempt, so recent records are the ones worth remembering.
+const PER_SHARD: usize = 1024;
 
 /// The digest of a request's raw inputs to its fingerprint.
 #[derive(Clone, Copy, PartialEq, Eq)]
