@@ -44,6 +44,10 @@ use bytes::Bytes;
 
 use tokio::sync::{mpsc, oneshot};
 
+use idempotency::store::unix_millis;
+use idempotency::{FencingToken, RecordId, ReserveRequest, StoredResponse};
+use sqlx::SqliteConnection;
+
 use crate::record;
 use crate::writer::{SqliteWriter, WriterConnection};
 
@@ -63,6 +67,20 @@ pub(crate) struct ReserveRow {
     pub(crate) now: i64,
 }
 
+impl ReserveRow {
+    pub(crate) fn of(request: &ReserveRequest<'_>) -> Self {
+        Self {
+            scope: request.id.scope.clone(),
+            key: request.id.key.clone(),
+            fingerprint: *request.fingerprint.as_bytes(),
+            token: request.token.as_i64(),
+            lease_expires_at: unix_millis(request.lease_expires_at()),
+            expires_at: unix_millis(request.expires_at()),
+            now: unix_millis(request.now),
+        }
+    }
+}
+
 /// A completion to attempt.
 pub(crate) struct CompleteRow {
     pub(crate) scope: String,
@@ -71,6 +89,19 @@ pub(crate) struct CompleteRow {
     pub(crate) status: i32,
     pub(crate) headers: Vec<u8>,
     pub(crate) body: Bytes,
+}
+
+impl CompleteRow {
+    pub(crate) fn of(id: &RecordId, token: FencingToken, response: &StoredResponse) -> Self {
+        Self {
+            scope: id.scope.clone(),
+            key: id.key.clone(),
+            token: token.as_i64(),
+            status: i32::from(response.status),
+            headers: response.encode_headers(),
+            body: response.body.clone(),
+        }
+    }
 }
 
 /// `Ok(Some(takeovers))` when reserved, `Ok(None)` when blocked.
@@ -279,10 +310,14 @@ async fn run_reserves(
     match query.fetch_all(&mut **connection).await {
         Ok(reserved) => {
             for (index, (row, reply)) in batch.drain(..).enumerate() {
-                let takeovers = reserved
-                    .iter()
-                    .find(|(token, _)| *token == row.token && in_statement.contains(&index))
-                    .map(|(_, takeovers)| *takeovers);
+                let takeovers = if in_statement.contains(&index) {
+                    reserved
+                        .iter()
+                        .find(|(token, _)| *token == row.token)
+                        .map(|(_, takeovers)| *takeovers)
+                } else {
+                    None
+                };
                 let _ = reply.send(Ok(takeovers));
             }
         }
@@ -346,8 +381,12 @@ async fn run_completes(
     }
 }
 
-/// The single-row reservation (the fallback path).
-async fn reserve_one(connection: &mut WriterConnection, row: &ReserveRow) -> ReserveReply {
+/// The single-row reservation: the fallback of a batch, the path without group commit,
+/// and the retry inside a transaction.
+pub(crate) async fn reserve_one(
+    connection: &mut SqliteConnection,
+    row: &ReserveRow,
+) -> ReserveReply {
     sqlx::query_scalar(record::RESERVE)
         .bind(row.scope.as_str())
         .bind(row.key.as_str())
@@ -356,12 +395,16 @@ async fn reserve_one(connection: &mut WriterConnection, row: &ReserveRow) -> Res
         .bind(row.lease_expires_at)
         .bind(row.expires_at)
         .bind(row.now)
-        .fetch_optional(&mut **connection)
+        .fetch_optional(connection)
         .await
 }
 
-/// The single-row completion (the fallback path).
-async fn complete_one(connection: &mut WriterConnection, row: &CompleteRow) -> CompleteReply {
+/// The single-row completion: the fallback of a batch and the path without group
+/// commit.
+pub(crate) async fn complete_one(
+    connection: &mut SqliteConnection,
+    row: &CompleteRow,
+) -> CompleteReply {
     let done = sqlx::query(record::COMPLETE)
         .bind(row.scope.as_str())
         .bind(row.key.as_str())
@@ -369,7 +412,7 @@ async fn complete_one(connection: &mut WriterConnection, row: &CompleteRow) -> C
         .bind(row.status)
         .bind(row.headers.as_slice())
         .bind(row.body.as_ref())
-        .execute(&mut **connection)
+        .execute(connection)
         .await?;
     Ok(done.rows_affected() > 0)
 }

@@ -46,15 +46,13 @@ use idempotency::{
     StoredResponse,
 };
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::query::QueryScalar;
 use sqlx::sqlite::{
-    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Executor};
 
 pub use crate::group_commit::GroupCommitStats;
-use crate::group_commit::{CompleteRow, GroupCommit, ReserveRow};
+use crate::group_commit::{complete_one, reserve_one, CompleteRow, GroupCommit, ReserveRow};
 use crate::migrations::{self, MIGRATIONS_TABLE};
 use crate::record::{self, RecordRow};
 use crate::writer::SqliteWriter;
@@ -268,21 +266,6 @@ impl SqliteStore {
     }
 }
 
-/// The atomic reservation statement, bound to `request`; yields `takeovers` when the
-/// caller now owns the record.
-fn reserve_query<'q>(
-    request: &'q ReserveRequest<'_>,
-) -> QueryScalar<'q, Sqlite, i32, SqliteArguments<'q>> {
-    sqlx::query_scalar(record::RESERVE)
-        .bind(&request.id.scope)
-        .bind(&request.id.key)
-        .bind(request.fingerprint.as_bytes().as_slice())
-        .bind(request.token.as_i64())
-        .bind(unix_millis(request.lease_expires_at()))
-        .bind(unix_millis(request.expires_at()))
-        .bind(unix_millis(request.now))
-}
-
 fn reserved(takeovers: i32) -> ReserveOutcome {
     ReserveOutcome::Reserved {
         took_over: takeovers > 0,
@@ -295,22 +278,11 @@ impl Store for SqliteStore {
         let now = unix_millis(request.now);
         // Fast path, the common case of a new key: one autocommit statement, shared
         // with the reservations of concurrent requests unless group commit is off.
+        let row = ReserveRow::of(&request);
         let attempt = match &self.group {
-            Some(group) => {
-                group
-                    .reserve(ReserveRow {
-                        scope: request.id.scope.clone(),
-                        key: request.id.key.clone(),
-                        fingerprint: *request.fingerprint.as_bytes(),
-                        token: request.token.as_i64(),
-                        lease_expires_at: unix_millis(request.lease_expires_at()),
-                        expires_at: unix_millis(request.expires_at()),
-                        now,
-                    })
-                    .await
-            }
+            Some(group) => group.reserve(row).await,
             None => match self.writer.acquire().await {
-                Ok(mut writer) => reserve_query(&request).fetch_optional(&mut *writer).await,
+                Ok(mut writer) => reserve_one(&mut writer, &row).await,
                 Err(error) => Err(error),
             },
         };
@@ -338,8 +310,7 @@ impl Store for SqliteStore {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(record::unavailable)?;
-            if let Some(takeovers) = reserve_query(&request)
-                .fetch_optional(&mut *tx)
+            if let Some(takeovers) = reserve_one(&mut tx, &ReserveRow::of(&request))
                 .await
                 .map_err(record::unavailable)?
             {
@@ -366,30 +337,11 @@ impl Store for SqliteStore {
         token: FencingToken,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
+        let row = CompleteRow::of(id, token, response);
         let completed = match &self.group {
-            Some(group) => {
-                group
-                    .complete(CompleteRow {
-                        scope: id.scope.clone(),
-                        key: id.key.clone(),
-                        token: token.as_i64(),
-                        status: i32::from(response.status),
-                        headers: response.encode_headers(),
-                        body: response.body.clone(),
-                    })
-                    .await
-            }
+            Some(group) => group.complete(row).await,
             None => match self.writer.acquire().await {
-                Ok(mut writer) => sqlx::query(record::COMPLETE)
-                    .bind(&id.scope)
-                    .bind(&id.key)
-                    .bind(token.as_i64())
-                    .bind(i32::from(response.status))
-                    .bind(response.encode_headers())
-                    .bind(response.body.as_ref())
-                    .execute(&mut *writer)
-                    .await
-                    .map(|done| done.rows_affected() > 0),
+                Ok(mut writer) => complete_one(&mut writer, &row).await,
                 Err(error) => Err(error),
             },
         };

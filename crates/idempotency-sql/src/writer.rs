@@ -96,14 +96,6 @@ impl SqliteWriter {
         Self(Kind::Pool(pool))
     }
 
-    /// The pool, for a writer made by [`SqliteWriter::from_pool`].
-    pub fn as_pool(&self) -> Option<&SqlitePool> {
-        match &self.0 {
-            Kind::Dedicated(_) => None,
-            Kind::Pool(pool) => Some(pool),
-        }
-    }
-
     /// Waits (in order of arrival, at most 10 s) for the writer.
     ///
     /// # Errors

@@ -29,19 +29,13 @@ impl Fingerprint {
         body: &[u8],
     ) -> Self {
         let body_digest = body_digest(content_type, body);
-        let mut hasher = Sha256::new();
-        // Length prefixes keep ("/a", "b=c") and ("/ab", "=c") apart.
-        for part in [
+        // A request without a query and one with an empty query are the same request.
+        Self(digest_parts(&[
             method.as_str().as_bytes(),
             path.as_bytes(),
             query.map(str::as_bytes).unwrap_or_default(),
             &body_digest,
-        ] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        // A request without a query and one with an empty query are the same request.
-        Self(hasher.finalize().into())
+        ]))
     }
 
     /// Rebuilds a fingerprint from its 32 stored bytes.
@@ -64,6 +58,17 @@ impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Fingerprint({})", hex::encode(&self.0[..8]))
     }
+}
+
+/// SHA-256 over `parts`, each prefixed with its length, which keeps ("/a", "b=c")
+/// and ("/ab", "=c") apart.
+pub(crate) fn digest_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
 }
 
 fn is_json_content_type(content_type: &[u8]) -> bool {

@@ -19,9 +19,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use http::Method;
-use sha2::{Digest, Sha256};
 
-use crate::fingerprint::Fingerprint;
+use crate::fingerprint::{digest_parts, Fingerprint};
 use crate::store::RecordId;
 
 const SHARDS: usize = 16;
@@ -41,18 +40,13 @@ impl RawDigest {
         content_type: Option<&[u8]>,
         body: &[u8],
     ) -> Self {
-        let mut hasher = Sha256::new();
-        for part in [
+        Self(digest_parts(&[
             method.as_str().as_bytes(),
             path.as_bytes(),
             query.map(str::as_bytes).unwrap_or_default(),
             content_type.unwrap_or_default(),
             body,
-        ] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        Self(hasher.finalize().into())
+        ]))
     }
 }
 
