@@ -67,22 +67,19 @@ pub async fn record_http_metrics(request: Request, next: Next) -> Response {
 
 /// The method as a label, without allocating for the standard methods.
 fn method_label(method: &Method) -> SharedString {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::CONNECT,
-        Method::TRACE,
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
     ];
-    const NAMES: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
-    ];
-    match STANDARD.iter().position(|standard| standard == method) {
-        Some(index) => SharedString::const_str(NAMES[index]),
+    match STANDARD.iter().find(|(standard, _)| standard == method) {
+        Some((_, name)) => SharedString::const_str(name),
         None => SharedString::from_owned(method.as_str().to_owned()),
     }
 }
