@@ -4,8 +4,9 @@
 //! # Why
 //!
 //! SQLite has one writer, and through sqlx every statement on it is a pool checkout,
-//! a hand-off to the connection's worker thread and a hand-back. Measured on a 2-core
-//! machine, that round trip (about 170 µs under load), not the CPU, bounded a server
+//! a hand-off to the connection's worker thread and a hand-back. On a 2-core machine
+//! that round trip (about 165 µs of writer time per statement, from 2,046 keyed
+//! creates/s at three statements each), not the CPU, bounded a server
 //! whose keyed request needs three writes (reserve, the host's insert, complete): it
 //! ran at 0.38 of the unkeyed rate with the CPUs 59 % idle.
 //!

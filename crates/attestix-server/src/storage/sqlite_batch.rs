@@ -2,9 +2,9 @@
 //! and credentials created by concurrent requests share one trip to the writer.
 //!
 //! Every write to a SQLite file goes through one connection, and each statement on it
-//! costs a hand-off to sqlx's worker thread and back (about 90 µs on the 2-core
-//! benchmark machine, most of it waking sleeping threads), so the writer, not the
-//! CPU, bounded the server. This is the storage's half of the cure; the idempotency
+//! costs a hand-off to sqlx's worker thread and back (from a few µs to about 90 µs on
+//! the 2-core benchmark machine, the upper end when a sleeping thread must be woken),
+//! so the writer, not the CPU, bounded the server. This is the storage's half of the cure; the idempotency
 //! store batches its own writes the same way (`idempotency_sql`'s group commit).
 //!
 //! One task per storage takes the first queued insert, checks out the writer, takes
