@@ -87,8 +87,9 @@
 //! # Observability
 //!
 //! See [`metrics`] for the counters and histograms; every keyed request gets a
-//! tracing span `idempotency` with `key_hash` (a short hash, never the key) and
-//! `outcome`.
+//! tracing span `idempotency` at DEBUG level (like tower-http's request spans) with
+//! `key_hash` (a short hash, never the key) and `outcome`. Warnings and errors about a
+//! keyed request carry `key_hash` themselves, so they keep it at INFO.
 
 pub mod config;
 pub mod fingerprint;

@@ -178,7 +178,10 @@ where
         ));
     };
     let record = RecordId::new(scope, key.into_string());
-    let span = tracing::info_span!(
+    // DEBUG, like tower-http's per-request spans: at INFO an enabled span costs about
+    // 6 µs per keyed request (measured: 6-7 % of keyed throughput), for context that
+    // only warnings and errors use, and those carry `key_hash` themselves.
+    let span = tracing::debug_span!(
         "idempotency",
         key_hash = %record.log_tag(),
         outcome = tracing::field::Empty,
@@ -304,7 +307,7 @@ where
         };
         let outcome = m::timed("reserve", shared.store.reserve(reserve)).await;
         match outcome {
-            Err(error) => return Ok(store_unavailable(&error)),
+            Err(error) => return Ok(store_unavailable(&error, &record)),
             Ok(ReserveOutcome::Reserved { took_over }) => {
                 parts.extensions.insert(IdempotencyContext {
                     record: record.clone(),
@@ -332,7 +335,7 @@ where
                 match remaining {
                     Some(remaining) if !remaining.is_zero() => {
                         if let Err(error) = shared.store.wait(&record, remaining).await {
-                            return Ok(store_unavailable(&error));
+                            return Ok(store_unavailable(&error, &record));
                         }
                     }
                     _ => return Ok(in_flight()),
@@ -407,7 +410,10 @@ where
         }
         Err(_panic) => {
             release(shared, record, token, "handler_panicked").await;
-            tracing::error!("handler panicked while executing a keyed request");
+            tracing::error!(
+                key_hash = %record.log_tag(),
+                "handler panicked while executing a keyed request"
+            );
             Ok(problem_response(
                 ProblemKind::HandlerPanicked,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -450,7 +456,7 @@ where
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
             let error: BoxError = error.into();
-            tracing::error!(%error, "response body failed while being stored");
+            tracing::error!(key_hash = %record.log_tag(), %error, "response body failed while being stored");
             release(shared, record, token, "body_error").await;
             return problem_response(
                 ProblemKind::HandlerPanicked,
@@ -483,11 +489,14 @@ where
         Err(StoreError::NotOwner) => {
             // Our lease ran out and another worker owns the key now; its answer wins.
             m::count(Outcome::NotStored);
-            tracing::warn!("lease lost before completion; response not stored");
+            tracing::warn!(
+                key_hash = %record.log_tag(),
+                "lease lost before completion; response not stored"
+            );
         }
         Err(error) => {
             m::count(Outcome::StoreError);
-            tracing::error!(%error, "response could not be stored; key stays reserved until its lease ends");
+            tracing::error!(key_hash = %record.log_tag(), %error, "response could not be stored; key stays reserved until its lease ends");
         }
     }
     Response::from_parts(parts, ResBody::from(body))
@@ -499,10 +508,10 @@ async fn release(shared: &Shared, record: &RecordId, token: FencingToken, reason
     match m::timed("release", shared.store.release(record, token)).await {
         Ok(()) => {}
         Err(StoreError::NotOwner) => {
-            tracing::warn!(reason, "lease lost before release; nothing to release");
+            tracing::warn!(key_hash = %record.log_tag(), reason, "lease lost before release; nothing to release");
         }
         Err(error) => {
-            tracing::error!(%error, reason, "reservation could not be released; it frees itself when its lease ends");
+            tracing::error!(key_hash = %record.log_tag(), %error, reason, "reservation could not be released; it frees itself when its lease ends");
         }
     }
 }
@@ -566,10 +575,10 @@ fn in_flight<B: From<Bytes>>() -> Response<B> {
     )
 }
 
-fn store_unavailable<B: From<Bytes>>(error: &StoreError) -> Response<B> {
+fn store_unavailable<B: From<Bytes>>(error: &StoreError, record: &RecordId) -> Response<B> {
     m::count(Outcome::StoreError);
     tracing::Span::current().record("outcome", "store_error");
-    tracing::error!(%error, "idempotency store failed; request refused, not executed");
+    tracing::error!(key_hash = %record.log_tag(), %error, "idempotency store failed; request refused, not executed");
     problem_response(
         ProblemKind::StoreUnavailable,
         StatusCode::SERVICE_UNAVAILABLE,

@@ -488,6 +488,46 @@ async fn a_failing_store_answers_503_and_never_runs_the_handler() {
     assert_eq!(app.executions(), 0);
 }
 
+/// The layer's span is at DEBUG, so at the usual INFO level its errors must name the
+/// key themselves: by its short hash, never in full.
+#[tokio::test]
+async fn a_store_error_is_logged_at_info_with_the_key_hash_not_the_key() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let broken = Arc::new(BrokenStore::default());
+    let app = TestApp::with_store(broken, Arc::new(MemoryStore::default()), |c| c);
+    let key = "secret-key-of-alice-0001";
+    let reply = app.send(keyed("POST", "/things", key, "{}")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let tag = RecordId::new("alice".to_owned(), key.to_owned()).log_tag();
+    assert!(logs.contains("idempotency store failed"), "{logs}");
+    assert!(logs.contains(&format!("key_hash={tag}")), "{logs}");
+    assert!(
+        !logs.contains(key),
+        "the key itself is never logged: {logs}"
+    );
+}
+
 // ---- the key -----------------------------------------------------------------------
 
 #[tokio::test]
