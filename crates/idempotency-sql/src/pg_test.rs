@@ -27,17 +27,12 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::ops::Deref;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use idempotency::{
-    ExistingRecord, FencingToken, RecordId, ReserveOutcome, ReserveRequest, Store, StoreError,
-    StoredResponse,
-};
+pub use idempotency::testkit::Guarded;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
@@ -264,66 +259,13 @@ pub async fn test_store() -> Option<TestPostgresStore> {
         .migrate()
         .await
         .expect("the store's migrations apply to an empty database");
-    Some(TestPostgresStore {
-        store,
-        database: Arc::new(database),
-    })
+    Some(Guarded::new(store, Arc::new(database)))
 }
 
 /// A [`PostgresStore`] that owns its test database: when the last clone is dropped,
 /// the database is dropped from the server. Suits factories that must return a store,
-/// such as the `idempotency` conformance suite's.
-#[derive(Debug, Clone)]
-pub struct TestPostgresStore {
-    store: PostgresStore,
-    database: Arc<TestDatabase>,
-}
-
-impl TestPostgresStore {
-    /// The database the store lives in.
-    pub fn database(&self) -> &TestDatabase {
-        &self.database
-    }
-}
-
-impl Deref for TestPostgresStore {
-    type Target = PostgresStore;
-
-    fn deref(&self) -> &PostgresStore {
-        &self.store
-    }
-}
-
-#[async_trait]
-impl Store for TestPostgresStore {
-    async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
-        self.store.reserve(request).await
-    }
-    async fn complete(
-        &self,
-        id: &RecordId,
-        token: FencingToken,
-        response: &StoredResponse,
-    ) -> Result<(), StoreError> {
-        self.store.complete(id, token, response).await
-    }
-    async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
-        self.store.release(id, token).await
-    }
-    async fn lookup(
-        &self,
-        id: &RecordId,
-        now: SystemTime,
-    ) -> Result<Option<ExistingRecord>, StoreError> {
-        self.store.lookup(id, now).await
-    }
-    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
-        self.store.wait(id, timeout).await
-    }
-    async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.store.purge_expired(now).await
-    }
-}
+/// such as the `idempotency` conformance suite's; [`Guarded::guard`] is the database.
+pub type TestPostgresStore = Guarded<PostgresStore, Arc<TestDatabase>>;
 
 /// Drops `name` from the server, ending any sessions still connected to it.
 async fn drop_database(admin: &PgConnectOptions, name: &str) -> Result<(), sqlx::Error> {

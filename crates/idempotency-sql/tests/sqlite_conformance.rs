@@ -3,13 +3,7 @@
 
 #![cfg(feature = "sqlite")]
 
-use std::time::{Duration, SystemTime};
-
-use async_trait::async_trait;
-use idempotency::{
-    ExistingRecord, FencingToken, RecordId, ReserveOutcome, ReserveRequest, Store, StoreError,
-    StoredResponse,
-};
+use idempotency::testkit::Guarded;
 use idempotency_sql::SqliteStore;
 use tempfile::TempDir;
 
@@ -20,10 +14,7 @@ async fn in_memory_store() -> SqliteStore {
 }
 
 /// A store on a database file in a temporary directory that lives as long as it does.
-struct FileStore {
-    store: SqliteStore,
-    _dir: TempDir,
-}
+type FileStore = Guarded<SqliteStore, TempDir>;
 
 async fn file_store() -> FileStore {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -31,38 +22,7 @@ async fn file_store() -> FileStore {
         .await
         .expect("the database file opens");
     store.migrate().await.expect("migrations apply");
-    FileStore { store, _dir: dir }
-}
-
-#[async_trait]
-impl Store for FileStore {
-    async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
-        self.store.reserve(request).await
-    }
-    async fn complete(
-        &self,
-        id: &RecordId,
-        token: FencingToken,
-        response: &StoredResponse,
-    ) -> Result<(), StoreError> {
-        self.store.complete(id, token, response).await
-    }
-    async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
-        self.store.release(id, token).await
-    }
-    async fn lookup(
-        &self,
-        id: &RecordId,
-        now: SystemTime,
-    ) -> Result<Option<ExistingRecord>, StoreError> {
-        self.store.lookup(id, now).await
-    }
-    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
-        self.store.wait(id, timeout).await
-    }
-    async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.store.purge_expired(now).await
-    }
+    Guarded::new(store, dir)
 }
 
 mod in_memory {
@@ -75,11 +35,8 @@ mod file {
 
 /// A file store whose writes each go out alone, without group commit.
 async fn file_store_without_group_commit() -> FileStore {
-    let FileStore { store, _dir } = file_store().await;
-    FileStore {
-        store: store.without_group_commit(),
-        _dir,
-    }
+    let (store, dir) = file_store().await.into_parts();
+    Guarded::new(store.without_group_commit(), dir)
 }
 
 mod file_without_group_commit {

@@ -23,6 +23,78 @@ use crate::store::{
     StoreError, StoredResponse,
 };
 
+/// A store together with something that must live as long as it: the temporary
+/// directory of its database file, a test database dropped with its last clone.
+///
+/// Conformance factories return a store by value; `Guarded` lets them return one
+/// whose resources are released only when the suite is done with it, without a
+/// hand-written forwarding [`Store`] impl per backend. Every method, including
+/// [`Store::peek_completed`], goes to the inner store.
+#[derive(Debug, Clone)]
+pub struct Guarded<S, G> {
+    store: S,
+    guard: G,
+}
+
+impl<S, G> Guarded<S, G> {
+    /// `store`, keeping `guard` alive until the returned value is dropped.
+    pub fn new(store: S, guard: G) -> Self {
+        Self { store, guard }
+    }
+
+    /// What this store keeps alive.
+    pub fn guard(&self) -> &G {
+        &self.guard
+    }
+
+    /// The store and its guard, apart (drop the guard last).
+    pub fn into_parts(self) -> (S, G) {
+        (self.store, self.guard)
+    }
+}
+
+impl<S, G> std::ops::Deref for Guarded<S, G> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.store
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
+    async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
+        self.store.reserve(request).await
+    }
+    async fn complete(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        self.store.complete(id, token, response).await
+    }
+    async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
+        self.store.release(id, token).await
+    }
+    async fn lookup(
+        &self,
+        id: &RecordId,
+        now: SystemTime,
+    ) -> Result<Option<ExistingRecord>, StoreError> {
+        self.store.lookup(id, now).await
+    }
+    async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
+        self.store.wait(id, timeout).await
+    }
+    async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.store.purge_expired(now).await
+    }
+    fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
+        self.store.peek_completed(id, now)
+    }
+}
+
 const LEASE: Duration = Duration::from_secs(60);
 const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
