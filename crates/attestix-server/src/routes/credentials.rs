@@ -17,14 +17,14 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::identities::recovery_point;
 use super::{
-    list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
+    created, list_response, parse_revoke_body, recovery_point, unix_ms, ApiJson, ApiPath, ApiQuery,
+    JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
-use crate::storage::{CredentialFilter, Inserted, NewCredential};
+use crate::storage::{CredentialFilter, NewCredential};
 
 /// The body of `POST /v1/credentials`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -241,19 +241,8 @@ async fn issue(
         recovery: recovery_point(&state, context.as_deref(), now),
     };
     fail::fail_point!("credential.before_commit");
-    let document = match state.storage.insert_credential(&record).await? {
-        Inserted::Created => record.document,
-        Inserted::Recovered(existing) => existing,
-    };
-    fail::fail_point!("credential.after_commit", |action| {
-        if action.as_deref() == Some("abort") {
-            std::process::abort();
-        }
-        Err(ApiError::Internal(
-            "failpoint credential.after_commit".into(),
-        ))
-    });
-    Ok(JsonText::new(StatusCode::CREATED, document))
+    let inserted = state.storage.insert_credential(&record).await?;
+    created(inserted, record.document, "credential.after_commit")
 }
 
 /// List the caller's credentials, oldest first, with cursor paging.

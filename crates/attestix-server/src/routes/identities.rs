@@ -14,12 +14,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    list_response, parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
+    created, list_response, parse_revoke_body, recovery_point, unix_ms, ApiJson, ApiPath, ApiQuery,
+    JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
-use crate::storage::{IdentityFilter, Inserted, NewIdentity, RecoveryPoint};
+use crate::storage::{IdentityFilter, NewIdentity};
 
 /// The body of `POST /v1/identities`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -123,19 +124,6 @@ fn validate(body: CreateIdentityRequest) -> Result<IdentityParams, ApiError> {
     Ok(params)
 }
 
-/// The recovery point of a keyed request, if it carries one.
-pub(crate) fn recovery_point(
-    state: &AppState,
-    context: Option<&IdempotencyContext>,
-    now: OffsetDateTime,
-) -> Option<RecoveryPoint> {
-    context.map(|context| RecoveryPoint {
-        scope: context.record.scope.clone(),
-        key: context.record.key.clone(),
-        valid_after_ms: unix_ms(now) - state.idempotency_retention.as_millis() as i64,
-    })
-}
-
 /// Create a signed agent identity (UAIT).
 #[utoipa::path(
     post,
@@ -169,22 +157,8 @@ pub async fn create_identity(
     };
     // Tests park a request here to kill the process while it holds a reservation.
     fail::fail_point!("identity.before_commit");
-    let document = match state.storage.insert_identity(&record).await? {
-        Inserted::Created => record.document,
-        Inserted::Recovered(existing) => {
-            tracing::info!("identity recovered from its recovery point, not created again");
-            existing
-        }
-    };
-    // Between the commit above and the idempotency layer storing the response: a
-    // crash here is what recovery points exist for.
-    fail::fail_point!("identity.after_commit", |action| {
-        if action.as_deref() == Some("abort") {
-            std::process::abort();
-        }
-        Err(ApiError::Internal("failpoint identity.after_commit".into()))
-    });
-    Ok(JsonText::new(StatusCode::CREATED, document))
+    let inserted = state.storage.insert_identity(&record).await?;
+    created(inserted, record.document, "identity.after_commit")
 }
 
 /// List the caller's identities, oldest first, with cursor paging.

@@ -171,6 +171,47 @@ impl Paging {
 
 /// A page of stored documents as a JSON array (the Python API's list shape), with
 /// the next cursor in `X-Next-Cursor`.
+/// The recovery point of a keyed request, if it carries one.
+pub(crate) fn recovery_point(
+    state: &crate::state::AppState,
+    context: Option<&idempotency::IdempotencyContext>,
+    now: time::OffsetDateTime,
+) -> Option<crate::storage::RecoveryPoint> {
+    context.map(|context| crate::storage::RecoveryPoint {
+        scope: context.record.scope.clone(),
+        key: context.record.key.clone(),
+        valid_after_ms: unix_ms(now) - state.idempotency_retention.as_millis() as i64,
+    })
+}
+
+/// The 201 answer of a create: the document just stored, or the one its recovery
+/// point found (a retry after a crash between the commit and the stored response).
+///
+/// `after_commit` names the failpoint between the commit and the idempotency layer
+/// storing the response, where crash tests abort the process: a crash there is what
+/// recovery points exist for.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub(crate) fn created(
+    inserted: crate::storage::Inserted,
+    document: String,
+    after_commit: &str,
+) -> Result<JsonText, ApiError> {
+    let document = match inserted {
+        crate::storage::Inserted::Created => document,
+        crate::storage::Inserted::Recovered(existing) => {
+            tracing::info!("resource recovered from its recovery point, not created again");
+            existing
+        }
+    };
+    fail::fail_point!(after_commit, |action| {
+        if action.as_deref() == Some("abort") {
+            std::process::abort();
+        }
+        Err(ApiError::Internal(format!("failpoint {after_commit}")))
+    });
+    Ok(JsonText::new(StatusCode::CREATED, document))
+}
+
 fn list_response(page: crate::storage::Page) -> JsonText {
     let mut body =
         String::with_capacity(page.documents.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
