@@ -20,9 +20,12 @@ use idempotency::{
     CacheConfig, CachedStore, IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore,
     MemoryStoreConfig, MismatchStatus, Store, SystemClock,
 };
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{Trace, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -255,7 +258,7 @@ impl Application {
                     };
                     let _ = stream.set_nodelay(true);
                     tracing::trace!("connection accepted");
-                    let service = TowerToHyperService::new(self.router.clone());
+                    let service = TowerToHyperService::new(with_request_id(self.router.clone()));
                     let connection = connections
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
@@ -283,8 +286,9 @@ impl Application {
 }
 
 /// The router: every route, the documentation, and the layers in the order the
-/// specification gives (outermost first): request id and tracing, metrics, body
-/// size limit, authentication, idempotency, routes.
+/// specification gives (outermost first): metrics, body size limit,
+/// authentication, idempotency, routes. Request id and tracing go around it all,
+/// in [`with_request_id`].
 pub fn router(
     state: Arc<AppState>,
     idempotency: Option<IdempotencyLayer>,
@@ -347,9 +351,25 @@ pub fn router(
             reject_declared_oversize(request, next, max_body)
         }))
         .layer(middleware::from_fn(telemetry::record_http_metrics))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http())
+}
+
+/// The outermost layers, around the whole router rather than inside it: request id,
+/// tracing, and the request id copied to the response.
+///
+/// `Router::layer` wraps every route on its own, and axum clones a route's whole
+/// layered stack for each request it serves; layers that need no routing
+/// information are cheaper outside, where they are cloned once per connection.
+pub fn with_request_id(
+    router: Router,
+) -> SetRequestId<
+    Trace<PropagateRequestId<Router>, SharedClassifier<ServerErrorsAsFailures>>,
+    MakeRequestUuid,
+> {
+    tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .service(router)
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

@@ -20,6 +20,7 @@ crate::on_both_backends!(
     an_identity_can_be_read_verified_and_revoked,
     listing_pages_with_a_cursor_and_filters,
     metrics_count_requests_by_route_status_and_idempotency_outcome,
+    every_answer_carries_its_own_request_id,
 );
 
 async fn retry_with_the_same_key_returns_the_original_identity_byte_identical(backend: Backend) {
@@ -607,5 +608,51 @@ async fn metrics_count_requests_by_route_status_and_idempotency_outcome(backend:
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
+    server.finish().await;
+}
+
+/// Request ids are set around the whole router: on every answer, a 404 and a replay
+/// included, and a replay carries the retry's id, not the stored answer's.
+async fn every_answer_carries_its_own_request_id(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let request_id = |reply: &Reply| {
+        reply
+            .headers
+            .get("x-request-id")
+            .map(|value| value.to_str().expect("ASCII").to_owned())
+    };
+    let health = Reply::of(server.request(Method::GET, "/health").send()).await;
+    let generated = request_id(&health).expect("a generated request id");
+    assert!(
+        uuid::Uuid::parse_str(&generated).is_ok(),
+        "a generated id is a UUID: {generated}"
+    );
+
+    let missing = Reply::of(server.request(Method::GET, "/no-such-route").send()).await;
+    assert_eq!(missing.status, 404);
+    assert!(request_id(&missing).is_some(), "a 404 has a request id too");
+
+    let body = identity_body("Traced");
+    let first = Reply::of(
+        server
+            .post_keyed("/v1/identities", "traced-1", &body)
+            .header("x-request-id", "first-attempt")
+            .send(),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    assert_eq!(request_id(&first).as_deref(), Some("first-attempt"));
+    let retry = Reply::of(
+        server
+            .post_keyed("/v1/identities", "traced-1", &body)
+            .header("x-request-id", "the-retry")
+            .send(),
+    )
+    .await;
+    assert!(retry.replayed());
+    assert_eq!(retry.body, first.body);
+    assert_eq!(request_id(&retry).as_deref(), Some("the-retry"));
     server.finish().await;
 }
