@@ -12,9 +12,9 @@
 //!
 //! # How
 //!
-//! Callers queue their operation on a channel and await its answer. One task owns the
-//! queue: it takes the first operation, checks out the writer, takes every operation
-//! that arrived meanwhile (up to [`MAX_ROWS`] of each kind), and runs **one** multi-row
+//! Callers queue their operation on a [`BatchQueue`] and await its answer. Its task
+//! takes the first operation, checks out the writer, takes every operation that
+//! arrived meanwhile (up to [`MAX_ROWS`] of each kind), and runs **one** multi-row
 //! statement for all the completions and **one** for all the reservations. Nothing is
 //! delayed on purpose: a lone request goes out at once, and batches grow only while the
 //! writer is busy, which is exactly when they pay.
@@ -39,18 +39,18 @@
 //! single-row statements.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use idempotency::store::unix_millis;
 use idempotency::{FencingToken, RecordId, ReserveRequest, StoredResponse};
 use sqlx::SqliteConnection;
 
 use crate::record;
-use crate::writer::{SqliteWriter, WriterConnection};
+use crate::writer::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};
 
 /// The most rows of one kind in one statement. Each count has its own SQL text, and
 /// sqlx caches prepared statements per connection (100 by default), so the two kinds'
@@ -119,8 +119,14 @@ enum Operation {
 /// runtime.
 #[derive(Debug, Clone)]
 pub(crate) struct GroupCommit {
-    writer: SqliteWriter,
-    queue: Arc<OnceLock<mpsc::UnboundedSender<Operation>>>,
+    queue: BatchQueue<Turn>,
+    counters: Arc<Counters>,
+}
+
+/// The reservations and completions gathered for one writer turn.
+struct Turn {
+    reserves: Vec<(ReserveRow, oneshot::Sender<ReserveReply>)>,
+    completes: Vec<(CompleteRow, oneshot::Sender<CompleteReply>)>,
     counters: Arc<Counters>,
 }
 
@@ -143,10 +149,15 @@ pub struct GroupCommitStats {
 
 impl GroupCommit {
     pub(crate) fn new(writer: SqliteWriter) -> Self {
+        let counters = Arc::<Counters>::default();
+        let for_turns = counters.clone();
         Self {
-            writer,
-            queue: Arc::new(OnceLock::new()),
-            counters: Arc::default(),
+            queue: BatchQueue::new(writer, move || Turn {
+                reserves: Vec::new(),
+                completes: Vec::new(),
+                counters: for_turns.clone(),
+            }),
+            counters,
         }
     }
 
@@ -155,14 +166,6 @@ impl GroupCommit {
             statements: self.counters.statements.load(Ordering::Relaxed),
             rows: self.counters.rows.load(Ordering::Relaxed),
         }
-    }
-
-    fn queue(&self) -> &mpsc::UnboundedSender<Operation> {
-        self.queue.get_or_init(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run(self.writer.clone(), receiver, self.counters.clone()));
-            sender
-        })
     }
 
     /// Attempts the reservation in the next batch.
@@ -182,9 +185,9 @@ impl GroupCommit {
         operation: Operation,
         answer: oneshot::Receiver<Result<T, sqlx::Error>>,
     ) -> Result<T, sqlx::Error> {
-        if let Err(mpsc::error::SendError(operation)) = self.queue().send(operation) {
+        if let Err(operation) = self.queue.send(operation) {
             // The task is gone (its runtime shut down): run the operation alone.
-            let mut connection = self.writer.acquire().await?;
+            let mut connection = self.queue.writer().acquire().await?;
             operation.run_alone(&mut connection).await;
         }
         // An unanswered operation means the task ended mid-batch (its runtime is
@@ -207,61 +210,43 @@ impl Operation {
     }
 }
 
-/// The batching task: runs until every [`GroupCommit`] handle is gone.
-async fn run(
-    writer: SqliteWriter,
-    mut queue: mpsc::UnboundedReceiver<Operation>,
-    counters: Arc<Counters>,
-) {
-    let mut reserves: Vec<(ReserveRow, oneshot::Sender<ReserveReply>)> = Vec::new();
-    let mut completes: Vec<(CompleteRow, oneshot::Sender<CompleteReply>)> = Vec::new();
-    // An operation taken from the queue that did not fit in the last batch.
-    let mut carried: Option<Operation> = None;
-    loop {
-        let first = match carried.take() {
-            Some(operation) => operation,
-            None => match queue.recv().await {
-                Some(operation) => operation,
-                None => return,
-            },
-        };
-        // Check out the writer first: everything queued while waiting for it joins.
-        let connection = writer.acquire().await;
-        let mut next = Some(first);
-        while let Some(operation) = next.take() {
-            match operation {
-                Operation::Reserve(row, reply) if reserves.len() < MAX_ROWS => {
-                    reserves.push((row, reply));
-                }
-                Operation::Complete(row, reply) if completes.len() < MAX_ROWS => {
-                    completes.push((row, reply));
-                }
-                full => {
-                    carried = Some(full);
-                    break;
-                }
+impl WriterBatch for Turn {
+    type Operation = Operation;
+
+    fn push(&mut self, operation: Operation) -> Result<(), Operation> {
+        match operation {
+            Operation::Reserve(row, reply) if self.reserves.len() < MAX_ROWS => {
+                self.reserves.push((row, reply));
             }
-            next = queue.try_recv().ok();
+            Operation::Complete(row, reply) if self.completes.len() < MAX_ROWS => {
+                self.completes.push((row, reply));
+            }
+            full => return Err(full),
         }
-        match connection {
-            Ok(mut connection) => {
-                let statements = u64::from(!completes.is_empty()) + u64::from(!reserves.is_empty());
-                counters.statements.fetch_add(statements, Ordering::Relaxed);
-                counters
-                    .rows
-                    .fetch_add((completes.len() + reserves.len()) as u64, Ordering::Relaxed);
-                // Completions first: a retry waiting on one of these keys sees it sooner.
-                run_completes(&mut connection, &mut completes).await;
-                run_reserves(&mut connection, &mut reserves).await;
-            }
-            Err(error) => {
-                for (_, reply) in completes.drain(..) {
-                    let _ = reply.send(Err(checkout_error(&error)));
-                }
-                for (_, reply) in reserves.drain(..) {
-                    let _ = reply.send(Err(checkout_error(&error)));
-                }
-            }
+        Ok(())
+    }
+
+    async fn run(&mut self, connection: &mut WriterConnection) {
+        let statements =
+            u64::from(!self.completes.is_empty()) + u64::from(!self.reserves.is_empty());
+        self.counters
+            .statements
+            .fetch_add(statements, Ordering::Relaxed);
+        self.counters.rows.fetch_add(
+            (self.completes.len() + self.reserves.len()) as u64,
+            Ordering::Relaxed,
+        );
+        // Completions first: a retry waiting on one of these keys sees it sooner.
+        run_completes(connection, &mut self.completes).await;
+        run_reserves(connection, &mut self.reserves).await;
+    }
+
+    fn fail(&mut self, error: &sqlx::Error) {
+        for (_, reply) in self.completes.drain(..) {
+            let _ = reply.send(Err(checkout_error(error)));
+        }
+        for (_, reply) in self.reserves.drain(..) {
+            let _ = reply.send(Err(checkout_error(error)));
         }
     }
 }

@@ -130,4 +130,4 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{GroupCommitStats, SqliteStore};
 #[cfg(feature = "sqlite")]
-pub use writer::{SqliteWriter, WriterConnection};
+pub use writer::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};

@@ -131,3 +131,131 @@ impl SqliteWriter {
         }
     }
 }
+
+/// Operations that can share one turn of a [`SqliteWriter`]: the state of one batch
+/// being gathered, for a [`BatchQueue`].
+///
+/// The store's group commit and a host's batched inserts both implement it, so the
+/// loop that gathers and runs batches is written once, in [`BatchQueue`].
+pub trait WriterBatch: Send + 'static {
+    /// One queued operation, carrying whatever its caller awaits the answer on.
+    type Operation: Send + 'static;
+
+    /// Adds `operation` to this batch, or hands it back when the batch has no room for
+    /// it (it then opens the next batch). An empty batch must take any operation.
+    ///
+    /// # Errors
+    /// The operation itself, when there is no room.
+    fn push(&mut self, operation: Self::Operation) -> Result<(), Self::Operation>;
+
+    /// Runs everything pushed since the last turn on the checked-out writer, answers
+    /// each caller, and leaves the batch empty.
+    fn run(
+        &mut self,
+        connection: &mut WriterConnection,
+    ) -> impl std::future::Future<Output = ()> + Send;
+
+    /// The writer could not be checked out: answers every pushed operation with that
+    /// error and leaves the batch empty.
+    fn fail(&mut self, error: &sqlx::Error);
+}
+
+/// A queue in front of a [`SqliteWriter`] whose operations share writer turns.
+///
+/// One task (started on first use, inside the caller's runtime) takes the first
+/// queued operation, checks out the writer, adds every operation queued meanwhile
+/// while the batch has room, and runs the batch. Nothing waits on purpose: a lone
+/// operation goes out at once, and batches grow only while the writer is busy, which
+/// is when they pay. The task ends when every handle is gone.
+pub struct BatchQueue<B: WriterBatch> {
+    writer: SqliteWriter,
+    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<B::Operation>>>,
+    new_batch: Arc<dyn Fn() -> B + Send + Sync>,
+}
+
+impl<B: WriterBatch> Clone for BatchQueue<B> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: self.writer.clone(),
+            queue: self.queue.clone(),
+            new_batch: self.new_batch.clone(),
+        }
+    }
+}
+
+impl<B: WriterBatch> fmt::Debug for BatchQueue<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchQueue")
+            .field("writer", &self.writer)
+            .field("started", &self.queue.get().is_some())
+            .finish()
+    }
+}
+
+impl<B: WriterBatch> BatchQueue<B> {
+    /// A queue on `writer`; its task starts on first use, with the empty batch
+    /// `new_batch` makes.
+    pub fn new(writer: SqliteWriter, new_batch: impl Fn() -> B + Send + Sync + 'static) -> Self {
+        Self {
+            writer,
+            queue: Arc::new(std::sync::OnceLock::new()),
+            new_batch: Arc::new(new_batch),
+        }
+    }
+
+    /// The writer the batches run on.
+    pub fn writer(&self) -> &SqliteWriter {
+        &self.writer
+    }
+
+    /// Queues `operation` for the next batch.
+    ///
+    /// # Errors
+    /// The operation, when the batching task is gone (its runtime shut down); the
+    /// caller should then run it alone.
+    pub fn send(&self, operation: B::Operation) -> Result<(), B::Operation> {
+        let queue = self.queue.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(run_batches(
+                self.writer.clone(),
+                receiver,
+                (self.new_batch)(),
+            ));
+            sender
+        });
+        queue.send(operation).map_err(|error| error.0)
+    }
+}
+
+/// The batching task of a [`BatchQueue`].
+async fn run_batches<B: WriterBatch>(
+    writer: SqliteWriter,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<B::Operation>,
+    mut batch: B,
+) {
+    // An operation taken from the queue that did not fit in the last batch.
+    let mut carried: Option<B::Operation> = None;
+    loop {
+        let first = match carried.take() {
+            Some(operation) => operation,
+            None => match queue.recv().await {
+                Some(operation) => operation,
+                None => return,
+            },
+        };
+        // Check out the writer first: everything queued while waiting for it joins.
+        let connection = writer.acquire().await;
+        let mut next = Some(first);
+        while let Some(operation) = next.take() {
+            if let Err(no_room) = batch.push(operation) {
+                carried = Some(no_room);
+                break;
+            }
+            next = queue.try_recv().ok();
+        }
+        match connection {
+            Ok(mut connection) => batch.run(&mut connection).await,
+            Err(error) => batch.fail(&error),
+        }
+    }
+}

@@ -7,8 +7,9 @@
 //! so the writer, not the CPU, bounded the server. This is the storage's half of the cure; the idempotency
 //! store batches its own writes the same way (`idempotency_sql`'s group commit).
 //!
-//! One task per storage takes the first queued insert, checks out the writer, takes
-//! every insert queued meanwhile (up to [`MAX_INSERT_ROWS`] per table), and runs one
+//! An [`idempotency_sql::BatchQueue`] (the same batching loop as the store's) takes
+//! the first queued insert, checks out the writer, takes every insert queued
+//! meanwhile (up to [`MAX_INSERT_ROWS`] per table), and runs one
 //! multi-row `INSERT … ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
 //! RETURNING id` per table. A row whose id comes back was inserted; one that does not
 //! met a taken recovery point, and its caller resolves that as after a single-row
@@ -16,13 +17,11 @@
 //! one, so each caller gets its own answer. Nothing waits on purpose: a lone insert
 //! goes out at once.
 
-use std::sync::{Arc, OnceLock};
-
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::sqlite::{insert_error, NewRow, MAX_INSERT_ROWS};
 use super::{NewCredential, NewIdentity, StorageError};
-use idempotency_sql::{SqliteWriter, WriterConnection};
+use idempotency_sql::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};
 
 /// `Ok(true)`: inserted; `Ok(false)`: its recovery point is taken.
 type Reply = Result<bool, StorageError>;
@@ -64,30 +63,31 @@ type Pending = (OwnedRow, oneshot::Sender<Reply>);
 /// The handle; the batching task starts on first use, inside the caller's runtime.
 #[derive(Debug, Clone)]
 pub(super) struct InsertBatcher {
-    writer: SqliteWriter,
-    queue: Arc<OnceLock<mpsc::UnboundedSender<Pending>>>,
+    queue: BatchQueue<Inserts>,
+}
+
+/// The inserts gathered for one writer turn, by table.
+#[derive(Default)]
+struct Inserts {
+    identities: Vec<Pending>,
+    credentials: Vec<Pending>,
 }
 
 impl InsertBatcher {
     pub(super) fn new(writer: SqliteWriter) -> Self {
         Self {
-            writer,
-            queue: Arc::new(OnceLock::new()),
+            queue: BatchQueue::new(writer, Inserts::default),
         }
     }
 
     /// Inserts `row` in the next batch.
     pub(super) async fn insert(&self, row: OwnedRow) -> Reply {
-        let queue = self.queue.get_or_init(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run(self.writer.clone(), receiver));
-            sender
-        });
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((row, reply))) = queue.send((row, reply)) {
+        if let Err((row, reply)) = self.queue.send((row, reply)) {
             // The task is gone (its runtime shut down): insert alone.
             let mut writer = self
-                .writer
+                .queue
+                .writer()
                 .acquire()
                 .await
                 .map_err(StorageError::database)?;
@@ -101,44 +101,29 @@ impl InsertBatcher {
     }
 }
 
-/// The batching task: runs until every handle is gone.
-async fn run(writer: SqliteWriter, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let mut identities: Vec<Pending> = Vec::new();
-    let mut credentials: Vec<Pending> = Vec::new();
-    let mut carried: Option<Pending> = None;
-    loop {
-        let first = match carried.take() {
-            Some(pending) => pending,
-            None => match queue.recv().await {
-                Some(pending) => pending,
-                None => return,
-            },
+impl WriterBatch for Inserts {
+    type Operation = Pending;
+
+    fn push(&mut self, pending: Pending) -> Result<(), Pending> {
+        let batch = match pending.0 {
+            OwnedRow::Identity(_) => &mut self.identities,
+            OwnedRow::Credential(_) => &mut self.credentials,
         };
-        // Check out the writer first: everything queued while waiting for it joins.
-        let connection = writer.acquire().await;
-        let mut next = Some(first);
-        while let Some(pending) = next.take() {
-            let batch = match pending.0 {
-                OwnedRow::Identity(_) => &mut identities,
-                OwnedRow::Credential(_) => &mut credentials,
-            };
-            if batch.len() == MAX_INSERT_ROWS {
-                carried = Some(pending);
-                break;
-            }
-            batch.push(pending);
-            next = queue.try_recv().ok();
+        if batch.len() == MAX_INSERT_ROWS {
+            return Err(pending);
         }
-        match connection {
-            Ok(mut connection) => {
-                run_batch(&mut connection, &mut identities).await;
-                run_batch(&mut connection, &mut credentials).await;
-            }
-            Err(error) => {
-                for (_, reply) in identities.drain(..).chain(credentials.drain(..)) {
-                    let _ = reply.send(Err(StorageError::database(&error)));
-                }
-            }
+        batch.push(pending);
+        Ok(())
+    }
+
+    async fn run(&mut self, connection: &mut WriterConnection) {
+        run_batch(connection, &mut self.identities).await;
+        run_batch(connection, &mut self.credentials).await;
+    }
+
+    fn fail(&mut self, error: &sqlx::Error) {
+        for (_, reply) in self.identities.drain(..).chain(self.credentials.drain(..)) {
+            let _ = reply.send(Err(StorageError::database(error)));
         }
     }
 }
