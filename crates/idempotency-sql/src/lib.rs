@@ -40,7 +40,7 @@
 //! # Features
 //! - `sqlite` (default): [`SqliteStore`].
 //! - `postgres` (default): [`PostgresStore`].
-//! - `test-support`: [`pg_test`], a fresh PostgreSQL database per test.
+//! - `test-support`: the `pg_test` module, a fresh PostgreSQL database per test.
 //!
 //! # Schema
 //! One table, `idempotency_records`, keyed by `(scope, key)`, with an index on
