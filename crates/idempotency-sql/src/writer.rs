@@ -259,3 +259,105 @@ async fn run_batches<B: WriterBatch>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::Mutex as StdMutex;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// Room for two operations per turn; records the size of every turn it runs.
+    struct TwoAtATime {
+        pending: Vec<(u32, oneshot::Sender<u32>)>,
+        turns: Arc<StdMutex<Vec<Vec<u32>>>>,
+    }
+
+    impl WriterBatch for TwoAtATime {
+        type Operation = (u32, oneshot::Sender<u32>);
+
+        fn push(&mut self, operation: Self::Operation) -> Result<(), Self::Operation> {
+            if self.pending.len() == 2 {
+                return Err(operation);
+            }
+            self.pending.push(operation);
+            Ok(())
+        }
+
+        async fn run(&mut self, connection: &mut WriterConnection) {
+            // A real statement on the writer, so the turn really holds it.
+            let one: i32 = sqlx::query_scalar("SELECT 1")
+                .fetch_one(&mut **connection)
+                .await
+                .expect("the writer answers");
+            assert_eq!(one, 1);
+            let mut turn = Vec::new();
+            for (value, reply) in self.pending.drain(..) {
+                turn.push(value);
+                let _ = reply.send(value * 10);
+            }
+            self.turns.lock().unwrap().push(turn);
+        }
+
+        fn fail(&mut self, _: &sqlx::Error) {
+            self.pending.clear();
+        }
+    }
+
+    async fn memory_writer() -> SqliteWriter {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("valid URL");
+        SqliteWriter::connect(&options)
+            .await
+            .expect("an in-memory database opens")
+    }
+
+    #[tokio::test]
+    async fn operations_queued_while_the_writer_is_busy_share_turns_in_order() {
+        let writer = memory_writer().await;
+        let turns = Arc::new(StdMutex::new(Vec::new()));
+        let recorded = turns.clone();
+        let queue = BatchQueue::new(writer.clone(), move || TwoAtATime {
+            pending: Vec::new(),
+            turns: recorded.clone(),
+        });
+
+        // Hold the writer so that everything sent queues up behind it.
+        let held = writer.acquire().await.expect("the writer is free");
+        let mut answers = Vec::new();
+        for value in 1..=5 {
+            let (reply, answer) = oneshot::channel();
+            assert!(queue.send((value, reply)).is_ok(), "the task is running");
+            answers.push(answer);
+        }
+        // Let the task take the first operation and wait for the writer.
+        tokio::task::yield_now().await;
+        drop(held);
+
+        for (value, answer) in (1..=5).zip(answers) {
+            assert_eq!(answer.await.expect("every caller is answered"), value * 10);
+        }
+        // Room for two: the five queued operations ran as 2 + 2 + 1, none reordered,
+        // the one that did not fit carried into the next turn.
+        assert_eq!(
+            *turns.lock().unwrap(),
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_operation_goes_out_at_once() {
+        let writer = memory_writer().await;
+        let turns = Arc::new(StdMutex::new(Vec::new()));
+        let recorded = turns.clone();
+        let queue = BatchQueue::new(writer, move || TwoAtATime {
+            pending: Vec::new(),
+            turns: recorded.clone(),
+        });
+        let (reply, answer) = oneshot::channel();
+        assert!(queue.send((7, reply)).is_ok());
+        assert_eq!(answer.await.expect("answered"), 70);
+        assert_eq!(*turns.lock().unwrap(), vec![vec![7]]);
+    }
+}
