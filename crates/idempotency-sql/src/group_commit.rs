@@ -260,6 +260,21 @@ fn checkout_error(error: &sqlx::Error) -> sqlx::Error {
     }
 }
 
+/// The positions of the rows that enter a batched statement: each row unless it
+/// `clashes` with one already chosen (`RETURNING` could not tell the two apart).
+fn first_of_each<R, Reply>(batch: &[(R, Reply)], clashes: impl Fn(&R, &R) -> bool) -> Vec<usize> {
+    let mut chosen: Vec<usize> = Vec::with_capacity(batch.len());
+    for (index, (row, _)) in batch.iter().enumerate() {
+        if !chosen
+            .iter()
+            .any(|&earlier| clashes(row, &batch[earlier].0))
+        {
+            chosen.push(index);
+        }
+    }
+    chosen
+}
+
 async fn run_reserves(
     connection: &mut WriterConnection,
     batch: &mut Vec<(ReserveRow, oneshot::Sender<ReserveReply>)>,
@@ -270,16 +285,9 @@ async fn run_reserves(
     // Only the first reservation of a key enters the statement (see the module docs).
     // Tokens are random; a repeated one (about 2^-58 per batch) would make `RETURNING`
     // ambiguous, so such a row is answered "blocked" too and its caller re-checks.
-    let mut in_statement: Vec<usize> = Vec::with_capacity(batch.len());
-    for (index, (row, _)) in batch.iter().enumerate() {
-        let repeated = in_statement.iter().any(|&earlier| {
-            let other = &batch[earlier].0;
-            (other.scope == row.scope && other.key == row.key) || other.token == row.token
-        });
-        if !repeated {
-            in_statement.push(index);
-        }
-    }
+    let in_statement = first_of_each(batch, |row, other| {
+        (other.scope == row.scope && other.key == row.key) || other.token == row.token
+    });
     let sql = RESERVE_SQL[in_statement.len() - 1].as_str();
     let mut query = sqlx::query_as::<_, (i64, i32)>(sql);
     for &index in &in_statement {
@@ -326,15 +334,7 @@ async fn run_completes(
     // `RETURNING token` names the completed rows. A token held by two completions in
     // one batch (an owner completing twice at once) would be ambiguous, so only its
     // first enters the statement; the others run alone afterwards (and are refused).
-    let mut in_statement: Vec<usize> = Vec::with_capacity(batch.len());
-    for (index, (row, _)) in batch.iter().enumerate() {
-        if !in_statement
-            .iter()
-            .any(|&earlier| batch[earlier].0.token == row.token)
-        {
-            in_statement.push(index);
-        }
-    }
+    let in_statement = first_of_each(batch, |row, other| other.token == row.token);
     let sql = COMPLETE_SQL[in_statement.len() - 1].as_str();
     let mut query = sqlx::query_scalar::<_, i64>(sql);
     for &index in &in_statement {
@@ -403,8 +403,8 @@ pub(crate) async fn complete_one(
     Ok(done.rows_affected() > 0)
 }
 
-/// `RESERVE_SQL[n - 1]` reserves `n` rows: [`record::RESERVE`] with one `VALUES` tuple
-/// per row, each row's `created_at` as its "now".
+/// `RESERVE_SQL[n - 1]` reserves `n` rows: [`record::RESERVE`]'s conflict rule with one
+/// `VALUES` tuple per row, each row's `created_at` as its "now".
 static RESERVE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     (1..=MAX_ROWS)
         .map(|rows| {
@@ -413,26 +413,9 @@ static RESERVE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
                 "INSERT INTO idempotency_records
     (scope, key, fingerprint, state, token, lease_expires_at, expires_at, takeovers, created_at)
 VALUES {values}
-ON CONFLICT (scope, key) DO UPDATE SET
-    fingerprint = excluded.fingerprint,
-    state = 'in_flight',
-    token = excluded.token,
-    lease_expires_at = excluded.lease_expires_at,
-    expires_at = excluded.expires_at,
-    takeovers = CASE
-        WHEN idempotency_records.expires_at > excluded.created_at
-            THEN idempotency_records.takeovers + 1
-        ELSE 0
-    END,
-    status = NULL,
-    headers = NULL,
-    body = NULL,
-    created_at = excluded.created_at
-WHERE idempotency_records.expires_at <= excluded.created_at
-   OR (idempotency_records.state = 'in_flight'
-       AND idempotency_records.lease_expires_at <= excluded.created_at
-       AND idempotency_records.fingerprint = excluded.fingerprint)
-RETURNING token, takeovers"
+{}
+RETURNING token, takeovers",
+                record::reserve_on_conflict!()
             )
         })
         .collect()

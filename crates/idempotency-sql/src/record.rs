@@ -5,6 +5,35 @@ use bytes::Bytes;
 use idempotency::store::from_unix_millis;
 use idempotency::{ExistingRecord, Fingerprint, RecordState, StoreError, StoredResponse};
 
+/// The conflict rule of every reservation, single-row ([`RESERVE`]) and batched (the
+/// SQLite group commit): replace the existing row only if it has expired, or if it is
+/// in flight with an ended lease and the same fingerprint. "Now" is the inserted
+/// row's `created_at`, so one text serves one row or many.
+macro_rules! reserve_on_conflict {
+    () => {
+        "ON CONFLICT (scope, key) DO UPDATE SET
+    fingerprint = excluded.fingerprint,
+    state = 'in_flight',
+    token = excluded.token,
+    lease_expires_at = excluded.lease_expires_at,
+    expires_at = excluded.expires_at,
+    takeovers = CASE
+        WHEN idempotency_records.expires_at > excluded.created_at
+            THEN idempotency_records.takeovers + 1
+        ELSE 0
+    END,
+    status = NULL,
+    headers = NULL,
+    body = NULL,
+    created_at = excluded.created_at
+WHERE idempotency_records.expires_at <= excluded.created_at
+   OR (idempotency_records.state = 'in_flight'
+       AND idempotency_records.lease_expires_at <= excluded.created_at
+       AND idempotency_records.fingerprint = excluded.fingerprint)"
+    };
+}
+pub(crate) use reserve_on_conflict;
+
 /// The atomic reservation: insert, or replace a record that is expired or whose lease
 /// ended (same fingerprint only), in one statement.
 ///
@@ -17,29 +46,15 @@ use idempotency::{ExistingRecord, Fingerprint, RecordState, StoreError, StoredRe
 /// reclaimed and restarts at zero when the old record had expired (it is then simply
 /// replaced). A fresh insert starts at zero too. So `takeovers > 0` in the returned
 /// row means "this reservation took over a dead worker's record".
-pub(crate) const RESERVE: &str = "\
-INSERT INTO idempotency_records
+pub(crate) const RESERVE: &str = concat!(
+    "INSERT INTO idempotency_records
     (scope, key, fingerprint, state, token, lease_expires_at, expires_at, takeovers, created_at)
 VALUES ($1, $2, $3, 'in_flight', $4, $5, $6, 0, $7)
-ON CONFLICT (scope, key) DO UPDATE SET
-    fingerprint = excluded.fingerprint,
-    state = 'in_flight',
-    token = excluded.token,
-    lease_expires_at = excluded.lease_expires_at,
-    expires_at = excluded.expires_at,
-    takeovers = CASE
-        WHEN idempotency_records.expires_at > $7 THEN idempotency_records.takeovers + 1
-        ELSE 0
-    END,
-    status = NULL,
-    headers = NULL,
-    body = NULL,
-    created_at = excluded.created_at
-WHERE idempotency_records.expires_at <= $7
-   OR (idempotency_records.state = 'in_flight'
-       AND idempotency_records.lease_expires_at <= $7
-       AND idempotency_records.fingerprint = excluded.fingerprint)
-RETURNING takeovers";
+",
+    reserve_on_conflict!(),
+    "
+RETURNING takeovers"
+);
 
 /// Reads a record whatever its expiry; `reserve` checks expiry itself so that it can
 /// tell "gone or expired meanwhile, retry" from "live, report it".
