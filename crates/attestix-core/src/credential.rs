@@ -205,10 +205,24 @@ impl VerifiableCredential {
                 domain: None,
             },
         };
-        let value = credential.to_value();
-        let signed = canonical_bytes_without(&value, &CREDENTIAL_UNSIGNED_FIELDS)?;
-        credential.proof.proof_value = signer.sign_base64url(&signed);
+        credential.sign(signer)?;
         Ok(credential)
+    }
+
+    /// The same credential under another id, signed again: for a server whose chosen
+    /// id turned out to be taken before the credential was stored.
+    pub fn with_new_id(mut self, signer: &SigningKey, id: Uuid) -> Result<Self, IssueError> {
+        self.id = format!("urn:uuid:{}", id.hyphenated());
+        self.credential_status.id = format!("{}#status", self.id);
+        self.sign(signer)?;
+        Ok(self)
+    }
+
+    fn sign(&mut self, signer: &SigningKey) -> Result<(), IssueError> {
+        let value = self.to_value();
+        let signed = canonical_bytes_without(&value, &CREDENTIAL_UNSIGNED_FIELDS)?;
+        self.proof.proof_value = signer.sign_base64url(&signed);
+        Ok(())
     }
 
     /// The credential as JSON.

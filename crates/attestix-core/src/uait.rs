@@ -202,6 +202,18 @@ impl Uait {
         Ok(uait)
     }
 
+    /// The same identity under another id, signed again: for a server whose chosen
+    /// id turned out to be taken before the identity was stored.
+    pub fn with_new_id(
+        mut self,
+        signer: &SigningKey,
+        agent_id_random: Uuid,
+    ) -> Result<Self, IssueError> {
+        self.agent_id = agent_id_from_uuid(agent_id_random);
+        self.signature = signer.sign_base64url(&self.signed_bytes()?);
+        Ok(self)
+    }
+
     /// The canonical bytes the signature covers: the UAIT without its mutable fields.
     pub fn signed_bytes(&self) -> Result<Vec<u8>, IssueError> {
         let value = serde_json::to_value(self).expect("a UAIT always serialises to JSON");

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod openapi;
+pub mod recovery;
 pub mod routes;
 pub mod signing_key;
 pub mod startup;

@@ -33,6 +33,7 @@ use crate::auth::{self, AuthSettings};
 use crate::config::{IdempotencyStoreChoice, ServerConfig};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
+use crate::recovery::RecoveryIds;
 use crate::routes::{credentials, health, identities, presentations};
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -178,6 +179,7 @@ impl Application {
         let did = signer.did().to_owned();
         let state = Arc::new(AppState {
             storage,
+            recovery_ids: RecoveryIds::from_signing_key(&signer),
             signer,
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),

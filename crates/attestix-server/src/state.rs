@@ -6,6 +6,7 @@ use std::time::Duration;
 use attestix_core::SigningKey;
 
 use crate::auth::AuthSettings;
+use crate::recovery::RecoveryIds;
 use crate::storage::Storage;
 
 /// The application state behind every route.
@@ -19,6 +20,8 @@ pub struct AppState {
     /// How long idempotency records live: a recovery point older than this
     /// belongs to an expired record and is not recovered.
     pub idempotency_retention: Duration,
+    /// Derives the ids of resources created under an Idempotency-Key.
+    pub recovery_ids: RecoveryIds,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

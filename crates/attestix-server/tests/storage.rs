@@ -9,11 +9,17 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use attestix_core::uait::agent_id_from_uuid;
+use attestix_core::SigningKey;
+use attestix_server::recovery::{RecoveryIds, ResourceKind};
 use attestix_server::storage::{
     ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity,
     PageRequest, RecoveryPoint, Storage, StorageError,
 };
 use common::SharedStorage;
+use uuid::Uuid;
 
 /// A fixed "now", Unix milliseconds.
 const NOW: i64 = 1_800_000_000_000;
@@ -50,12 +56,64 @@ fn credential(owner: &str, n: u64, subject: &str, credential_type: &str) -> NewC
     }
 }
 
-fn recovery_point(scope: &str, key: &str, valid_after_ms: i64) -> Option<RecoveryPoint> {
-    Some(RecoveryPoint {
+/// The server's derivation of keyed resources' ids (a fixed signing key).
+fn recovery_ids() -> RecoveryIds {
+    RecoveryIds::from_signing_key(&SigningKey::from_seed([42; 32]))
+}
+
+/// The derived ids of a keyed create of `kind` at `at_ms` under (scope, key), and its
+/// recovery point, as the routes build them (retention: one day).
+fn derived(kind: ResourceKind, scope: &str, key: &str, at_ms: i64) -> (Uuid, RecoveryPoint) {
+    let ids = recovery_ids().derive(
+        kind,
+        scope,
+        key,
+        at_ms,
+        Duration::from_millis(DAY_MS as u64),
+    );
+    let format = match kind {
+        ResourceKind::Identity => agent_id_from_uuid,
+        ResourceKind::Credential => |id: Uuid| format!("urn:uuid:{}", id.hyphenated()),
+    };
+    let point = RecoveryPoint {
         scope: scope.to_owned(),
         key: key.to_owned(),
-        valid_after_ms,
-    })
+        valid_after_ms: at_ms - DAY_MS,
+        neighbour_ids: ids.neighbours.map(format),
+    };
+    (ids.own, point)
+}
+
+/// An identity created at `at_ms` under (scope, key), with the id the server derives
+/// for it; `n` tells one execution's document from another's.
+fn keyed_identity(scope: &str, key: &str, at_ms: i64, n: u64) -> NewIdentity {
+    let (id, recovery) = derived(ResourceKind::Identity, scope, key, at_ms);
+    let agent_id = agent_id_from_uuid(id);
+    NewIdentity {
+        document: format!(r#"{{"version":"0.1.0","agent_id":"{agent_id}","n":{n}}}"#),
+        agent_id,
+        owner: "alice".to_owned(),
+        source_protocol: "mcp".to_owned(),
+        created_at_ms: at_ms,
+        expires_at_ms: at_ms + 365 * DAY_MS,
+        recovery: Some(recovery),
+    }
+}
+
+/// A credential created at `at_ms` under (scope, key), with its derived id.
+fn keyed_credential(scope: &str, key: &str, at_ms: i64, n: u64) -> NewCredential {
+    let (id, recovery) = derived(ResourceKind::Credential, scope, key, at_ms);
+    let credential_id = format!("urn:uuid:{}", id.hyphenated());
+    NewCredential {
+        document: format!(r#"{{"id":"{credential_id}","n":{n}}}"#),
+        credential_id,
+        owner: "alice".to_owned(),
+        subject_id: "attestix:0000000000000001".to_owned(),
+        credential_type: "T".to_owned(),
+        issued_at_ms: at_ms,
+        expires_at_ms: at_ms + 365 * DAY_MS,
+        recovery: Some(recovery),
+    }
 }
 
 fn first_page(limit: u32) -> PageRequest {
@@ -449,8 +507,8 @@ async fn a_duplicate_id_is_reported_as_duplicate(storage: SharedStorage) {
         storage.insert_identity(&again).await,
         Err(StorageError::Duplicate)
     ));
-    // With a fresh recovery point the id collision is still a duplicate.
-    again.recovery = recovery_point("bob", "key-1", NOW - DAY_MS);
+    // With a recovery point the id collision is still a duplicate.
+    again.recovery = keyed_identity("bob", "key-1", NOW, 0).recovery;
     assert!(matches!(
         storage.insert_identity(&again).await,
         Err(StorageError::Duplicate)
@@ -476,8 +534,7 @@ async fn a_duplicate_id_is_reported_as_duplicate(storage: SharedStorage) {
 async fn a_retry_with_the_same_recovery_point_returns_the_original_identity(
     storage: SharedStorage,
 ) {
-    let mut original = identity("alice", 1, "mcp");
-    original.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    let original = keyed_identity("alice|default", "key-1", NOW, 1);
     assert_eq!(
         storage
             .insert_identity(&original)
@@ -486,10 +543,9 @@ async fn a_retry_with_the_same_recovery_point_returns_the_original_identity(
         Inserted::Created
     );
 
-    // The retry made a new id and document; the stored one wins.
-    let mut retry = identity("alice", 2, "mcp");
-    retry.created_at_ms = NOW + 5_000;
-    retry.recovery = recovery_point("alice|default", "key-1", NOW + 5_000 - DAY_MS);
+    // The retry, five seconds later, signed a new document; the stored one wins.
+    let retry = keyed_identity("alice|default", "key-1", NOW + 5_000, 2);
+    assert_eq!(retry.agent_id, original.agent_id, "the same id is derived");
     assert_eq!(
         storage
             .insert_identity(&retry)
@@ -501,20 +557,48 @@ async fn a_retry_with_the_same_recovery_point_returns_the_original_identity(
         all_identity_documents(&*storage, "alice").await,
         vec![original.document]
     );
+}
+
+async fn a_retry_in_the_next_window_returns_the_original_identity(storage: SharedStorage) {
+    // The original is made in the last millisecond of a retention window, its retry
+    // ten seconds later, in the next window, under another derived id.
+    let end_of_window = (NOW / DAY_MS + 1) * DAY_MS - 1;
+    let original = keyed_identity("alice|default", "key-1", end_of_window, 1);
+    storage
+        .insert_identity(&original)
+        .await
+        .expect("insert succeeds");
+    let retry = keyed_identity("alice|default", "key-1", end_of_window + 10_000, 2);
+    assert_ne!(retry.agent_id, original.agent_id);
     assert_eq!(
         storage
-            .get_identity("alice", &retry.agent_id)
+            .insert_identity(&retry)
             .await
-            .expect("get succeeds"),
-        None
+            .expect("insert succeeds"),
+        Inserted::Recovered(original.document.clone())
     );
+    // The same for a credential.
+    let original = keyed_credential("alice|default", "key-1", end_of_window, 1);
+    storage
+        .insert_credential(&original)
+        .await
+        .expect("insert succeeds");
+    let retry = keyed_credential("alice|default", "key-1", end_of_window + 10_000, 2);
+    assert_eq!(
+        storage
+            .insert_credential(&retry)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Recovered(original.document.clone())
+    );
+    assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 1);
+    assert_eq!(all_credential_documents(&*storage, "alice").await.len(), 1);
 }
 
 async fn a_retry_with_the_same_recovery_point_returns_the_original_credential(
     storage: SharedStorage,
 ) {
-    let mut original = credential("alice", 1, "attestix:0000000000000001", "T");
-    original.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    let original = keyed_credential("alice|default", "key-1", NOW, 1);
     assert_eq!(
         storage
             .insert_credential(&original)
@@ -522,8 +606,7 @@ async fn a_retry_with_the_same_recovery_point_returns_the_original_credential(
             .expect("insert succeeds"),
         Inserted::Created
     );
-    let mut retry = credential("alice", 2, "attestix:0000000000000001", "T");
-    retry.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    let retry = keyed_credential("alice|default", "key-1", NOW + 1, 2);
     assert_eq!(
         storage
             .insert_credential(&retry)
@@ -544,8 +627,7 @@ async fn recovery_points_are_distinct_per_scope_key_and_resource(storage: Shared
         ("alice|default", "key-2"),
     ];
     for (n, (scope, key)) in (1..).zip(inserts) {
-        let mut new = identity("alice", n, "mcp");
-        new.recovery = recovery_point(scope, key, NOW - DAY_MS);
+        let new = keyed_identity(scope, key, NOW, n);
         assert_eq!(
             storage
                 .insert_identity(&new)
@@ -555,8 +637,7 @@ async fn recovery_points_are_distinct_per_scope_key_and_resource(storage: Shared
         );
     }
     // The same (scope, key) on a credential is a different resource's.
-    let mut new = credential("alice", 1, "attestix:0000000000000001", "T");
-    new.recovery = recovery_point("alice|default", "key-1", NOW - DAY_MS);
+    let new = keyed_credential("alice|default", "key-1", NOW, 1);
     assert_eq!(
         storage
             .insert_credential(&new)
@@ -567,13 +648,38 @@ async fn recovery_points_are_distinct_per_scope_key_and_resource(storage: Shared
     assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 3);
 }
 
+async fn an_unrelated_row_at_a_derived_id_is_a_duplicate_not_a_recovery(storage: SharedStorage) {
+    // An identity without a key happens to hold the id a keyed create derives (the
+    // 1 in 2^60 collision the routes answer by choosing a random id).
+    let keyed = keyed_identity("alice|default", "key-1", NOW, 1);
+    let mut unrelated = identity("alice", 7, "mcp");
+    unrelated.agent_id = keyed.agent_id.clone();
+    storage
+        .insert_identity(&unrelated)
+        .await
+        .expect("insert succeeds");
+    assert!(matches!(
+        storage.insert_identity(&keyed).await,
+        Err(StorageError::Duplicate)
+    ));
+    // The same row under a random id, keeping its recovery point, is created.
+    let mut fallback = keyed.clone();
+    fallback.agent_id = "attestix:00000000000000ff".to_owned();
+    assert_eq!(
+        storage
+            .insert_identity(&fallback)
+            .await
+            .expect("insert succeeds"),
+        Inserted::Created
+    );
+}
+
 async fn concurrent_inserts_with_one_recovery_point_make_exactly_one_row(storage: SharedStorage) {
     let tasks: Vec<_> = (0..16_u64)
         .map(|n| {
             let storage = Arc::clone(&storage);
             tokio::spawn(async move {
-                let mut new = identity("alice", n, "mcp");
-                new.recovery = recovery_point("alice|default", "contended", NOW - DAY_MS);
+                let new = keyed_identity("alice|default", "contended", NOW + n as i64, n);
                 let outcome = storage
                     .insert_identity(&new)
                     .await
@@ -596,6 +702,38 @@ async fn concurrent_inserts_with_one_recovery_point_make_exactly_one_row(storage
     assert_eq!(all_identity_documents(&*storage, "alice").await, created);
 }
 
+async fn concurrent_inserts_across_a_window_boundary_make_exactly_one_row(storage: SharedStorage) {
+    // Two executions of one request (a lease taken over from a worker still running)
+    // on either side of a window boundary derive two ids; only one row may result.
+    let boundary = (NOW / DAY_MS + 1) * DAY_MS;
+    let tasks: Vec<_> = (0..16_u64)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            let at = if n % 2 == 0 { boundary - 1 } else { boundary };
+            tokio::spawn(async move {
+                let new = keyed_identity("alice|default", "straddling", at, n);
+                storage
+                    .insert_identity(&new)
+                    .await
+                    .expect("insert succeeds")
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("the task does not panic"));
+    }
+    let documents = all_identity_documents(&*storage, "alice").await;
+    assert_eq!(documents.len(), 1, "one identity for one request");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Inserted::Created).count(),
+        1
+    );
+    assert!(outcomes
+        .iter()
+        .all(|o| *o == Inserted::Created || *o == Inserted::Recovered(documents[0].clone())));
+}
+
 async fn concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_row(
     storage: SharedStorage,
 ) {
@@ -603,8 +741,7 @@ async fn concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_
         .map(|n| {
             let storage = Arc::clone(&storage);
             tokio::spawn(async move {
-                let mut new = credential("alice", n, "attestix:0000000000000001", "T");
-                new.recovery = recovery_point("alice|default", "contended", NOW - DAY_MS);
+                let new = keyed_credential("alice|default", "contended", NOW, n);
                 storage
                     .insert_credential(&new)
                     .await
@@ -628,50 +765,46 @@ async fn concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_
 }
 
 async fn a_recovery_point_older_than_valid_after_makes_a_new_row(storage: SharedStorage) {
-    let mut old = identity("alice", 1, "mcp");
-    old.recovery = recovery_point("alice|default", "reused", NOW - DAY_MS);
+    let old = keyed_identity("alice|default", "reused", NOW, 1);
     storage
         .insert_identity(&old)
         .await
         .expect("insert succeeds");
 
-    // Two days later the idempotency record has expired and the key is used anew.
-    let later = NOW + 2 * DAY_MS;
-    let mut new = identity("alice", 2, "mcp");
-    new.created_at_ms = later;
-    new.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
-    assert_eq!(
-        storage
-            .insert_identity(&new)
-            .await
-            .expect("insert succeeds"),
-        Inserted::Created
-    );
-    assert_eq!(
-        all_identity_documents(&*storage, "alice").await,
-        vec![old.document.clone(), new.document.clone()]
-    );
+    // Its record expired, and the key is used anew: a day and an hour later (the
+    // next window, whose neighbour is the old id), then two days after that.
+    for (n, later) in [
+        (2, NOW + DAY_MS + 3_600_000),
+        (3, NOW + 3 * DAY_MS + 3_600_000),
+    ] {
+        let new = keyed_identity("alice|default", "reused", later, n);
+        assert_eq!(
+            storage
+                .insert_identity(&new)
+                .await
+                .expect("insert succeeds"),
+            Inserted::Created,
+            "use {n}"
+        );
+        // A retry of the new request recovers the new identity, not the old one.
+        let retry = keyed_identity("alice|default", "reused", later + 1, 10 + n);
+        assert_eq!(
+            storage
+                .insert_identity(&retry)
+                .await
+                .expect("insert succeeds"),
+            Inserted::Recovered(new.document.clone())
+        );
+    }
+    assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 3);
 
-    // A retry of the new request recovers the new identity, not the old one.
-    let mut retry = identity("alice", 3, "mcp");
-    retry.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
-    assert_eq!(
-        storage
-            .insert_identity(&retry)
-            .await
-            .expect("insert succeeds"),
-        Inserted::Recovered(new.document.clone())
-    );
     // A stale recovery point on a credential behaves the same.
-    let mut old = credential("alice", 1, "attestix:0000000000000001", "T");
-    old.recovery = recovery_point("alice|default", "reused", NOW - DAY_MS);
+    let old = keyed_credential("alice|default", "reused", NOW, 1);
     storage
         .insert_credential(&old)
         .await
         .expect("insert succeeds");
-    let mut new = credential("alice", 2, "attestix:0000000000000001", "T");
-    new.issued_at_ms = later;
-    new.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
+    let new = keyed_credential("alice|default", "reused", NOW + DAY_MS + 1, 2);
     assert_eq!(
         storage
             .insert_credential(&new)
@@ -680,27 +813,23 @@ async fn a_recovery_point_older_than_valid_after_makes_a_new_row(storage: Shared
         Inserted::Created
     );
     assert_eq!(all_credential_documents(&*storage, "alice").await.len(), 2);
-    assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 2);
 }
 
 async fn concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row(
     storage: SharedStorage,
 ) {
-    let mut old = identity("alice", 100, "mcp");
-    old.recovery = recovery_point("alice|default", "reused", NOW - DAY_MS);
+    let old = keyed_identity("alice|default", "reused", NOW, 100);
     storage
         .insert_identity(&old)
         .await
         .expect("insert succeeds");
 
-    let later = NOW + 2 * DAY_MS;
+    let later = NOW + DAY_MS + 1;
     let tasks: Vec<_> = (0..16_u64)
         .map(|n| {
             let storage = Arc::clone(&storage);
             tokio::spawn(async move {
-                let mut new = identity("alice", n, "mcp");
-                new.created_at_ms = later;
-                new.recovery = recovery_point("alice|default", "reused", later - DAY_MS);
+                let new = keyed_identity("alice|default", "reused", later, n);
                 storage
                     .insert_identity(&new)
                     .await
@@ -805,10 +934,11 @@ async fn many_tasks_writing_at_once_all_succeed(storage: SharedStorage) {
             tokio::spawn(async move {
                 let mut n = task;
                 while n < 200 {
-                    let mut new = identity("alice", n, "mcp");
-                    if n % 2 == 0 {
-                        new.recovery = recovery_point("alice|default", &format!("key-{n}"), 0);
-                    }
+                    let new = if n % 2 == 0 {
+                        keyed_identity("alice|default", &format!("key-{n}"), NOW, n)
+                    } else {
+                        identity("alice", n, "mcp")
+                    };
                     let outcome = storage.insert_identity(&new).await;
                     assert_eq!(
                         outcome.expect("no write fails under contention"),
@@ -867,9 +997,12 @@ on_both_backends!(
     a_page_limit_of_zero_returns_nothing,
     a_duplicate_id_is_reported_as_duplicate,
     a_retry_with_the_same_recovery_point_returns_the_original_identity,
+    a_retry_in_the_next_window_returns_the_original_identity,
     a_retry_with_the_same_recovery_point_returns_the_original_credential,
     recovery_points_are_distinct_per_scope_key_and_resource,
+    an_unrelated_row_at_a_derived_id_is_a_duplicate_not_a_recovery,
     concurrent_inserts_with_one_recovery_point_make_exactly_one_row,
+    concurrent_inserts_across_a_window_boundary_make_exactly_one_row,
     concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_row,
     a_recovery_point_older_than_valid_after_makes_a_new_row,
     concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row,
@@ -911,18 +1044,18 @@ mod sqlite_specifics {
                 match n {
                     // Distinct identities, 10 of them holding recovery points.
                     0..150 => {
-                        let mut new = identity("alice", n, "mcp");
-                        if n < 10 {
-                            new.recovery = recovery_point("alice|default", &format!("key-{n}"), 0);
-                        }
+                        let new = if n < 10 {
+                            keyed_identity("alice|default", &format!("key-{n}"), NOW, n)
+                        } else {
+                            identity("alice", n, "mcp")
+                        };
                         let answer = storage.insert_identity(&new).await;
                         (n, answer.map(|inserted| (inserted, new.document)))
                     }
-                    // Retries under those 10 recovery points, with other ids.
+                    // Retries under those 10 recovery points, with new documents.
                     150..180 => {
-                        let mut retry = identity("alice", 10_000 + n, "mcp");
-                        retry.recovery =
-                            recovery_point("alice|default", &format!("key-{}", n % 10), 0);
+                        let key = format!("key-{}", n % 10);
+                        let retry = keyed_identity("alice|default", &key, NOW + 1, 10_000 + n);
                         let answer = storage.insert_identity(&retry).await;
                         (n, answer.map(|inserted| (inserted, retry.document)))
                     }
@@ -1005,6 +1138,103 @@ mod sqlite_specifics {
             .await
             .expect("find succeeds")
             .is_some());
+        storage.close().await;
+    }
+
+    /// The migration that drops the recovery-point constraint rebuilds both tables:
+    /// every row, its sequence number and so every cursor survive, and new rows
+    /// continue the sequence.
+    #[tokio::test]
+    async fn the_recovery_point_rebuild_keeps_every_row_and_cursor() {
+        let directory = tempfile::tempdir().expect("a temporary directory can be made");
+        let path = directory.path().join("attestix.db");
+        {
+            // A database as the previous release left it, holding keyed and unkeyed rows.
+            let pool = sqlx::SqlitePool::connect_with(SqliteStorage::connect_options(&path))
+                .await
+                .expect("the file opens");
+            let mut before = sqlx::migrate!("./migrations/sqlite");
+            before.migrations = before
+                .migrations
+                .iter()
+                .filter(|migration| migration.version < 2026120101)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            before.run(&pool).await.expect("the old migrations apply");
+            for n in 1..=5_i64 {
+                let keyed = n % 2 == 0;
+                sqlx::query(
+                    "INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, \
+                     expires_at_ms, document, idempotency_scope, idempotency_key) \
+                     VALUES (?1, 'alice', 'mcp', ?2, ?2, ?3, ?4, ?5)",
+                )
+                .bind(format!("attestix:old{n:013}"))
+                .bind(NOW + n)
+                .bind(format!("old identity {n}"))
+                .bind(keyed.then_some("alice|default"))
+                .bind(keyed.then(|| format!("key-{n}")))
+                .execute(&pool)
+                .await
+                .expect("an old row inserts");
+                sqlx::query(
+                    "INSERT INTO credentials (credential_id, owner, subject_id, credential_type, \
+                     created_at_ms, expires_at_ms, document) \
+                     VALUES (?1, 'alice', 's', 'T', ?2, ?2, ?3)",
+                )
+                .bind(format!("urn:uuid:old-{n}"))
+                .bind(NOW + n)
+                .bind(format!("old credential {n}"))
+                .execute(&pool)
+                .await
+                .expect("an old row inserts");
+            }
+            pool.close().await;
+        }
+        let storage = SqliteStorage::open(&path).await.expect("the file reopens");
+        storage.migrate().await.expect("the rebuild applies");
+        let pages = identity_pages(&storage, "alice", &all_identities(), 2).await;
+        assert_eq!(
+            page_sizes(&pages),
+            vec![2, 2, 1],
+            "the cursor pages as before"
+        );
+        assert_eq!(
+            pages.concat(),
+            (1..=5)
+                .map(|n| format!("old identity {n}"))
+                .collect::<Vec<_>>()
+        );
+        // New rows come after the old ones, keyed or not.
+        storage
+            .insert_identity(&identity("alice", 6, "mcp"))
+            .await
+            .expect("insert succeeds");
+        storage
+            .insert_identity(&keyed_identity("alice|default", "key-2", NOW, 7))
+            .await
+            .expect("insert succeeds");
+        storage
+            .insert_credential(&credential("alice", 6, "s", "T"))
+            .await
+            .expect("insert succeeds");
+        let documents = all_identity_documents(&storage, "alice").await;
+        assert_eq!(documents.len(), 7);
+        assert_eq!(&documents[..5], &pages.concat()[..]);
+        let credentials = all_credential_documents(&storage, "alice").await;
+        assert_eq!(credentials.len(), 6);
+        assert_eq!(credentials[0], "old credential 1");
+        // The constraint and its index are gone; the id's unique index is not.
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT group_concat(ii.name) FROM sqlite_master AS m, \
+             pragma_index_list(m.name) AS il, pragma_index_info(il.name) AS ii \
+             WHERE m.name IN ('identities', 'credentials') AND il.\"unique\" = 1 \
+             GROUP BY m.name, il.name ORDER BY m.name, il.name",
+        )
+        .fetch_all(storage.reader_pool())
+        .await
+        .expect("the index list reads");
+        assert_eq!(indexes, vec!["credential_id", "agent_id"]);
         storage.close().await;
     }
 

@@ -18,13 +18,14 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    created, list_response, parse_revoke_body, recovery_point, unix_ms, ApiJson, ApiPath, ApiQuery,
-    JsonText, Paging,
+    created, list_response, new_resource_id, parse_revoke_body, unix_ms, ApiJson, ApiPath,
+    ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
+use crate::recovery::ResourceKind;
 use crate::state::AppState;
-use crate::storage::{CredentialFilter, NewCredential};
+use crate::storage::{CredentialFilter, NewCredential, StorageError};
 
 /// The body of `POST /v1/credentials`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -226,23 +227,49 @@ async fn issue(
 ) -> Result<JsonText, ApiError> {
     let params = validate(body)?;
     let now = OffsetDateTime::now_utc();
-    let credential = VerifiableCredential::issue(params, &state.signer, now, Uuid::new_v4())
+    let (id, recovery) = new_resource_id(
+        &state,
+        ResourceKind::Credential,
+        context.as_deref(),
+        now,
+        credential_id_from_uuid,
+    );
+    let credential = VerifiableCredential::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("claims", error.to_string()))?;
-    let document =
-        serde_json::to_string(&credential).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let record = NewCredential {
+    let mut record = NewCredential {
         credential_id: credential.id.clone(),
         owner: caller.scope(),
         subject_id: credential.credential_subject.id.clone(),
         credential_type: credential.types.last().cloned().unwrap_or_default(),
         issued_at_ms: unix_ms(now),
         expires_at_ms: unix_ms(credential.expiration_date.datetime()),
-        document,
-        recovery: recovery_point(&state, context.as_deref(), now),
+        document: serialize(&credential)?,
+        recovery,
     };
     fail::fail_point!("credential.before_commit");
-    let inserted = state.storage.insert_credential(&record).await?;
+    let inserted = match state.storage.insert_credential(&record).await {
+        Err(StorageError::Duplicate) if record.recovery.is_some() => {
+            // The derived id names an unrelated credential (see `recovery`).
+            tracing::warn!("derived credential id already taken; issuing under a random id");
+            let credential = credential
+                .with_new_id(&state.signer, Uuid::new_v4())
+                .map_err(|error| ApiError::Internal(error.to_string()))?;
+            record.credential_id = credential.id.clone();
+            record.document = serialize(&credential)?;
+            state.storage.insert_credential(&record).await?
+        }
+        inserted => inserted?,
+    };
     created(inserted, record.document, "credential.after_commit")
+}
+
+fn serialize(credential: &VerifiableCredential) -> Result<String, ApiError> {
+    serde_json::to_string(credential).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A credential's id as [`VerifiableCredential::issue`] writes it.
+fn credential_id_from_uuid(id: Uuid) -> String {
+    format!("urn:uuid:{}", id.hyphenated())
 }
 
 /// List the caller's credentials, oldest first, with cursor paging.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use attestix_core::uait::agent_id_from_uuid;
 use attestix_core::{DisplayName, ExpiryDays, NewIdentity as IdentityParams, Uait};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,13 +15,14 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    created, list_response, parse_revoke_body, recovery_point, unix_ms, ApiJson, ApiPath, ApiQuery,
-    JsonText, Paging,
+    created, list_response, new_resource_id, parse_revoke_body, unix_ms, ApiJson, ApiPath,
+    ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
+use crate::recovery::ResourceKind;
 use crate::state::AppState;
-use crate::storage::{IdentityFilter, NewIdentity};
+use crate::storage::{IdentityFilter, NewIdentity, StorageError};
 
 /// The body of `POST /v1/identities`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -143,22 +145,45 @@ pub async fn create_identity(
 ) -> Result<JsonText, ApiError> {
     let params = validate(body)?;
     let now = OffsetDateTime::now_utc();
-    let uait = Uait::issue(params, &state.signer, now, Uuid::new_v4())
+    let (id, recovery) = new_resource_id(
+        &state,
+        ResourceKind::Identity,
+        context.as_deref(),
+        now,
+        agent_id_from_uuid,
+    );
+    let uait = Uait::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("expiry_days", error.to_string()))?;
-    let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let record = NewIdentity {
+    let mut record = NewIdentity {
         agent_id: uait.agent_id.clone(),
         owner: caller.scope(),
         source_protocol: uait.source_protocol.clone(),
         created_at_ms: unix_ms(now),
         expires_at_ms: unix_ms(uait.expires_at.datetime()),
-        document,
-        recovery: recovery_point(&state, context.as_deref(), now),
+        document: serialize(&uait)?,
+        recovery,
     };
     // Tests park a request here to kill the process while it holds a reservation.
     fail::fail_point!("identity.before_commit");
-    let inserted = state.storage.insert_identity(&record).await?;
+    let inserted = match state.storage.insert_identity(&record).await {
+        Err(StorageError::Duplicate) if record.recovery.is_some() => {
+            // The derived id names an unrelated identity (see `recovery`): this one
+            // gets a random id instead, and keeps its (scope, key) for PostgreSQL.
+            tracing::warn!("derived agent id already taken; issuing under a random id");
+            let uait = uait
+                .with_new_id(&state.signer, Uuid::new_v4())
+                .map_err(|error| ApiError::Internal(error.to_string()))?;
+            record.agent_id = uait.agent_id.clone();
+            record.document = serialize(&uait)?;
+            state.storage.insert_identity(&record).await?
+        }
+        inserted => inserted?,
+    };
     created(inserted, record.document, "identity.after_commit")
+}
+
+fn serialize(uait: &Uait) -> Result<String, ApiError> {
+    serde_json::to_string(uait).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// List the caller's identities, oldest first, with cursor paging.

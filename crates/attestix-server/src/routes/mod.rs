@@ -169,19 +169,36 @@ impl Paging {
     }
 }
 
-/// A page of stored documents as a JSON array (the Python API's list shape), with
-/// the next cursor in `X-Next-Cursor`.
-/// The recovery point of a keyed request, if it carries one.
-pub(crate) fn recovery_point(
+/// The id of a new resource of `kind`, and its recovery point when the request carries
+/// an Idempotency-Key. With a key the id is derived from (scope, key, window), so that
+/// a retry after a crash derives it again (see [`crate::recovery`]); without one it is
+/// random. `format_id` turns the UUID into the resource's id as stored.
+pub(crate) fn new_resource_id(
     state: &crate::state::AppState,
+    kind: crate::recovery::ResourceKind,
     context: Option<&idempotency::IdempotencyContext>,
     now: time::OffsetDateTime,
-) -> Option<crate::storage::RecoveryPoint> {
-    context.map(|context| crate::storage::RecoveryPoint {
+    format_id: fn(uuid::Uuid) -> String,
+) -> (uuid::Uuid, Option<crate::storage::RecoveryPoint>) {
+    let Some(context) = context else {
+        return (uuid::Uuid::new_v4(), None);
+    };
+    let created_at_ms = unix_ms(now);
+    let retention = state.idempotency_retention;
+    let ids = state.recovery_ids.derive(
+        kind,
+        &context.record.scope,
+        &context.record.key,
+        created_at_ms,
+        retention,
+    );
+    let recovery = crate::storage::RecoveryPoint {
         scope: context.record.scope.clone(),
         key: context.record.key.clone(),
-        valid_after_ms: unix_ms(now) - state.idempotency_retention.as_millis() as i64,
-    })
+        valid_after_ms: created_at_ms - retention.as_millis() as i64,
+        neighbour_ids: ids.neighbours.map(format_id),
+    };
+    (ids.own, Some(recovery))
 }
 
 /// The 201 answer of a create: the document just stored, or the one its recovery
@@ -212,6 +229,8 @@ pub(crate) fn created(
     Ok(JsonText::new(StatusCode::CREATED, document))
 }
 
+/// A page of stored documents as a JSON array (the Python API's list shape), with
+/// the next cursor in `X-Next-Cursor`.
 fn list_response(page: crate::storage::Page) -> JsonText {
     let mut body =
         String::with_capacity(page.documents.iter().map(|d| d.len() + 1).sum::<usize>() + 2);

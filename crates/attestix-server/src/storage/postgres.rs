@@ -6,7 +6,10 @@
 //! `valid_after_ms`, clears the row's recovery point and inserts the new row. Under
 //! the default READ COMMITTED isolation a concurrent insert with the same recovery
 //! point waits for the first to commit and then finds the conflict, so of any number
-//! of concurrent callers, across processes, exactly one creates the row.
+//! of concurrent callers, across processes, exactly one creates the row. (Keyed
+//! creates also carry ids derived from their recovery point, see [`crate::recovery`];
+//! PostgreSQL keeps its unique constraint on (scope, key) all the same, which finds the
+//! original under any id and holds across instances whatever their clocks.)
 //!
 //! Pagination follows `seq`, an identity column. Its values are taken when rows are
 //! inserted, not when they commit, so a row whose transaction commits after a later

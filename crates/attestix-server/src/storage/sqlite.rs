@@ -15,10 +15,19 @@
 //! - a **reader** pool (four connections by default) for `get`, `list`, API-key
 //!   lookups and `ping`; in WAL mode readers never block the writer nor wait for it.
 //!
-//! The few multi-statement writes (a recovery point that must be read, and perhaps
-//! replaced, before inserting) run in `BEGIN IMMEDIATE` transactions, which take the
-//! write lock at their first statement, so they stay correct even on a pool with
-//! several writing connections; the 5 s busy timeout then absorbs the waits.
+//! The one multi-statement write (an insert kept out by a taken id or by its recovery
+//! point, which must then be read to tell which) runs in a `BEGIN IMMEDIATE`
+//! transaction, which takes the write lock at its first statement, so it stays
+//! correct even on a pool with several writing connections; the 5 s busy timeout then
+//! absorbs the waits.
+//!
+//! # Recovery points
+//!
+//! A keyed create's id is derived from its recovery point ([`crate::recovery`]), so
+//! there is no index on (scope, key): the insert checks, by probing the id's unique
+//! index, that neither its own id nor its two neighbour ids hold a resource of the same
+//! request, and inserts in the same statement. That keeps a keyed insert as cheap as
+//! an unkeyed one; the index it replaces took a random page write per keyed row.
 //!
 //! Share [`SqliteStorage::writer`] with the SQLite idempotency store, so its writes
 //! queue on the same connection rather than fight for the file lock:
@@ -221,60 +230,57 @@ impl SqliteStorage {
         self.writer.acquire().await.map_err(StorageError::database)
     }
 
-    /// Inserts a row; with a recovery point, resolves a conflict on it (see
+    /// Inserts a row; with a recovery point, resolves what kept it out (see
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
-        // Fast path, also the only path without a recovery point: one autocommit
-        // statement that inserts unless the recovery point is taken, shared with the
-        // inserts of concurrent requests (see `sqlite_batch`).
-        let inserted = self.batcher.insert(OwnedRow::from(row)).await?;
-        let Some(recovery) = row.recovery() else {
-            return Ok(Inserted::Created);
-        };
-        if inserted {
+        // Fast path: one statement that inserts unless the row's id is taken or an
+        // earlier execution of the same request made its resource at a neighbouring
+        // id, shared with the inserts of concurrent requests (see `sqlite_batch`).
+        if self.batcher.insert(OwnedRow::from(row)).await? {
             return Ok(Inserted::Created);
         }
+        let Some(recovery) = row.recovery() else {
+            return Err(StorageError::Duplicate);
+        };
+        // Decide under the write lock, so that nothing changes between the read and
+        // the insert that may follow it.
         let mut writer = self.checkout_writer().await?;
-        // The recovery point names a row. Decide under the write lock, so that no other
-        // writer can replace it between the read and the replacement.
         let sql = row.statements();
         let mut tx = (*writer)
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StorageError::database)?;
-        let existing: Option<(String, i64)> = sqlx::query_as(sql.find_recovery)
-            .bind(&recovery.scope)
-            .bind(&recovery.key)
-            .fetch_optional(&mut *tx)
+        let candidates: Vec<CandidateRow> = sqlx::query_as(sql.find_candidates)
+            .bind(row.id())
+            .bind(&recovery.neighbour_ids[0])
+            .bind(&recovery.neighbour_ids[1])
+            .fetch_all(&mut *tx)
             .await
             .map_err(StorageError::database)?;
-        if let Some((document, created_at_ms)) = existing {
-            if created_at_ms >= recovery.valid_after_ms {
-                tx.rollback().await.map_err(StorageError::database)?;
-                return Ok(Inserted::Recovered(document));
-            }
-            // Made under an idempotency record that has expired: the key was reused.
-            sqlx::query(sql.clear_recovery)
-                .bind(&recovery.scope)
-                .bind(&recovery.key)
-                .execute(&mut *tx)
-                .await
-                .map_err(StorageError::database)?;
-            tracing::debug!(
-                table = sql.table,
-                "recovery point expired; its resource keeps no recovery point"
-            );
+        if let Some(original) = candidates
+            .iter()
+            .find(|candidate| candidate.recovers(recovery))
+        {
+            let document = original.document.clone();
+            tx.rollback().await.map_err(StorageError::database)?;
+            return Ok(Inserted::Recovered(document));
         }
+        if candidates.iter().any(|candidate| candidate.id == row.id()) {
+            // Another resource holds this id: a random id's collision, or a derived
+            // id's (see `crate::recovery`); the caller picks another id.
+            tx.rollback().await.map_err(StorageError::database)?;
+            return Err(StorageError::Duplicate);
+        }
+        // Nothing in the way any more (unreachable while identities and credentials are
+        // never deleted, but cheap to handle honestly).
         let inserted = row
             .insert()
             .fetch_optional(&mut *tx)
             .await
             .map_err(insert_error)?;
         if inserted.is_none() {
-            // Unreachable while the transaction holds the write lock; said plainly
-            // rather than reporting a creation that did not happen.
             return Err(StorageError::Database(format!(
-                "recovery point of {} taken during an exclusive transaction",
+                "a row of {} appeared during an exclusive transaction",
                 sql.table
             )));
         }
@@ -313,27 +319,41 @@ impl SqliteStorage {
 /// The statements specific to one resource table.
 struct TableStatements {
     table: &'static str,
-    /// The row holding a recovery point: `?1` scope, `?2` key.
-    find_recovery: &'static str,
-    /// Clears an expired recovery point: `?1` scope, `?2` key.
-    clear_recovery: &'static str,
+    /// The rows at the new row's id and its recovery point's neighbour ids:
+    /// `?1`, `?2`, `?3`.
+    find_candidates: &'static str,
 }
 
 const IDENTITIES: TableStatements = TableStatements {
     table: "identities",
-    find_recovery: "SELECT document, created_at_ms FROM identities \
-                    WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
-    clear_recovery: "UPDATE identities SET idempotency_scope = NULL, idempotency_key = NULL \
-                     WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+    find_candidates: "SELECT agent_id AS id, document, created_at_ms, idempotency_scope, \
+                      idempotency_key FROM identities WHERE agent_id IN (?1, ?2, ?3)",
 };
 
 const CREDENTIALS: TableStatements = TableStatements {
     table: "credentials",
-    find_recovery: "SELECT document, created_at_ms FROM credentials \
-                    WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
-    clear_recovery: "UPDATE credentials SET idempotency_scope = NULL, idempotency_key = NULL \
-                     WHERE idempotency_scope = ?1 AND idempotency_key = ?2",
+    find_candidates: "SELECT credential_id AS id, document, created_at_ms, idempotency_scope, \
+                      idempotency_key FROM credentials WHERE credential_id IN (?1, ?2, ?3)",
 };
+
+/// A row that may be the resource a recovery point names.
+#[derive(sqlx::FromRow)]
+struct CandidateRow {
+    id: String,
+    document: String,
+    created_at_ms: i64,
+    idempotency_scope: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+impl CandidateRow {
+    /// Whether this row was made by an execution of the request `recovery` belongs to.
+    fn recovers(&self, recovery: &RecoveryPoint) -> bool {
+        self.idempotency_scope.as_deref() == Some(recovery.scope.as_str())
+            && self.idempotency_key.as_deref() == Some(recovery.key.as_str())
+            && self.created_at_ms >= recovery.valid_after_ms
+    }
+}
 
 /// The columns of an identity insert, in the order [`NewRow::bind_values`] binds them.
 const IDENTITY_COLUMNS: [&str; 8] = [
@@ -363,17 +383,41 @@ const CREDENTIAL_COLUMNS: [&str; 9] = [
 /// The most rows one insert statement carries (each count has its own cached SQL).
 pub(super) const MAX_INSERT_ROWS: usize = 32;
 
-/// `SQL[n - 1]` inserts `n` rows into `table` unless their recovery point is taken
-/// (a unique violation of an id is an error) and returns the ids of the rows inserted.
+/// `SQL[n - 1]` inserts `n` rows into `table` and returns the ids of the rows inserted.
+/// A row stays out when its id is taken (`ON CONFLICT … DO NOTHING`), or when its
+/// recovery point's resource exists at one of the neighbour ids: each tuple carries,
+/// after the columns, the two neighbour ids and the recovery point's `valid_after_ms`
+/// (all NULL without a recovery point, which no row matches). The check is a probe of
+/// the id's unique index, so keyed inserts write no index that unkeyed ones do not.
 fn multi_row_inserts(table: &str, columns: &[&str], id: &str) -> Vec<String> {
-    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    let arity = columns.len();
+    let tuple = format!("({})", vec!["?"; arity + 3].join(", "));
+    let selected: Vec<String> = (1..=arity).map(|n| format!("new.column{n}")).collect();
+    let column_of = |name: &str| {
+        let position = columns
+            .iter()
+            .position(|column| *column == name)
+            .expect("the recovery point's columns are among the inserted ones");
+        format!("new.column{}", position + 1)
+    };
+    let (scope, key) = (column_of("idempotency_scope"), column_of("idempotency_key"));
     (1..=MAX_INSERT_ROWS)
         .map(|rows| {
             format!(
-                "INSERT INTO {table} ({}) VALUES {} \
-                 ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING {id}",
-                columns.join(", "),
-                vec![tuple.as_str(); rows].join(", "),
+                "INSERT INTO {table} ({columns}) \
+                 SELECT {selected} FROM (VALUES {values}) AS new \
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} AS earlier \
+                     WHERE earlier.{id} IN (new.column{first}, new.column{second}) \
+                     AND earlier.idempotency_scope = {scope} \
+                     AND earlier.idempotency_key = {key} \
+                     AND earlier.created_at_ms >= new.column{valid_after}) \
+                 ON CONFLICT ({id}) DO NOTHING RETURNING {id}",
+                columns = columns.join(", "),
+                selected = selected.join(", "),
+                values = vec![tuple.as_str(); rows].join(", "),
+                first = arity + 1,
+                second = arity + 2,
+                valid_after = arity + 3,
             )
         })
         .collect()
@@ -429,9 +473,10 @@ impl<'a> NewRow<'a> {
     where
         'a: 'q,
     {
-        let scope = self.recovery().map(|point| point.scope.as_str());
-        let key = self.recovery().map(|point| point.key.as_str());
-        match self {
+        let recovery = self.recovery();
+        let scope = recovery.map(|point| point.scope.as_str());
+        let key = recovery.map(|point| point.key.as_str());
+        let query = match self {
             Self::Identity(identity) => query
                 .bind(identity.agent_id.as_str())
                 .bind(identity.owner.as_str())
@@ -451,12 +496,30 @@ impl<'a> NewRow<'a> {
                 .bind(credential.document.as_str())
                 .bind(scope)
                 .bind(key),
+        };
+        query
+            .bind(recovery.map(|point| point.neighbour_ids[0].as_str()))
+            .bind(recovery.map(|point| point.neighbour_ids[1].as_str()))
+            .bind(recovery.map(|point| point.valid_after_ms))
+    }
+
+    /// The row's id (`agent_id` or `credential_id`).
+    pub(super) fn id(self) -> &'a str {
+        match self {
+            Self::Identity(identity) => &identity.agent_id,
+            Self::Credential(credential) => &credential.credential_id,
         }
+    }
+
+    /// The recovery point's (scope, key), if the row has one.
+    pub(super) fn recovery_key(self) -> Option<(&'a str, &'a str)> {
+        self.recovery()
+            .map(|point| (point.scope.as_str(), point.key.as_str()))
     }
 }
 
-/// Maps an insert's error: a unique violation (of an id; the recovery point's
-/// conflicts are handled by `ON CONFLICT`) is [`StorageError::Duplicate`].
+/// Maps an insert's error: a unique violation (of an id; `ON CONFLICT` handles the
+/// common case) is [`StorageError::Duplicate`].
 pub(super) fn insert_error(error: sqlx::Error) -> StorageError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => {

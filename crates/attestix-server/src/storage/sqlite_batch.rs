@@ -10,10 +10,10 @@
 //! An [`idempotency_sql::BatchQueue`] (the same batching loop as the store's) takes
 //! the first queued insert, checks out the writer, takes every insert queued
 //! meanwhile (up to [`MAX_INSERT_ROWS`] per table), and runs one
-//! multi-row `INSERT … ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
-//! RETURNING id` per table. A row whose id comes back was inserted; one that does not
-//! met a taken recovery point, and its caller resolves that as after a single-row
-//! insert. If a statement fails (a duplicate id, say), its rows are retried one by
+//! multi-row `INSERT … SELECT … WHERE NOT EXISTS (an earlier execution's resource)
+//! ON CONFLICT (id) DO NOTHING RETURNING id` per table. A row whose id comes back was
+//! inserted; one that does not met its own recovery point or a taken id, and its
+//! caller resolves that as after a single-row insert. If a statement fails (a duplicate id, say), its rows are retried one by
 //! one, so each caller gets its own answer. Nothing waits on purpose: a lone insert
 //! goes out at once.
 
@@ -46,14 +46,6 @@ impl OwnedRow {
         match self {
             Self::Identity(identity) => NewRow::Identity(identity),
             Self::Credential(credential) => NewRow::Credential(credential),
-        }
-    }
-
-    /// The id `RETURNING` names the row by.
-    fn id(&self) -> &str {
-        match self {
-            Self::Identity(identity) => &identity.agent_id,
-            Self::Credential(credential) => &credential.credential_id,
         }
     }
 }
@@ -109,7 +101,15 @@ impl WriterBatch for Inserts {
             OwnedRow::Identity(_) => &mut self.identities,
             OwnedRow::Credential(_) => &mut self.credentials,
         };
-        if batch.len() == MAX_INSERT_ROWS {
+        // Two executions of one request (a lease taken over from a worker still
+        // running) in adjacent windows have different ids, and one statement's rows do
+        // not see each other, so they go to separate turns: the later one then finds
+        // the earlier one's resource.
+        let recovery_key = pending.0.as_row().recovery_key();
+        let same_request = |(other, _): &Pending| {
+            recovery_key.is_some() && other.as_row().recovery_key() == recovery_key
+        };
+        if batch.len() == MAX_INSERT_ROWS || batch.iter().any(same_request) {
             return Err(pending);
         }
         batch.push(pending);
@@ -141,7 +141,7 @@ async fn run_batch(connection: &mut WriterConnection, batch: &mut Vec<Pending>) 
     match query.fetch_all(&mut **connection).await {
         Ok(inserted) => {
             for (row, reply) in batch.drain(..) {
-                let _ = reply.send(Ok(inserted.iter().any(|id| id == row.id())));
+                let _ = reply.send(Ok(inserted.iter().any(|id| id == row.as_row().id())));
             }
         }
         Err(error) => {
