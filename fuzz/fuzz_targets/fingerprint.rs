@@ -1,12 +1,13 @@
-//! `Fingerprint::of_request` and `idempotency::fingerprint::canonical_json`: never
-//! panic, are deterministic, and a JSON body that parses has the same fingerprint as
-//! the same document written with other spacing (what a retrying client may send).
+//! `Fingerprint::of_request`, `idempotency::fingerprint::canonical_json` and
+//! `canonicalize`: never panic, are deterministic, agree with each other, and a JSON
+//! body that parses has the same fingerprint as the same document written with other
+//! spacing (what a retrying client may send).
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use http::Method;
-use idempotency::fingerprint::canonical_json;
+use idempotency::fingerprint::{canonical_json, canonicalize};
 use idempotency::Fingerprint;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -62,7 +63,15 @@ fuzz_target!(|request: Request<'_>| {
         "stored bytes rebuild the fingerprint"
     );
 
-    let Ok(document) = serde_json::from_slice::<Value>(request.body) else {
+    let parsed = serde_json::from_slice::<Value>(request.body);
+    // The fingerprint's streaming canonicaliser agrees with canonical_json on the
+    // parsed value, and refuses exactly what serde_json refuses.
+    assert_eq!(
+        canonicalize(request.body),
+        parsed.as_ref().ok().map(canonical_json),
+        "streaming and Value canonical forms differ"
+    );
+    let Ok(document) = parsed else {
         return;
     };
     // canonical_json writes JSON that reads back as the same document.

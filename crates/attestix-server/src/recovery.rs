@@ -71,7 +71,9 @@ pub struct DerivedIds {
 /// holds.
 #[derive(Clone)]
 pub struct RecoveryIds {
-    key: [u8; 32],
+    /// The HMAC with its key already absorbed: cloning it skips the two compressions
+    /// of the key pads that keying anew costs for every id.
+    keyed: HmacSha256,
 }
 
 impl std::fmt::Debug for RecoveryIds {
@@ -89,8 +91,9 @@ impl RecoveryIds {
         let mut mac =
             HmacSha256::new_from_slice(&signer.seed()).expect("HMAC accepts a key of any length");
         mac.update(b"attestix/recovery-ids/v1");
+        let key = mac.finalize().into_bytes();
         Self {
-            key: mac.finalize().into_bytes().into(),
+            keyed: HmacSha256::new_from_slice(&key).expect("HMAC accepts a key of any length"),
         }
     }
 
@@ -115,8 +118,7 @@ impl RecoveryIds {
     }
 
     fn id(&self, kind: ResourceKind, scope: &str, key: &str, window: i64) -> Uuid {
-        let mut mac =
-            HmacSha256::new_from_slice(&self.key).expect("HMAC accepts a key of any length");
+        let mut mac = self.keyed.clone();
         // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
         for part in [kind.label(), scope.as_bytes(), key.as_bytes()] {
             mac.update(&(part.len() as u64).to_be_bytes());

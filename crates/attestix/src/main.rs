@@ -14,7 +14,10 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc malloc: the replay path spent about 17% of its CPU in
 /// malloc/free (docs/BENCHMARKS.md), and glibc's per-thread arenas fragmented under
-/// the memory store's insert/evict churn.
+/// the memory store's insert/evict churn. Built with `no_thp`: mimalloc otherwise
+/// asks for transparent huge pages, and each new 2 MiB page is zeroed (and, on a
+/// virtual machine, backed by the host) at once, which cost a keyed request on the
+/// memory store about 6 µs of page faults as the store grew (docs/BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -84,23 +84,172 @@ fn is_json_content_type(content_type: &[u8]) -> bool {
 
 fn body_digest(content_type: Option<&[u8]>, body: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    match content_type.filter(|ct| is_json_content_type(ct)) {
-        Some(_) => match serde_json::from_slice::<Value>(body) {
-            Ok(document) => {
-                hasher.update(b"json:");
-                hasher.update(canonical_json(&document));
-            }
-            Err(_) => {
-                hasher.update(b"raw:");
-                hasher.update(body);
-            }
-        },
+    match content_type
+        .filter(|ct| is_json_content_type(ct))
+        .and_then(|_| canonicalize(body))
+    {
+        Some(canonical) => {
+            hasher.update(b"json:");
+            hasher.update(canonical);
+        }
         None => {
             hasher.update(b"raw:");
             hasher.update(body);
         }
     }
     hasher.finalize().into()
+}
+
+/// The canonical form of the JSON text `body` (as [`canonical_json`] writes it for the
+/// parsed value), or `None` when `body` is not one JSON value.
+///
+/// Written straight from the parser, without building a [`Value`]: a `Value` costs an
+/// allocation per key, string and container, which was most of the fingerprint's time
+/// on every keyed request. Object members are written into one scratch buffer as they
+/// are parsed and copied out in key order; a key given twice keeps its last value, as
+/// parsing into a `Value` does.
+pub fn canonicalize(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(CanonicalWriter { out: &mut out }, &mut deserializer)
+        .ok()?;
+    deserializer.end().ok()?;
+    Some(out)
+}
+
+/// An object key, borrowed from the input unless it has escapes to undo.
+struct BorrowedKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for BorrowedKey {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BorrowedKey {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(key))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(key.to_owned()))
+    }
+}
+
+/// Writes the canonical form of one JSON value into `out` as it is parsed.
+struct CanonicalWriter<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CanonicalWriter<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CanonicalWriter<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<(), E> {
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<(), E> {
+        write_scalar(&value, self.out);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<(), E> {
+        write_scalar(&value, self.out);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<(), E> {
+        // As `Value` holds it: a JSON number is never NaN or infinite, so this is the
+        // number serde_json would write back.
+        write_scalar(&value, self.out);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<(), E> {
+        write_string(value, self.out);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        self.out.push(b'[');
+        let mut first = true;
+        loop {
+            let mark = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            let element = CanonicalWriter {
+                out: &mut *self.out,
+            };
+            if items.next_element_seed(element)?.is_none() {
+                // No element after all: take back its separator.
+                self.out.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        // Each value is written to `scratch`; `entries` remembers where, by key.
+        let mut scratch = Vec::new();
+        let mut entries: Vec<(std::borrow::Cow<'de, str>, std::ops::Range<usize>)> = Vec::new();
+        while let Some(key) = members.next_key_seed(BorrowedKey)? {
+            let start = scratch.len();
+            members.next_value_seed(CanonicalWriter { out: &mut scratch })?;
+            entries.push((key, start..scratch.len()));
+        }
+        // Stable, so that of equal keys the last one given stays last.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.out.push(b'{');
+        let mut first = true;
+        for (index, (key, range)) in entries.iter().enumerate() {
+            if entries.get(index + 1).is_some_and(|next| next.0 == *key) {
+                continue; // a later value for the same key wins
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_string(key, self.out);
+            self.out.push(b':');
+            self.out.extend_from_slice(&scratch[range.clone()]);
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
 }
 
 /// Writes a JSON value in canonical form: keys sorted by code point, compact
@@ -248,6 +397,114 @@ mod tests {
         assert_ne!(
             Fingerprint::of_request(&Method::POST, "/ab", Some("c"), None, b""),
             Fingerprint::of_request(&Method::POST, "/a", Some("bc"), None, b"")
+        );
+    }
+
+    /// Random JSON text: nested, with duplicate keys, escapes, odd spacing and numbers
+    /// written many ways, sometimes cut short (not JSON at all).
+    fn random_json(rng: &mut impl rand::Rng, depth: u32, out: &mut String) {
+        let space = |rng: &mut dyn rand::RngCore, out: &mut String| {
+            for _ in 0..rng.next_u32() % 3 {
+                out.push([' ', '\n', '\t', '\r'][(rng.next_u32() % 4) as usize]);
+            }
+        };
+        const STRINGS: [&str; 10] = [
+            r#""a""#,
+            r#""b""#,
+            r#""é""#,
+            r#""\u00e9""#,
+            r#""\ud83d\ude00""#,
+            r#""😀""#,
+            r#""tab\there""#,
+            r#""quote\"\\""#,
+            r#""""#,
+            r#""\/slash""#,
+        ];
+        const NUMBERS: [&str; 12] = [
+            "0",
+            "-0",
+            "1",
+            "1.0",
+            "1e2",
+            "1E-7",
+            "-12.5e+3",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0.1",
+            "123456789.123456789",
+        ];
+        space(rng, out);
+        match if depth == 0 {
+            rng.gen_range(0..4)
+        } else {
+            rng.gen_range(0..6)
+        } {
+            0 => out.push_str(STRINGS[rng.gen_range(0..STRINGS.len())]),
+            1 => out.push_str(NUMBERS[rng.gen_range(0..NUMBERS.len())]),
+            2 => out.push_str(["true", "false"][rng.gen_range(0..2)]),
+            3 => out.push_str("null"),
+            4 => {
+                out.push('[');
+                for index in 0..rng.gen_range(0..4) {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    random_json(rng, depth - 1, out);
+                }
+                space(rng, out);
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for index in 0..rng.gen_range(0..5) {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    space(rng, out);
+                    // Few distinct keys, so that duplicates are common.
+                    out.push_str(STRINGS[rng.gen_range(0..6)]);
+                    space(rng, out);
+                    out.push(':');
+                    random_json(rng, depth - 1, out);
+                }
+                space(rng, out);
+                out.push('}');
+            }
+        }
+        space(rng, out);
+    }
+
+    #[test]
+    fn the_streaming_canonical_form_is_the_one_of_the_parsed_value() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20261201);
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            random_json(&mut rng, 4, &mut text);
+            if rng.gen_ratio(1, 10) {
+                let cut = rng.gen_range(0..=text.len());
+                text.truncate((0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap());
+            }
+            let expected = serde_json::from_str::<Value>(&text)
+                .ok()
+                .map(|value| canonical_json(&value));
+            parsed += usize::from(expected.is_some());
+            assert_eq!(
+                canonicalize(text.as_bytes()).map(String::from_utf8),
+                expected.map(String::from_utf8),
+                "for {text:?}"
+            );
+        }
+        assert!(parsed > 15_000, "most samples are JSON ({parsed})");
+    }
+
+    #[test]
+    fn a_key_given_twice_keeps_its_last_value() {
+        assert_eq!(
+            canonicalize(br#"{"b":1,"a":2,"b":3}"#).map(String::from_utf8),
+            Some(Ok(r#"{"a":2,"b":3}"#.to_owned()))
         );
     }
 

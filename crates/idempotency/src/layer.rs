@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::metrics::LayerMetrics;
 use crate::replay_hints::ReplayHints;
 
 use tower::Layer;
@@ -16,6 +17,7 @@ pub(crate) struct Shared {
     pub(crate) config: IdempotencyConfig,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) replay_hints: ReplayHints,
+    pub(crate) metrics: LayerMetrics,
 }
 
 /// Applies the `Idempotency-Key` contract to the wrapped service.
@@ -40,6 +42,7 @@ impl IdempotencyLayer {
                 config,
                 store,
                 replay_hints: ReplayHints::default(),
+                metrics: LayerMetrics::default(),
             }),
         }
     }

@@ -9,7 +9,10 @@
 //!   [`MemoryStore`](crate::MemoryStore).
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Instant;
+
+use metrics::{Counter, Gauge, Histogram};
 
 /// The outcome of one keyed request, the label of `idempotency_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +49,193 @@ impl Outcome {
     }
 }
 
-pub(crate) fn count(outcome: Outcome) {
-    metrics::counter!("idempotency_requests_total", "outcome" => outcome.as_str()).increment(1);
+impl Outcome {
+    const ALL: [Self; 7] = [
+        Self::Executed,
+        Self::Replayed,
+        Self::Mismatch,
+        Self::InFlight,
+        Self::InvalidKey,
+        Self::NotStored,
+        Self::StoreError,
+    ];
 }
 
-pub(crate) fn count_not_stored(reason: &'static str) {
-    count(Outcome::NotStored);
-    metrics::counter!("idempotency_not_stored_total", "reason" => reason).increment(1);
+/// Why an execution's response was not kept, the label of
+/// `idempotency_not_stored_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotStored {
+    /// The store policy refused the status (non-2xx by default).
+    Status,
+    /// The response sets a cookie.
+    SetCookie,
+    /// The body has no known length.
+    Streaming,
+    /// The body is over the size limit.
+    TooLarge,
+    /// The body failed while being read.
+    BodyError,
+    /// The inner service returned an error.
+    HandlerError,
+    /// The handler panicked.
+    HandlerPanicked,
 }
 
-pub(crate) async fn timed<T>(operation: &'static str, future: impl Future<Output = T>) -> T {
-    let started = Instant::now();
-    let output = future.await;
-    metrics::histogram!("idempotency_store_duration_seconds", "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
-    output
+impl NotStored {
+    const ALL: [Self; 7] = [
+        Self::Status,
+        Self::SetCookie,
+        Self::Streaming,
+        Self::TooLarge,
+        Self::BodyError,
+        Self::HandlerError,
+        Self::HandlerPanicked,
+    ];
+
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::SetCookie => "set_cookie",
+            Self::Streaming => "streaming",
+            Self::TooLarge => "too_large",
+            Self::BodyError => "body_error",
+            Self::HandlerError => "handler_error",
+            Self::HandlerPanicked => "handler_panicked",
+        }
+    }
 }
 
-pub(crate) fn memory_store_size(records: usize, bytes: usize) {
-    metrics::gauge!("idempotency_memory_records").set(records as f64);
-    metrics::gauge!("idempotency_memory_bytes").set(bytes as f64);
+/// A store call, the label of `idempotency_store_duration_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreCall {
+    Reserve,
+    Complete,
+    Release,
+}
+
+impl StoreCall {
+    const ALL: [Self; 3] = [Self::Reserve, Self::Complete, Self::Release];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserve => "reserve",
+            Self::Complete => "complete",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// The layer's metric handles.
+///
+/// Looking a handle up by name and labels costs a hash and a map probe in the
+/// recorder on every call (several per keyed request); the `metrics` crate's advice is
+/// to hold on to handles. They are registered on first use rather than when the layer
+/// is built, so that a recorder installed after the layer (as servers often do) still
+/// receives them.
+#[derive(Default)]
+pub(crate) struct LayerMetrics {
+    handles: OnceLock<Handles>,
+}
+
+struct Handles {
+    outcomes: [Counter; Outcome::ALL.len()],
+    not_stored: [Counter; NotStored::ALL.len()],
+    store_duration: [Histogram; StoreCall::ALL.len()],
+}
+
+impl LayerMetrics {
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(|| Handles {
+            outcomes: Outcome::ALL.map(|outcome| {
+                metrics::counter!("idempotency_requests_total", "outcome" => outcome.as_str())
+            }),
+            not_stored: NotStored::ALL.map(|reason| {
+                metrics::counter!("idempotency_not_stored_total", "reason" => reason.as_str())
+            }),
+            store_duration: StoreCall::ALL.map(|call| {
+                metrics::histogram!("idempotency_store_duration_seconds", "operation" => call.as_str())
+            }),
+        })
+    }
+
+    /// Counts one request with `outcome`.
+    pub(crate) fn count(&self, outcome: Outcome) {
+        self.handles().outcomes[outcome as usize].increment(1);
+    }
+
+    /// Counts an execution whose response was not kept, and why.
+    pub(crate) fn count_not_stored(&self, reason: NotStored) {
+        let handles = self.handles();
+        handles.outcomes[Outcome::NotStored as usize].increment(1);
+        handles.not_stored[reason as usize].increment(1);
+    }
+
+    /// Awaits `future`, recording how long the store `call` took.
+    pub(crate) async fn timed<T>(&self, call: StoreCall, future: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let output = future.await;
+        self.handles().store_duration[call as usize].record(started.elapsed().as_secs_f64());
+        output
+    }
+}
+
+/// The memory store's gauges, registered on first use as [`LayerMetrics`] are.
+#[derive(Default)]
+pub(crate) struct MemoryStoreGauges {
+    handles: OnceLock<(Gauge, Gauge)>,
+}
+
+impl MemoryStoreGauges {
+    pub(crate) fn set(&self, records: usize, bytes: usize) {
+        let (held, size) = self.handles.get_or_init(|| {
+            (
+                metrics::gauge!("idempotency_memory_records"),
+                metrics::gauge!("idempotency_memory_bytes"),
+            )
+        });
+        held.set(records as f64);
+        size.set(bytes as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_has_its_handle_at_its_own_index() {
+        // The handle arrays are indexed by discriminant; this is what makes that right.
+        for (index, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, index, "{outcome:?}");
+        }
+        for (index, reason) in NotStored::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{reason:?}");
+        }
+        for (index, call) in StoreCall::ALL.into_iter().enumerate() {
+            assert_eq!(call as usize, index, "{call:?}");
+        }
+    }
+
+    #[test]
+    fn counts_reach_the_recorder_under_their_labels() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let layer = LayerMetrics::default();
+        metrics::with_local_recorder(&recorder, || {
+            layer.count(Outcome::Executed);
+            layer.count(Outcome::Executed);
+            layer.count(Outcome::Mismatch);
+            layer.count_not_stored(NotStored::SetCookie);
+        });
+        let text = handle.render();
+        for expected in [
+            r#"idempotency_requests_total{outcome="executed"} 2"#,
+            r#"idempotency_requests_total{outcome="mismatch"} 1"#,
+            r#"idempotency_requests_total{outcome="not_stored"} 1"#,
+            r#"idempotency_not_stored_total{reason="set_cookie"} 1"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in:\n{text}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use crate::fingerprint::Fingerprint;
 use crate::future::{DetachOnDrop, ResponseFuture};
 use crate::key::{IdempotencyKey, IDEMPOTENCY_KEY};
 use crate::layer::Shared;
-use crate::metrics::{self as m, Outcome};
+use crate::metrics::{LayerMetrics, NotStored, Outcome, StoreCall};
 use crate::problem::{self, problem_response, ProblemKind};
 use crate::replay_hints::RawDigest;
 use crate::store::{
@@ -117,7 +117,7 @@ where
         }
         if !request.headers().contains_key(IDEMPOTENCY_KEY) {
             if config.key_required {
-                m::count(Outcome::InvalidKey);
+                self.shared.metrics.count(Outcome::InvalidKey);
                 let detail = match &config.key_policy_uri {
                     Some(uri) => {
                         format!("this endpoint requires an Idempotency-Key header; see {uri}")
@@ -137,7 +137,7 @@ where
             Ok(Some(key)) => key,
             Ok(None) => unreachable!("the header was present a moment ago"),
             Err(error) => {
-                m::count(Outcome::InvalidKey);
+                self.shared.metrics.count(Outcome::InvalidKey);
                 return ResponseFuture::ready(problem::invalid_key(&error));
             }
         };
@@ -168,7 +168,7 @@ where
 {
     let (parts, body) = request.into_parts();
     let Some(scope) = (shared.config.scope)(&parts) else {
-        m::count(Outcome::StoreError);
+        shared.metrics.count(Outcome::StoreError);
         tracing::error!("no idempotency scope for a keyed request; refusing it");
         return Ok(problem_response(
             ProblemKind::ScopeUnavailable,
@@ -188,7 +188,14 @@ where
     );
     async move {
         let config = &shared.config;
-        let body = match read_request_body(&parts.headers, body, config.max_request_body).await {
+        let body = match read_request_body(
+            &shared.metrics,
+            &parts.headers,
+            body,
+            config.max_request_body,
+        )
+        .await
+        {
             Ok(body) => body,
             Err(response) => return Ok(response),
         };
@@ -216,7 +223,7 @@ where
                     .replay_hints
                     .confirms(&record, raw, &existing.fingerprint)
                 {
-                    m::count(Outcome::Replayed);
+                    shared.metrics.count(Outcome::Replayed);
                     tracing::Span::current().record("outcome", "replayed");
                     return Ok(replay(stored));
                 }
@@ -231,13 +238,13 @@ where
         );
         if let Some(existing) = known {
             if existing.fingerprint != fingerprint {
-                return Ok(mismatch(config.mismatch_status.status()));
+                return Ok(mismatch(&shared.metrics, config.mismatch_status.status()));
             }
             if let RecordState::Completed(stored) = &existing.state {
                 if let Some(raw) = raw {
                     shared.replay_hints.remember(&record, raw, fingerprint);
                 }
-                m::count(Outcome::Replayed);
+                shared.metrics.count(Outcome::Replayed);
                 tracing::Span::current().record("outcome", "replayed");
                 return Ok(replay(stored));
             }
@@ -305,9 +312,12 @@ where
             lease: config.lease,
             retention: config.retention,
         };
-        let outcome = m::timed("reserve", shared.store.reserve(reserve)).await;
+        let outcome = shared
+            .metrics
+            .timed(StoreCall::Reserve, shared.store.reserve(reserve))
+            .await;
         match outcome {
-            Err(error) => return Ok(store_unavailable(&error, &record)),
+            Err(error) => return Ok(store_unavailable(&shared.metrics, &error, &record)),
             Ok(ReserveOutcome::Reserved { took_over }) => {
                 parts.extensions.insert(IdempotencyContext {
                     record: record.clone(),
@@ -317,13 +327,13 @@ where
                 return execute(&shared, inner, request, &record, token).await;
             }
             Ok(ReserveOutcome::Existing(existing)) if existing.fingerprint != fingerprint => {
-                return Ok(mismatch(config.mismatch_status.status()));
+                return Ok(mismatch(&shared.metrics, config.mismatch_status.status()));
             }
             Ok(ReserveOutcome::Existing(ExistingRecord {
                 state: RecordState::Completed(stored),
                 ..
             })) => {
-                m::count(Outcome::Replayed);
+                shared.metrics.count(Outcome::Replayed);
                 tracing::Span::current().record("outcome", "replayed");
                 return Ok(replay(&stored));
             }
@@ -335,10 +345,10 @@ where
                 match remaining {
                     Some(remaining) if !remaining.is_zero() => {
                         if let Err(error) = shared.store.wait(&record, remaining).await {
-                            return Ok(store_unavailable(&error, &record));
+                            return Ok(store_unavailable(&shared.metrics, &error, &record));
                         }
                     }
-                    _ => return Ok(in_flight()),
+                    _ => return Ok(in_flight(&shared.metrics)),
                 }
             }
         }
@@ -347,6 +357,7 @@ where
 
 /// Buffers the request body for fingerprinting, answering 413 past the limit.
 async fn read_request_body<ReqBody, ResBody>(
+    metrics: &LayerMetrics,
     headers: &HeaderMap,
     body: ReqBody,
     limit: usize,
@@ -357,7 +368,7 @@ where
     ResBody: From<Bytes>,
 {
     let too_large = || {
-        m::count(Outcome::InvalidKey);
+        metrics.count(Outcome::InvalidKey);
         problem_response(
             ProblemKind::TooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -405,11 +416,11 @@ where
     match outcome {
         Ok(Ok(response)) => Ok(finish(shared, response, record, token).await),
         Ok(Err(error)) => {
-            release(shared, record, token, "handler_error").await;
+            release(shared, record, token, NotStored::HandlerError).await;
             Err(error)
         }
         Err(_panic) => {
-            release(shared, record, token, "handler_panicked").await;
+            release(shared, record, token, NotStored::HandlerPanicked).await;
             tracing::error!(
                 key_hash = %record.log_tag(),
                 "handler panicked while executing a keyed request"
@@ -437,13 +448,13 @@ where
 {
     let config = &shared.config;
     let not_stored_because = if !(config.store_policy)(response.status()) {
-        Some("status")
+        Some(NotStored::Status)
     } else if response.headers().contains_key(header::SET_COOKIE) {
-        Some("set_cookie")
+        Some(NotStored::SetCookie)
     } else {
         match response.body().size_hint().exact() {
-            None => Some("streaming"),
-            Some(length) if length > config.max_response_body as u64 => Some("too_large"),
+            None => Some(NotStored::Streaming),
+            Some(length) if length > config.max_response_body as u64 => Some(NotStored::TooLarge),
             Some(_) => None,
         }
     };
@@ -457,7 +468,7 @@ where
         Err(error) => {
             let error: BoxError = error.into();
             tracing::error!(key_hash = %record.log_tag(), %error, "response body failed while being stored");
-            release(shared, record, token, "body_error").await;
+            release(shared, record, token, NotStored::BodyError).await;
             return problem_response(
                 ProblemKind::HandlerPanicked,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -479,33 +490,48 @@ where
                 )
             })
             .collect(),
-        body: body.clone(),
+        // A copy of exactly the body's length: the handler's buffer usually has spare
+        // capacity (a JSON writer doubles its buffer as it goes; a 665-byte UAIT sits
+        // in 1,024 bytes), and a stored response is kept for a day.
+        body: Bytes::copy_from_slice(&body),
     };
-    match m::timed("complete", shared.store.complete(record, token, &stored)).await {
+    match shared
+        .metrics
+        .timed(
+            StoreCall::Complete,
+            shared.store.complete(record, token, &stored),
+        )
+        .await
+    {
         Ok(()) => {
-            m::count(Outcome::Executed);
+            shared.metrics.count(Outcome::Executed);
             tracing::Span::current().record("outcome", "executed");
         }
         Err(StoreError::NotOwner) => {
             // Our lease ran out and another worker owns the key now; its answer wins.
-            m::count(Outcome::NotStored);
+            shared.metrics.count(Outcome::NotStored);
             tracing::warn!(
                 key_hash = %record.log_tag(),
                 "lease lost before completion; response not stored"
             );
         }
         Err(error) => {
-            m::count(Outcome::StoreError);
+            shared.metrics.count(Outcome::StoreError);
             tracing::error!(key_hash = %record.log_tag(), %error, "response could not be stored; key stays reserved until its lease ends");
         }
     }
     Response::from_parts(parts, ResBody::from(body))
 }
 
-async fn release(shared: &Shared, record: &RecordId, token: FencingToken, reason: &'static str) {
-    m::count_not_stored(reason);
+async fn release(shared: &Shared, record: &RecordId, token: FencingToken, reason: NotStored) {
+    shared.metrics.count_not_stored(reason);
+    let reason = reason.as_str();
     tracing::Span::current().record("outcome", "not_stored");
-    match m::timed("release", shared.store.release(record, token)).await {
+    match shared
+        .metrics
+        .timed(StoreCall::Release, shared.store.release(record, token))
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::NotOwner) => {
             tracing::warn!(key_hash = %record.log_tag(), reason, "lease lost before release; nothing to release");
@@ -553,8 +579,8 @@ fn replay<B: From<Bytes>>(stored: &StoredResponse) -> Response<B> {
     response
 }
 
-fn mismatch<B: From<Bytes>>(status: StatusCode) -> Response<B> {
-    m::count(Outcome::Mismatch);
+fn mismatch<B: From<Bytes>>(metrics: &LayerMetrics, status: StatusCode) -> Response<B> {
+    metrics.count(Outcome::Mismatch);
     tracing::Span::current().record("outcome", "mismatch");
     problem_response(
         ProblemKind::Mismatch,
@@ -564,8 +590,8 @@ fn mismatch<B: From<Bytes>>(status: StatusCode) -> Response<B> {
     )
 }
 
-fn in_flight<B: From<Bytes>>() -> Response<B> {
-    m::count(Outcome::InFlight);
+fn in_flight<B: From<Bytes>>(metrics: &LayerMetrics) -> Response<B> {
+    metrics.count(Outcome::InFlight);
     tracing::Span::current().record("outcome", "in_flight");
     problem_response(
         ProblemKind::InFlight,
@@ -575,8 +601,12 @@ fn in_flight<B: From<Bytes>>() -> Response<B> {
     )
 }
 
-fn store_unavailable<B: From<Bytes>>(error: &StoreError, record: &RecordId) -> Response<B> {
-    m::count(Outcome::StoreError);
+fn store_unavailable<B: From<Bytes>>(
+    metrics: &LayerMetrics,
+    error: &StoreError,
+    record: &RecordId,
+) -> Response<B> {
+    metrics.count(Outcome::StoreError);
     tracing::Span::current().record("outcome", "store_error");
     tracing::error!(key_hash = %record.log_tag(), %error, "idempotency store failed; request refused, not executed");
     problem_response(
