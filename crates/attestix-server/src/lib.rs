@@ -41,4 +41,6 @@ pub use auth::{issue_api_key, Caller, IssuedApiKey};
 pub use config::{parse_duration, IdempotencySettings, IdempotencyStoreChoice, ServerConfig};
 pub use error::{ApiError, Problem};
 pub use openapi::ApiDoc;
-pub use startup::{open_backends, router, Application, Backends, DATABASE_FILE};
+pub use startup::{
+    open_backends, open_storage, router, Application, Backends, DATABASE_FILE, IDEMPOTENCY_FILE,
+};

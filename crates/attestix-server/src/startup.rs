@@ -39,6 +39,7 @@ use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 use crate::telemetry;
+use idempotency_sql::{ExclusiveOpenError, ExclusiveSqliteStore, ImportedRecord};
 
 /// The SQLite database file inside the data directory.
 pub const DATABASE_FILE: &str = "attestix.db";
@@ -52,65 +53,180 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The header carrying the request id, set when the client sends none.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The idempotency records' database file inside the data directory (SQLite only).
+pub const IDEMPOTENCY_FILE: &str = "idempotency.db";
+
 /// The opened storage and the idempotency store that lives beside it.
 pub struct Backends {
     /// Identities, credentials, API keys.
     pub storage: Arc<dyn Storage>,
-    /// Idempotency records in the same database.
-    pub database_store: Arc<dyn Store>,
+    /// Idempotency records in the database: PostgreSQL's shared table, or for SQLite
+    /// a file of their own that this process holds alone. `None` when the
+    /// configuration keeps them in memory or turns the layer off.
+    pub database_store: Option<Arc<dyn Store>>,
 }
 
-/// Opens (and migrates) the database the configuration names: PostgreSQL for a
-/// `database_url`, otherwise SQLite in the data directory.
+/// Opens (and migrates) the storage the configuration names: PostgreSQL for a
+/// `database_url`, otherwise SQLite in the data directory. Only the storage: for
+/// tools such as `attestix keys`, which run beside a server and must not take its
+/// idempotency file.
+pub async fn open_storage(config: &ServerConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(match &config.database_url {
+        Some(url) => Arc::new(open_postgres(url, config).await?),
+        None => Arc::new(open_sqlite(config).await?),
+    })
+}
+
+async fn open_postgres(url: &str, config: &ServerConfig) -> anyhow::Result<PostgresStorage> {
+    let storage = PostgresStorage::connect(url, config.database_pool_size)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    storage
+        .migrate()
+        .await
+        .context("cannot migrate the PostgreSQL database")?;
+    Ok(storage)
+}
+
+async fn open_sqlite(config: &ServerConfig) -> anyhow::Result<SqliteStorage> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.data_dir.join(DATABASE_FILE);
+    let storage = SqliteStorage::open(&path)
+        .await
+        .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+    storage
+        .migrate()
+        .await
+        .context("cannot migrate the SQLite database")?;
+    Ok(storage)
+}
+
+/// Opens the storage and, when the configuration keeps idempotency records in the
+/// database, their store: on PostgreSQL the shared table (every instance reserves
+/// through it), on SQLite an [`ExclusiveSqliteStore`] in [`IDEMPOTENCY_FILE`], which
+/// reserves in memory and writes completed records behind (see its docs; a second
+/// server on the same data directory is refused).
 pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
+    let wants_store =
+        config.idempotency.enabled && config.idempotency.store == IdempotencyStoreChoice::Database;
     match &config.database_url {
         Some(url) => {
-            let storage = PostgresStorage::connect(url, config.database_pool_size)
-                .await
-                .context("cannot connect to PostgreSQL")?;
-            storage
-                .migrate()
-                .await
-                .context("cannot migrate the PostgreSQL database")?;
-            let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone());
-            store
-                .migrate()
-                .await
-                .context("cannot migrate the PostgreSQL idempotency table")?;
+            let storage = open_postgres(url, config).await?;
+            let database_store: Option<Arc<dyn Store>> = if wants_store {
+                let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone());
+                store
+                    .migrate()
+                    .await
+                    .context("cannot migrate the PostgreSQL idempotency table")?;
+                Some(Arc::new(store))
+            } else {
+                None
+            };
             Ok(Backends {
                 storage: Arc::new(storage),
-                database_store: Arc::new(store),
+                database_store,
             })
         }
         None => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!(
-                    "cannot create the data directory {}",
-                    config.data_dir.display()
-                )
-            })?;
-            let path = config.data_dir.join(DATABASE_FILE);
-            let storage = SqliteStorage::open(&path)
-                .await
-                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-            storage
-                .migrate()
-                .await
-                .context("cannot migrate the SQLite database")?;
-            let store = idempotency_sql::SqliteStore::from_writer(
-                storage.writer().clone(),
-                storage.reader_pool().clone(),
-            );
-            store
-                .migrate()
-                .await
-                .context("cannot migrate the SQLite idempotency table")?;
+            let storage = open_sqlite(config).await?;
+            let database_store: Option<Arc<dyn Store>> = if wants_store {
+                let path = config.data_dir.join(IDEMPOTENCY_FILE);
+                let store =
+                    ExclusiveSqliteStore::open(&path)
+                        .await
+                        .map_err(|error| match error {
+                            ExclusiveOpenError::InUse(_) => anyhow::anyhow!(
+                                "{error}; is another `attestix serve` running on {}?",
+                                config.data_dir.display()
+                            ),
+                            other => anyhow::Error::new(other),
+                        })?;
+                move_records_out_of_the_main_file(&storage, &store).await?;
+                Some(Arc::new(store))
+            } else {
+                None
+            };
             Ok(Backends {
                 storage: Arc::new(storage),
-                database_store: Arc::new(store),
+                database_store,
             })
         }
     }
+}
+
+/// Releases before this one kept idempotency records in `attestix.db` itself. Their
+/// live completed records move to the idempotency file, so that retries of requests
+/// made just before an upgrade still replay; the old table is left empty.
+async fn move_records_out_of_the_main_file(
+    storage: &SqliteStorage,
+    store: &ExclusiveSqliteStore,
+) -> anyhow::Result<()> {
+    let has_old_table: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'idempotency_records'",
+    )
+    .fetch_optional(storage.reader_pool())
+    .await
+    .context("cannot read the SQLite schema")?;
+    if has_old_table.is_none() {
+        return Ok(());
+    }
+    let now = idempotency::store::unix_millis(std::time::SystemTime::now());
+    type OldRow = (String, String, Vec<u8>, i32, Vec<u8>, Vec<u8>, i64, i64);
+    let rows: Vec<OldRow> = sqlx::query_as(
+        "SELECT scope, key, fingerprint, status, headers, body, created_at, expires_at \
+         FROM idempotency_records WHERE state = 'completed' AND expires_at > ?1",
+    )
+    .bind(now)
+    .fetch_all(storage.reader_pool())
+    .await
+    .context("cannot read the idempotency records of attestix.db")?;
+    let mut records = Vec::with_capacity(rows.len());
+    for (scope, key, fingerprint, status, headers, body, created_at, expires_at) in rows {
+        let (Some(fingerprint), Ok(status), Ok(headers)) = (
+            idempotency::Fingerprint::from_slice(&fingerprint),
+            u16::try_from(status),
+            idempotency::StoredResponse::decode_headers(&headers),
+        ) else {
+            tracing::warn!("skipped an unreadable idempotency record of attestix.db");
+            continue;
+        };
+        records.push(ImportedRecord {
+            id: idempotency::RecordId::new(scope, key),
+            fingerprint,
+            response: idempotency::StoredResponse {
+                status,
+                headers,
+                body: body.into(),
+            },
+            created_at: idempotency::store::from_unix_millis(created_at),
+            expires_at: idempotency::store::from_unix_millis(expires_at),
+        });
+    }
+    let moved = store
+        .import(records)
+        .await
+        .context("cannot move idempotency records into their own file")?;
+    let mut writer = storage
+        .writer()
+        .acquire()
+        .await
+        .context("cannot write attestix.db")?;
+    sqlx::query("DELETE FROM idempotency_records")
+        .execute(&mut *writer)
+        .await
+        .context("cannot clear the old idempotency records of attestix.db")?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved completed idempotency records from attestix.db to {IDEMPOTENCY_FILE}"
+        );
+    }
+    Ok(())
 }
 
 /// A server ready to accept connections.
@@ -123,6 +239,8 @@ pub struct Application {
     did: String,
     purger: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
+    /// The layer's store, flushed at shutdown (it may write completions behind).
+    store: Option<Arc<dyn Store>>,
 }
 
 impl Application {
@@ -142,14 +260,13 @@ impl Application {
         };
 
         let settings = &config.idempotency;
-        let store: Arc<dyn Store> = match settings.store {
+        let store: Arc<dyn Store> = match backends.database_store.clone() {
             // Completed records are immutable until they expire, so replays can be
-            // answered from process memory instead of a write statement per replay.
-            IdempotencyStoreChoice::Database => Arc::new(CachedStore::new(
-                backends.database_store.clone(),
-                CacheConfig::default(),
-            )),
-            IdempotencyStoreChoice::Memory => Arc::new(MemoryStore::new(MemoryStoreConfig {
+            // answered from process memory instead of a database read per replay.
+            Some(database_store) => {
+                Arc::new(CachedStore::new(database_store, CacheConfig::default()))
+            }
+            None => Arc::new(MemoryStore::new(MemoryStoreConfig {
                 max_bytes: settings.memory_max_bytes,
                 ..MemoryStoreConfig::default()
             })),
@@ -172,6 +289,7 @@ impl Application {
         if settings.ietf_status_codes {
             layer_config = layer_config.with_mismatch_status(MismatchStatus::UnprocessableContent);
         }
+        let flushed_at_shutdown = settings.enabled.then(|| store.clone());
         let layer = settings
             .enabled
             .then(|| IdempotencyLayer::with_shared_store(store, layer_config));
@@ -203,6 +321,7 @@ impl Application {
             did,
             purger,
             grace: config.shutdown_grace,
+            store: flushed_at_shutdown,
         })
     }
 
@@ -282,6 +401,20 @@ impl Application {
         }
         if let Some(purger) = self.purger {
             purger.abort();
+        }
+        // Completed records still being written behind are written before exit, so a
+        // clean stop loses nothing (a crash may lose the last moments' worth).
+        if let Some(store) = &self.store {
+            match tokio::time::timeout(self.grace, store.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "completed idempotency records could not be written at shutdown");
+                }
+                Err(_) => tracing::error!(
+                    grace = ?self.grace,
+                    "completed idempotency records were still being written when the grace period ended"
+                ),
+            }
         }
         Ok(())
     }

@@ -158,7 +158,8 @@ async fn two_instances_on_one_database_execute_each_key_once() {
 
 /// A worker SIGKILLed while it holds a reservation (before anything committed):
 /// after the lease, a retry on another instance executes, exactly once.
-async fn killed_worker_frees_its_key_after_the_lease(database_url: Option<&str>) {
+async fn killed_worker_frees_its_key_after_the_lease(url: &str) {
+    let database_url = Some(url);
     let dir = tempfile::tempdir().unwrap();
     let api_key = create_api_key(dir.path(), database_url);
     let client = reqwest::Client::new();
@@ -241,13 +242,75 @@ async fn postgres_worker_killed_mid_request_frees_its_key_after_the_lease() {
     let Some(database) = TestDatabase::create().await else {
         return;
     };
-    killed_worker_frees_its_key_after_the_lease(Some(database.url())).await;
+    killed_worker_frees_its_key_after_the_lease(database.url()).await;
     let _ = database.drop_database().await;
 }
 
+/// SQLite is for one process: a second server on the same data directory is refused
+/// while the first runs. When the first is killed mid-request, the next server takes
+/// the key at once: reservations lived in the dead process, so no lease is waited out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_worker_killed_mid_request_frees_its_key_after_the_lease() {
-    killed_worker_frees_its_key_after_the_lease(None).await;
+async fn sqlite_serves_from_one_process_and_a_killed_workers_key_is_free_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = create_api_key(dir.path(), None);
+    let client = reqwest::Client::new();
+    let body = json!({"display_name": "Orphan", "source_protocol": "api_key"});
+    let mut doomed = ServerProcess::start(
+        dir.path(),
+        ServerOptions {
+            failpoints: Some("identity.before_commit=sleep(30000)"),
+            lease: Some("60s"),
+            ..Default::default()
+        },
+    );
+    let in_flight = {
+        let (client, url, api_key, body) = (
+            client.clone(),
+            doomed.url("/v1/identities"),
+            api_key.clone(),
+            body.clone(),
+        );
+        tokio::spawn(async move { post_keyed(&client, &url, &api_key, "orphan", &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let refusal = ServerProcess::refused(dir.path(), ServerOptions::default());
+    assert!(
+        refusal.contains("in use by another process")
+            && refusal.contains("is another `attestix serve` running"),
+        "the second server says why it cannot start: {refusal}"
+    );
+    // Tools that only need the storage still work beside the server.
+    assert!(!create_api_key(dir.path(), None).is_empty());
+
+    doomed.kill();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the first client lost its connection"
+    );
+    let restarted = ServerProcess::start(
+        dir.path(),
+        ServerOptions {
+            lease: Some("60s"),
+            ..Default::default()
+        },
+    );
+    let retry = post_keyed(
+        &client,
+        &restarted.url("/v1/identities"),
+        &api_key,
+        "orphan",
+        &body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        retry.status(),
+        201,
+        "the key is free at once, not after 60 s"
+    );
+    let identities = list(&client, &restarted.url("/v1/identities"), &api_key).await;
+    assert_eq!(identities.len(), 1, "the killed request made nothing");
 }
 
 /// SIGTERM stops accepting connections but lets the request in progress finish.

@@ -110,6 +110,8 @@
 //! until they expire.
 
 #[cfg(feature = "sqlite")]
+pub mod exclusive;
+#[cfg(feature = "sqlite")]
 mod group_commit;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod record;
@@ -124,6 +126,8 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "sqlite")]
+pub use exclusive::{ExclusiveConfig, ExclusiveOpenError, ExclusiveSqliteStore, ImportedRecord};
 pub use migrations::MIGRATIONS_TABLE;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

@@ -198,43 +198,7 @@ impl SqliteStore {
     /// own `sqlx::migrate!()` on the same database is unaffected (see
     /// [`crate::migrations`]).
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        let mut writer = self.writer.acquire().await?;
-        let mut tx = (*writer).begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS _idempotency_sql_migrations (
-                version INTEGER PRIMARY KEY,
-                description TEXT NOT NULL,
-                checksum BLOB NOT NULL,
-                installed_at INTEGER NOT NULL
-            )",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(migrations::SELECT_APPLIED)
-            .fetch_all(&mut *tx)
-            .await?;
-        for migration in migrations::pending(&MIGRATOR, applied)? {
-            // A plain string runs as a script of several statements, as in sqlx's migrator.
-            (&mut *tx)
-                .execute(&*migration.sql)
-                .await
-                .map_err(|error| MigrateError::ExecuteMigration(error, migration.version))?;
-            sqlx::query(migrations::INSERT_APPLIED)
-                .bind(migration.version)
-                .bind(&*migration.description)
-                .bind(&*migration.checksum)
-                .bind(migrations::now_millis())
-                .execute(&mut *tx)
-                .await?;
-            tracing::info!(
-                version = migration.version,
-                description = %migration.description,
-                ledger = MIGRATIONS_TABLE,
-                "applied idempotency-sql SQLite migration"
-            );
-        }
-        tx.commit().await?;
-        Ok(())
+        migrate_through(&self.writer).await
     }
 
     /// The connection the store writes through (the host's pool after
@@ -264,6 +228,48 @@ impl SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// Applies the embedded migrations through `writer`, in one `BEGIN IMMEDIATE`
+/// transaction (see [`SqliteStore::migrate`]).
+pub(crate) async fn migrate_through(writer: &SqliteWriter) -> Result<(), MigrateError> {
+    let mut writer = writer.acquire().await?;
+    let mut tx = (*writer).begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS _idempotency_sql_migrations (
+                version INTEGER PRIMARY KEY,
+                description TEXT NOT NULL,
+                checksum BLOB NOT NULL,
+                installed_at INTEGER NOT NULL
+            )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(migrations::SELECT_APPLIED)
+        .fetch_all(&mut *tx)
+        .await?;
+    for migration in migrations::pending(&MIGRATOR, applied)? {
+        // A plain string runs as a script of several statements, as in sqlx's migrator.
+        (&mut *tx)
+            .execute(&*migration.sql)
+            .await
+            .map_err(|error| MigrateError::ExecuteMigration(error, migration.version))?;
+        sqlx::query(migrations::INSERT_APPLIED)
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .bind(migrations::now_millis())
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(
+            version = migration.version,
+            description = %migration.description,
+            ledger = MIGRATIONS_TABLE,
+            "applied idempotency-sql SQLite migration"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn reserved(takeovers: i32) -> ReserveOutcome {

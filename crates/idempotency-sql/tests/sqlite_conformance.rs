@@ -1,10 +1,11 @@
-//! `SqliteStore` against the shared conformance suite of `idempotency::testkit`, both
-//! in memory and on a database file with one writer and several readers.
+//! `SqliteStore` and `ExclusiveSqliteStore` against the shared conformance suite of
+//! `idempotency::testkit`: in memory, on a database file with one writer and several
+//! readers, and on a file held by one process.
 
 #![cfg(feature = "sqlite")]
 
 use idempotency::testkit::Guarded;
-use idempotency_sql::SqliteStore;
+use idempotency_sql::{ExclusiveSqliteStore, SqliteStore};
 use tempfile::TempDir;
 
 async fn in_memory_store() -> SqliteStore {
@@ -41,4 +42,20 @@ async fn file_store_without_group_commit() -> FileStore {
 
 mod file_without_group_commit {
     idempotency::store_conformance_tests!(super::file_store_without_group_commit);
+}
+
+/// `ExclusiveSqliteStore`: reservations in memory, completions written behind, on a
+/// file in a temporary directory.
+type ExclusiveStore = Guarded<ExclusiveSqliteStore, TempDir>;
+
+async fn exclusive_store() -> ExclusiveStore {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = ExclusiveSqliteStore::open(dir.path().join("exclusive.db"))
+        .await
+        .expect("the database file opens");
+    Guarded::new(store, dir)
+}
+
+mod exclusive {
+    idempotency::store_conformance_tests!(super::exclusive_store);
 }

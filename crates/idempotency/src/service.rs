@@ -186,7 +186,7 @@ where
         key_hash = %record.log_tag(),
         outcome = tracing::field::Empty,
     );
-    async move {
+    let answer = async move {
         let config = &shared.config;
         let body = match read_request_body(
             &shared.metrics,
@@ -275,8 +275,12 @@ where
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    // One line per keyed request at DEBUG, with the span's key hash and outcome (the
+    // span alone prints nothing unless an event happens inside it).
+    span.in_scope(|| tracing::debug!("keyed request answered"));
+    answer
 }
 
 /// Reserves the key, then replays, refuses, waits or executes.

@@ -90,6 +90,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.store.purge_expired(now).await
     }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush().await
+    }
     fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
         self.store.peek_completed(id, now)
     }

@@ -173,10 +173,10 @@ async fn a_revoked_api_key_stops_working_at_once(backend: Backend) {
     let Some(server) = TestServer::start(backend).await else {
         return;
     };
-    let backends = attestix_server::open_backends(server.config())
+    let storage = attestix_server::open_storage(server.config())
         .await
         .unwrap();
-    let issued = attestix_server::issue_api_key(backends.storage.as_ref(), "carol", 0)
+    let issued = attestix_server::issue_api_key(storage.as_ref(), "carol", 0)
         .await
         .unwrap();
     let list = |key: String| {
@@ -187,11 +187,7 @@ async fn a_revoked_api_key_stops_working_at_once(backend: Backend) {
             .send()
     };
     assert_eq!(Reply::of(list(issued.secret.clone())).await.status, 200);
-    assert!(backends
-        .storage
-        .revoke_api_key(&issued.record.id, 1)
-        .await
-        .unwrap());
+    assert!(storage.revoke_api_key(&issued.record.id, 1).await.unwrap());
     assert_eq!(Reply::of(list(issued.secret)).await.status, 403);
     server.finish().await;
 }

@@ -163,8 +163,8 @@ impl TestServer {
 
     /// Creates an API key for `principal` through the same storage the server uses.
     pub async fn key_for(&self, principal: &str) -> String {
-        let backends = attestix_server::open_backends(&self.config).await.unwrap();
-        attestix_server::issue_api_key(backends.storage.as_ref(), principal, 0)
+        let storage = attestix_server::open_storage(&self.config).await.unwrap();
+        attestix_server::issue_api_key(storage.as_ref(), principal, 0)
             .await
             .unwrap()
             .secret

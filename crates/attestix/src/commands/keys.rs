@@ -1,6 +1,6 @@
 //! `attestix keys create|list|revoke`: API keys, managed in the database directly.
 
-use attestix_server::{open_backends, ServerConfig};
+use attestix_server::{open_storage, ServerConfig};
 use time::OffsetDateTime;
 
 use crate::cli::{DataArgs, KeysCommand};
@@ -32,10 +32,9 @@ fn format_ms(ms: i64) -> String {
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { principal, data } => {
-            let backends = open_backends(&config(&data)).await?;
+            let storage = open_storage(&config(&data)).await?;
             let issued =
-                attestix_server::issue_api_key(backends.storage.as_ref(), &principal, now_ms())
-                    .await?;
+                attestix_server::issue_api_key(storage.as_ref(), &principal, now_ms()).await?;
             eprintln!(
                 "Created key {} for principal `{}`. The key is shown only this once:",
                 issued.record.id, issued.record.principal
@@ -43,8 +42,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", issued.secret);
         }
         KeysCommand::List { data } => {
-            let backends = open_backends(&config(&data)).await?;
-            let keys = backends.storage.list_api_keys().await?;
+            let storage = open_storage(&config(&data)).await?;
+            let keys = storage.list_api_keys().await?;
             if keys.is_empty() {
                 eprintln!("No API keys.");
             }
@@ -63,8 +62,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id, data } => {
-            let backends = open_backends(&config(&data)).await?;
-            if backends.storage.revoke_api_key(&id, now_ms()).await? {
+            let storage = open_storage(&config(&data)).await?;
+            if storage.revoke_api_key(&id, now_ms()).await? {
                 eprintln!("Revoked key {id}; it stops working at once.");
             } else {
                 anyhow::bail!(

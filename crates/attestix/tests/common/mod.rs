@@ -30,26 +30,11 @@ pub struct ServerOptions<'a> {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, options: ServerOptions<'_>) -> Self {
-        let mut command = Command::new(BINARY);
-        command
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(["--idempotency-lease", options.lease.unwrap_or("1s")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(&options.extra_args)
-            .env_remove("ATTESTIX_API_KEY")
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
+        let mut child = Self::command(data_dir, options)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(url) = options.database_url {
-            command.args(["--database-url", url]);
-        }
-        match options.failpoints {
-            Some(spec) => command.env("FAILPOINTS", spec),
-            None => command.env_remove("FAILPOINTS"),
-        };
-        let mut child = command.spawn().expect("the attestix binary starts");
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the attestix binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -61,6 +46,40 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
         Self { child, base }
+    }
+
+    /// Runs a server that must refuse to start; returns what it said on stderr.
+    pub fn refused(data_dir: &Path, options: ServerOptions<'_>) -> String {
+        let output = Self::command(data_dir, options)
+            .stdout(Stdio::null())
+            .output()
+            .expect("the attestix binary runs");
+        assert!(
+            !output.status.success(),
+            "the server was expected to refuse to start"
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn command(data_dir: &Path, options: ServerOptions<'_>) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["--idempotency-lease", options.lease.unwrap_or("1s")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&options.extra_args)
+            .env_remove("ATTESTIX_API_KEY")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn");
+        if let Some(url) = options.database_url {
+            command.args(["--database-url", url]);
+        }
+        match options.failpoints {
+            Some(spec) => command.env("FAILPOINTS", spec),
+            None => command.env_remove("FAILPOINTS"),
+        };
+        command
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -220,6 +220,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.cached(id, now)
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         // Walk each shard's insertion order from the oldest entry and stop at the first
         // live one, so a purge costs what expired, not the size of the cache. Every

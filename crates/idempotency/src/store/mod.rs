@@ -308,6 +308,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every record that expired at or before `now`; returns how many.
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError>;
 
+    /// Waits until every completion this store has accepted so far is durable, for a
+    /// store that writes completions behind (after `complete` has answered). Call it
+    /// before a clean shutdown. The default has nothing to wait for.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// A completed, unexpired record this store holds in process memory, if any,
     /// without any I/O. The layer answers replays from it before reserving, which
     /// spares them a task and a store round trip. The default knows nothing.
@@ -362,6 +369,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         (**self).purge_expired(now).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush().await
     }
     fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
         (**self).peek_completed(id, now)
