@@ -23,12 +23,17 @@
 //!   released by the kernel.
 //! - **Reservations are a compare-and-set in memory** (a mutex per shard), with the
 //!   same leases, takeovers and fencing tokens as the memory store. The file is
-//!   consulted only for keys it may hold a record of: the store keeps an exact index
-//!   of the keys the file holds (a 64-bit hash and a count, about 15 bytes per stored
-//!   record), built when the file opens and kept up to date by every write and purge,
-//!   all of which go through this process. A fresh key, the common case, touches no
-//!   I/O at all. A key the file may hold is reserved in memory first and then read,
-//!   so nothing can change it in between.
+//!   consulted only for keys it holds a record of: the store keeps an exact index
+//!   of the file's rows (a 64-bit hash of the key and the row's id, 19 to 39 bytes
+//!   per stored record as the table fills), built when the file opens and kept up to
+//!   date by every write and purge, all of which go through this process. A fresh
+//!   key, the common case, touches no I/O at all. A key the file holds is reserved in
+//!   memory first and then read by row id, so nothing can change it in between.
+//! - **Rows are appended, never indexed by key.** Completed records live in the
+//!   table `idempotency_completed`, in write order, with one index on expiry (also
+//!   appended to): lookups go through the in-memory index to row ids. An index on
+//!   (scope, key), whose entries are random, would cost every written record a page
+//!   of the write-ahead log of its own.
 //! - **Completions are written behind.** [`Store::complete`] records the response in
 //!   memory (replays of it are answered from there at once) and queues its row; a
 //!   task writes queued rows in multi-row inserts on its own connection, never on the
@@ -83,7 +88,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -101,7 +106,7 @@ use idempotency::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteLockingMode};
 use tokio::sync::{mpsc, Notify};
 
-use crate::record::{self, RecordRow};
+use crate::record;
 use crate::sqlite::{migrate_through, SqliteStore};
 use crate::writer::{SqliteWriter, WriterConnection};
 
@@ -109,7 +114,7 @@ use crate::writer::{SqliteWriter, WriterConnection};
 /// in use (a process that is just exiting releases it within this).
 const OPEN_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The most rows one write-behind insert carries. Each row binds 10 values, far
+/// The most rows one write-behind insert carries. Each row binds 8 values, far
 /// below SQLite's limit of 32,766 per statement; each row count has its own cached
 /// statement, and the connection's statement cache (100) holds them all.
 const MAX_WRITE_ROWS: usize = 64;
@@ -228,7 +233,7 @@ enum Live {
         lease_expires_at: i64,
         expires_at: i64,
         reserved_at: i64,
-        /// The file may hold an (expired) row of this key, which the write must replace.
+        /// The file may hold an expired row of this key, which the write replaces.
         row_in_file: bool,
         /// Created only when somebody waits.
         waiters: Option<Arc<Notify>>,
@@ -282,7 +287,6 @@ struct Unwritten {
     id: RecordId,
     hash: u64,
     fingerprint: [u8; 32],
-    token: i64,
     status: i32,
     headers: Vec<u8>,
     body: Bytes,
@@ -293,42 +297,66 @@ struct Unwritten {
     sequence: u64,
 }
 
-/// Which keys have a row in the file: exact, because every insert and delete of the
-/// file goes through this process. Keyed by a 64-bit hash; two keys with the same
-/// hash are counted, so that deleting one does not hide the other.
+/// Which rows the file holds, by key: exact, because every insert and delete of the
+/// file goes through this process. Keyed by a 64-bit hash of (scope, key); the rare
+/// second row under one hash (another key's, or an expired row of the same key) is
+/// kept apart, so that deleting one row never hides another.
 #[derive(Default)]
 struct KeyIndex {
-    /// Hashes with at least one row.
-    present: HashSet<u64, BuildHasherDefault<PrehashedKey>>,
-    /// For hashes with more than one row, how many more.
-    extra: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>>,
+    /// A row id for every hash that has rows.
+    first: HashMap<u64, i64, BuildHasherDefault<PrehashedKey>>,
+    /// The other row ids of hashes with more than one row.
+    more: HashMap<u64, Vec<i64>, BuildHasherDefault<PrehashedKey>>,
 }
 
 impl KeyIndex {
     fn contains(&self, hash: u64) -> bool {
-        self.present.contains(&hash)
+        self.first.contains_key(&hash)
     }
 
-    fn add(&mut self, hash: u64) {
-        if !self.present.insert(hash) {
-            *self.extra.entry(hash).or_insert(0) += 1;
+    /// The ids of the rows under `hash`.
+    fn rows(&self, hash: u64) -> Vec<i64> {
+        let mut rows: Vec<i64> = self.first.get(&hash).copied().into_iter().collect();
+        if let Some(more) = self.more.get(&hash) {
+            rows.extend_from_slice(more);
+        }
+        rows
+    }
+
+    fn add(&mut self, hash: u64, row: i64) {
+        if let Some(&existing) = self.first.get(&hash) {
+            let more = self.more.entry(hash).or_default();
+            if existing != row && !more.contains(&row) {
+                more.push(row);
+            }
+            if more.is_empty() {
+                self.more.remove(&hash);
+            }
+        } else {
+            self.first.insert(hash, row);
         }
     }
 
-    fn remove(&mut self, hash: u64) {
-        match self.extra.get_mut(&hash) {
-            Some(more) if *more > 1 => *more -= 1,
-            Some(_) => {
-                self.extra.remove(&hash);
+    fn remove(&mut self, hash: u64, row: i64) {
+        if self.first.get(&hash) == Some(&row) {
+            match self.more.get_mut(&hash).and_then(Vec::pop) {
+                Some(next) => {
+                    self.first.insert(hash, next);
+                }
+                None => {
+                    self.first.remove(&hash);
+                }
             }
-            None => {
-                self.present.remove(&hash);
-            }
+        } else if let Some(more) = self.more.get_mut(&hash) {
+            more.retain(|other| *other != row);
+        }
+        if self.more.get(&hash).is_some_and(Vec::is_empty) {
+            self.more.remove(&hash);
         }
     }
 
     fn len(&self) -> usize {
-        self.present.len() + self.extra.values().map(|n| *n as usize).sum::<usize>()
+        self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -409,17 +437,27 @@ impl ExclusiveSqliteStore {
         {
             let mut connection = state.connection.acquire().await.map_err(failed)?;
             // A write: in exclusive locking mode, SQLite keeps the file locked from
-            // here on. In-flight rows are a shared store's, and their workers are gone.
-            sqlx::query("DELETE FROM idempotency_records WHERE state = 'in_flight'")
-                .execute(&mut *connection)
-                .await
-                .map_err(failed)?;
-            let mut rows =
-                sqlx::query_as::<_, (String, String)>("SELECT scope, key FROM idempotency_records")
-                    .fetch(&mut *connection);
-            while let Some((scope, key)) = rows.try_next().await.map_err(failed)? {
+            // here on. A shared store's rows move over: its completed records into
+            // this store's table, its in-flight ones dropped (their workers are gone).
+            sqlx::raw_sql(
+                "BEGIN IMMEDIATE;
+                 INSERT INTO idempotency_completed
+                     (scope, key, fingerprint, status, headers, body, created_at, expires_at)
+                 SELECT scope, key, fingerprint, status, headers, body, created_at, expires_at
+                 FROM idempotency_records WHERE state = 'completed' ORDER BY created_at;
+                 DELETE FROM idempotency_records;
+                 COMMIT;",
+            )
+            .execute(&mut *connection)
+            .await
+            .map_err(failed)?;
+            let mut rows = sqlx::query_as::<_, (i64, String, String)>(
+                "SELECT id, scope, key FROM idempotency_completed",
+            )
+            .fetch(&mut *connection);
+            while let Some((row, scope, key)) = rows.try_next().await.map_err(failed)? {
                 let hash = state.key_hash(&scope, &key);
-                state.lock(hash).stored.add(hash);
+                state.lock(hash).stored.add(hash, row);
             }
         }
         let (queue, unwritten) = mpsc::unbounded_channel();
@@ -458,27 +496,13 @@ impl ExclusiveSqliteStore {
                 continue;
             }
             let row = Unwritten::imported(record, hash);
-            let done = sqlx::query(&INSERT_SQL[0])
-                .bind(row.id.scope.as_str())
-                .bind(row.id.key.as_str())
-                .bind(row.fingerprint.as_slice())
-                .bind(row.token)
-                .bind(row.created_at)
-                .bind(row.expires_at)
-                .bind(row.status)
-                .bind(row.headers.as_slice())
-                .bind(row.body.as_ref())
-                .bind(row.created_at)
-                .execute(&mut *connection)
-                .await;
-            match done {
-                Ok(_) => {
-                    self.state.lock(hash).stored.add(hash);
-                    imported += 1;
-                }
-                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {}
-                Err(error) => return Err(record::unavailable(error)),
+            let written = insert_rows(&mut connection, std::slice::from_ref(&row))
+                .await
+                .map_err(record::unavailable)?;
+            for (id, _, _) in written {
+                self.state.lock(hash).stored.add(hash, id);
             }
+            imported += 1;
         }
         Ok(imported)
     }
@@ -501,19 +525,31 @@ impl ExclusiveSqliteStore {
         })
     }
 
-    async fn read_row(&self, id: &RecordId) -> Result<Option<RecordRow>, StoreError> {
+    /// The file's row of `id` among the rows the index lists under `hash` (the latest,
+    /// should an expired one linger beside it), if any.
+    async fn read_row(&self, id: &RecordId, hash: u64) -> Result<Option<StoredRow>, StoreError> {
+        let rows = self.state.lock(hash).stored.rows(hash);
+        if rows.is_empty() {
+            return Ok(None);
+        }
         let mut connection = self
             .state
             .connection
             .acquire()
             .await
             .map_err(record::unavailable)?;
-        sqlx::query_as(record::SELECT_ANY)
-            .bind(&id.scope)
-            .bind(&id.key)
-            .fetch_optional(&mut *connection)
-            .await
-            .map_err(record::unavailable)
+        let candidates: Vec<StoredRow> = sqlx::query_as(
+            "SELECT id, scope, key, fingerprint, status, headers, body, expires_at \
+             FROM idempotency_completed WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(format!("{rows:?}"))
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(record::unavailable)?;
+        Ok(candidates
+            .into_iter()
+            .filter(|row| row.scope == id.scope && row.key == id.key)
+            .max_by_key(|row| row.expires_at))
     }
 }
 
@@ -558,7 +594,6 @@ impl Unwritten {
         Self {
             hash,
             fingerprint: *record.fingerprint.as_bytes(),
-            token: 0,
             status: i32::from(record.response.status),
             headers: record.response.encode_headers(),
             body: record.response.body,
@@ -568,6 +603,37 @@ impl Unwritten {
             sequence: 0,
             id: record.id,
         }
+    }
+}
+
+/// A row of `idempotency_completed` as read back.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    scope: String,
+    key: String,
+    fingerprint: Vec<u8>,
+    status: i32,
+    headers: Vec<u8>,
+    body: Vec<u8>,
+    expires_at: i64,
+}
+
+impl StoredRow {
+    fn into_existing(self) -> Result<ExistingRecord, StoreError> {
+        let fingerprint = Fingerprint::from_slice(&self.fingerprint)
+            .ok_or_else(|| StoreError::Corrupt("stored fingerprint is not 32 bytes".into()))?;
+        let status = u16::try_from(self.status).map_err(|_| {
+            StoreError::Corrupt(format!("stored status {} is invalid", self.status))
+        })?;
+        Ok(ExistingRecord {
+            fingerprint,
+            state: RecordState::Completed(StoredResponse {
+                status,
+                headers: StoredResponse::decode_headers(&self.headers)?,
+                body: Bytes::from(self.body),
+            }),
+            expires_at: from_unix_millis(self.expires_at),
+        })
     }
 }
 
@@ -607,7 +673,7 @@ impl Store for ExclusiveSqliteStore {
             }
             // The key is ours in memory while the file is read, so nothing can write
             // it meanwhile: every write of a key needs its completion, hence its owner.
-            let row = match self.read_row(request.id).await {
+            let row = match self.read_row(request.id, hash).await {
                 Ok(row) => row,
                 Err(error) => {
                     self.release(request.id, request.token).await.ok();
@@ -625,7 +691,7 @@ impl Store for ExclusiveSqliteStore {
                 continue;
             }
             match row {
-                Some(row) if row.is_live(now) => {
+                Some(row) if row.expires_at > now => {
                     if let Some(Live::InFlight { mut waiters, .. }) = shard.live.remove(request.id)
                     {
                         wake(&mut waiters);
@@ -676,7 +742,6 @@ impl Store for ExclusiveSqliteStore {
                 id: id.clone(),
                 hash,
                 fingerprint: *fingerprint.as_bytes(),
-                token: token.as_i64(),
                 status: i32::from(response.status),
                 headers: response.encode_headers(),
                 body: response.body.clone(),
@@ -730,9 +795,9 @@ impl Store for ExclusiveSqliteStore {
                 return Ok(None);
             }
         }
-        let row = self.read_row(id).await?;
-        row.filter(|row| row.is_live(now_ms))
-            .map(RecordRow::into_existing)
+        let row = self.read_row(id, hash).await?;
+        row.filter(|row| row.expires_at > now_ms)
+            .map(StoredRow::into_existing)
             .transpose()
     }
 
@@ -781,7 +846,7 @@ impl Store for ExclusiveSqliteStore {
         loop {
             // Batches keep each write short; the subquery walks the `expires_at` index,
             // so the cost follows what expired, not the size of the file.
-            let deleted: Vec<(String, String)> = {
+            let deleted: Vec<(i64, String, String)> = {
                 let mut connection = self
                     .state
                     .connection
@@ -789,9 +854,9 @@ impl Store for ExclusiveSqliteStore {
                     .await
                     .map_err(record::unavailable)?;
                 sqlx::query_as(
-                    "DELETE FROM idempotency_records WHERE rowid IN (
-                         SELECT rowid FROM idempotency_records WHERE expires_at <= $1 LIMIT $2
-                     ) RETURNING scope, key",
+                    "DELETE FROM idempotency_completed WHERE id IN (
+                         SELECT id FROM idempotency_completed WHERE expires_at <= $1 LIMIT $2
+                     ) RETURNING id, scope, key",
                 )
                 .bind(now)
                 .bind(batch)
@@ -799,9 +864,9 @@ impl Store for ExclusiveSqliteStore {
                 .await
                 .map_err(record::unavailable)?
             };
-            for (scope, key) in &deleted {
+            for (row, scope, key) in &deleted {
                 let hash = self.state.key_hash(scope, key);
-                self.state.lock(hash).stored.remove(hash);
+                self.state.lock(hash).stored.remove(hash, *row);
             }
             purged += deleted.len() as u64;
             if (deleted.len() as i64) < batch {
@@ -980,9 +1045,14 @@ async fn write_batch(state: &State, batch: Vec<Unwritten>) -> Result<(), Unwrita
     };
     // Expired rows of the same keys go first (rare: a key used again after expiry).
     for row in batch.iter().filter(|row| row.replaces_row) {
-        match delete_expired(&mut connection, row).await {
-            Ok(true) => state.lock(row.hash).stored.remove(row.hash),
-            Ok(false) => {}
+        let rows = state.lock(row.hash).stored.rows(row.hash);
+        match delete_expired(&mut connection, row, &rows).await {
+            Ok(deleted) => {
+                let mut shard = state.lock(row.hash);
+                for id in deleted {
+                    shard.stored.remove(row.hash, id);
+                }
+            }
             Err(error) => {
                 tracing::error!(%error, "cannot replace an expired idempotency record; will retry");
                 return Err(Unwritable::Retry(batch));
@@ -990,9 +1060,9 @@ async fn write_batch(state: &State, batch: Vec<Unwritten>) -> Result<(), Unwrita
         }
     }
     match insert_rows(&mut connection, &batch).await {
-        Ok(()) => {
+        Ok(written) => {
             drop(connection);
-            settle_written(state, &batch);
+            settle_written(state, &batch, &written);
             Ok(())
         }
         Err(error) => {
@@ -1000,15 +1070,15 @@ async fn write_batch(state: &State, batch: Vec<Unwritten>) -> Result<(), Unwrita
             let mut retry = Vec::new();
             for row in batch {
                 match insert_rows(&mut connection, std::slice::from_ref(&row)).await {
-                    Ok(()) => settle_written(state, std::slice::from_ref(&row)),
-                    Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                        // A live row of this key is already in the file, which only a
-                        // writer outside this process could have put there. It stays;
-                        // this completion is dropped rather than retried forever.
+                    Ok(written) => settle_written(state, std::slice::from_ref(&row), &written),
+                    Err(sqlx::Error::Database(error)) if error.is_check_violation() => {
+                        // The row itself is refused (a malformed fingerprint, say): no
+                        // retry could write it, so it is dropped, with its copy in
+                        // memory, rather than retried forever.
                         tracing::error!(
+                            %error,
                             key_hash = %row.id.log_tag(),
-                            "the idempotency file already holds a live record of this key; \
-                             the new completion was not written"
+                            "a completed idempotency record cannot be written; dropped"
                         );
                         forget(state, &row);
                         state.settle(1);
@@ -1028,12 +1098,22 @@ async fn write_batch(state: &State, batch: Vec<Unwritten>) -> Result<(), Unwrita
     }
 }
 
-/// Notes `rows` as in the file: indexed, and no longer held in memory.
-fn settle_written(state: &State, rows: &[Unwritten]) {
+/// Notes `rows` as in the file under the ids `written` reports (id, scope, key):
+/// indexed, and no longer held in memory.
+fn settle_written(state: &State, rows: &[Unwritten], written: &[(i64, String, String)]) {
     for row in rows {
+        let id = written
+            .iter()
+            .find(|(_, scope, key)| *scope == row.id.scope && *key == row.id.key)
+            .map(|(id, _, _)| *id);
+        let Some(id) = id else {
+            // Unreachable: an insert that succeeded returns every row it wrote.
+            tracing::error!(key_hash = %row.id.log_tag(), "a written idempotency record came back without its id");
+            continue;
+        };
         let mut shard = state.lock(row.hash);
         // The index first, under the same lock: the key is never unknown to both.
-        shard.stored.add(row.hash);
+        shard.stored.add(row.hash, id);
         drop(shard);
         forget(state, row);
     }
@@ -1052,54 +1132,59 @@ fn forget(state: &State, row: &Unwritten) {
     }
 }
 
+/// Deletes the expired rows of `row`'s key among `rows` (the index's ids under its
+/// hash); answers the ids deleted.
 async fn delete_expired(
     connection: &mut WriterConnection,
     row: &Unwritten,
-) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query(
-        "DELETE FROM idempotency_records WHERE scope = $1 AND key = $2 AND expires_at <= $3",
+    rows: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "DELETE FROM idempotency_completed \
+         WHERE id IN (SELECT value FROM json_each($1)) AND scope = $2 AND key = $3 \
+         AND expires_at <= $4 RETURNING id",
     )
+    .bind(format!("{rows:?}"))
     .bind(row.id.scope.as_str())
     .bind(row.id.key.as_str())
     .bind(row.created_at)
-    .execute(&mut **connection)
-    .await?;
-    Ok(deleted.rows_affected() > 0)
+    .fetch_all(&mut **connection)
+    .await
 }
 
+/// Inserts `rows`; answers (id, scope, key) of each row written.
 async fn insert_rows(
     connection: &mut WriterConnection,
     rows: &[Unwritten],
-) -> Result<(), sqlx::Error> {
-    let mut query = sqlx::query(&INSERT_SQL[rows.len() - 1]);
+) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+    let mut query = sqlx::query_as(&INSERT_SQL[rows.len() - 1]);
     for row in rows {
         query = query
             .bind(row.id.scope.as_str())
             .bind(row.id.key.as_str())
             .bind(row.fingerprint.as_slice())
-            .bind(row.token)
-            // A completed row has no lease; its creation instant stands in.
-            .bind(row.created_at)
-            .bind(row.expires_at)
             .bind(row.status)
             .bind(row.headers.as_slice())
             .bind(row.body.as_ref())
-            .bind(row.created_at);
+            .bind(row.created_at)
+            .bind(row.expires_at);
     }
-    query.execute(&mut **connection).await?;
-    Ok(())
+    query.fetch_all(&mut **connection).await
 }
 
 /// `INSERT_SQL[n - 1]` inserts `n` completed rows.
 static INSERT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (1..=MAX_WRITE_ROWS)
         .map(|rows| {
-            let values = vec!["(?, ?, ?, 'completed', ?, ?, ?, 0, ?, ?, ?, ?)"; rows].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
             format!(
-                "INSERT INTO idempotency_records
-    (scope, key, fingerprint, state, token, lease_expires_at, expires_at, takeovers,
-     status, headers, body, created_at)
-VALUES {values}"
+                "INSERT INTO idempotency_completed
+    (scope, key, fingerprint, status, headers, body, created_at, expires_at)
+VALUES {values}
+RETURNING id, scope, key"
             )
         })
         .collect()
@@ -1110,17 +1195,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_index_counts_hashes_it_holds_twice() {
+    fn the_key_index_keeps_every_row_of_a_shared_hash() {
         let mut index = KeyIndex::default();
-        index.add(7);
-        index.add(7);
-        index.add(9);
+        index.add(7, 100);
+        index.add(7, 101);
+        index.add(7, 101); // the same row again is not a second row
+        index.add(9, 200);
         assert_eq!(index.len(), 3);
-        index.remove(7);
-        assert!(index.contains(7), "one row of hash 7 is left");
-        index.remove(7);
+        assert_eq!(index.rows(7), vec![100, 101]);
+        index.remove(7, 100);
+        assert!(index.contains(7), "row 101 is left under hash 7");
+        assert_eq!(index.rows(7), vec![101]);
+        index.remove(7, 101);
         assert!(!index.contains(7));
-        assert!(index.contains(9));
+        assert_eq!(index.rows(9), vec![200]);
+        index.remove(9, 999); // not there: nothing changes
         assert_eq!(index.len(), 1);
     }
 
@@ -1130,7 +1219,6 @@ mod tests {
             id: RecordId::new("s", key),
             hash: 0,
             fingerprint: [0; 32],
-            token: 0,
             status: 200,
             headers: Vec::new(),
             body: Bytes::new(),

@@ -309,30 +309,60 @@ fn reservations_are_refused_while_too_many_completions_are_unwritten() {
     });
 }
 
+/// A file a shared `SqliteStore` used: its completed records carry over, its
+/// in-flight ones (whose workers are gone) do not.
 #[tokio::test(flavor = "multi_thread")]
-async fn in_flight_rows_of_a_shared_store_are_forgotten_on_open() {
+async fn a_shared_stores_records_carry_over_and_its_reservations_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idempotency.db");
-    let id = RecordId::new("scope", "left-in-flight");
+    let in_flight = RecordId::new("scope", "left-in-flight");
+    let completed = RecordId::new("scope", "completed");
     {
         let shared = SqliteStore::open(&path).await.unwrap();
         shared.migrate().await.unwrap();
         reserve(
             &shared,
-            &id,
+            &in_flight,
             &fingerprint(1),
             FencingToken::generate(),
             t0(),
         )
         .await;
+        let token = FencingToken::generate();
+        reserve(&shared, &completed, &fingerprint(2), token, t0()).await;
+        shared
+            .complete(&completed, token, &response())
+            .await
+            .unwrap();
         shared.close().await;
     }
     let store = open(&path).await;
-    assert_eq!(store.stored_records(), 0);
+    assert_eq!(store.stored_records(), 1);
     assert_eq!(
-        reserve(&store, &id, &fingerprint(1), FencingToken::generate(), t0()).await,
+        reserve(
+            &store,
+            &in_flight,
+            &fingerprint(1),
+            FencingToken::generate(),
+            t0()
+        )
+        .await,
         ReserveOutcome::Reserved { took_over: false }
     );
+    match reserve(
+        &store,
+        &completed,
+        &fingerprint(2),
+        FencingToken::generate(),
+        t0(),
+    )
+    .await
+    {
+        ReserveOutcome::Existing(existing) => {
+            assert_eq!(existing.state, RecordState::Completed(response()));
+        }
+        other => panic!("the shared store's completed record is gone: {other:?}"),
+    }
     store.close().await;
 }
 

@@ -194,7 +194,7 @@ async fn migrations_are_recorded_apart_from_the_hosts_sqlx_migrations() {
         .fetch_all(store.reader_pool())
         .await
         .unwrap();
-    assert_eq!(ours, vec![(1,)]);
+    assert_eq!(ours, vec![(1,), (2,)]);
     let theirs: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
         .fetch_all(store.reader_pool())
         .await

@@ -111,8 +111,19 @@ impl TestServer {
     }
 
     /// Stops the server gracefully and starts it again on the same data (and a new port).
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| async {}).await
+    }
+
+    /// As [`TestServer::restart`], running `between` on the data while the server is
+    /// stopped.
+    pub async fn restart_with<F, Fut>(mut self, between: F) -> Self
+    where
+        F: FnOnce(ServerConfig) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         self.stop().await;
+        between(self.config.clone()).await;
         let mut config = self.config.clone();
         config.bind = "127.0.0.1:0".parse().unwrap();
         let mut next = Self::launch(config, self.admin_key.clone()).await;
