@@ -401,23 +401,29 @@ fn multi_row_inserts(table: &str, columns: &[&str], id: &str) -> Vec<String> {
         format!("new.column{}", position + 1)
     };
     let (scope, key) = (column_of("idempotency_scope"), column_of("idempotency_key"));
+    let valid_after = arity + 3;
+    // One equality probe per neighbour id rather than `IN (a, b)`: an IN list of
+    // per-row values makes SQLite build an ephemeral table for every row, and a NULL
+    // id (an unkeyed row) ends an equality probe before it touches the index.
+    let probe = |neighbour: usize| {
+        format!(
+            "SELECT 1 FROM {table} AS earlier WHERE earlier.{id} = new.column{neighbour} \
+             AND earlier.idempotency_scope = {scope} AND earlier.idempotency_key = {key} \
+             AND earlier.created_at_ms >= new.column{valid_after}"
+        )
+    };
     (1..=MAX_INSERT_ROWS)
         .map(|rows| {
             format!(
                 "INSERT INTO {table} ({columns}) \
                  SELECT {selected} FROM (VALUES {values}) AS new \
-                 WHERE NOT EXISTS (SELECT 1 FROM {table} AS earlier \
-                     WHERE earlier.{id} IN (new.column{first}, new.column{second}) \
-                     AND earlier.idempotency_scope = {scope} \
-                     AND earlier.idempotency_key = {key} \
-                     AND earlier.created_at_ms >= new.column{valid_after}) \
+                 WHERE NOT EXISTS ({probe_first}) AND NOT EXISTS ({probe_second}) \
                  ON CONFLICT ({id}) DO NOTHING RETURNING {id}",
                 columns = columns.join(", "),
                 selected = selected.join(", "),
                 values = vec![tuple.as_str(); rows].join(", "),
-                first = arity + 1,
-                second = arity + 2,
-                valid_after = arity + 3,
+                probe_first = probe(arity + 1),
+                probe_second = probe(arity + 2),
             )
         })
         .collect()

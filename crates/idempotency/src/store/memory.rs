@@ -13,7 +13,9 @@
 //! refusing is safe, executing unguarded is not.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -61,11 +63,16 @@ impl Default for MemoryStoreConfig {
 ///   that plus 5 %;
 /// - with one shared copy of the id (`Arc<RecordId>`), the same run held 123,114
 ///   records in 223.0 MiB of anonymous memory growth: 1,899 bytes per record
-///   against 2,180 estimated with 1,360, so the store used only 87 % of its cap.
+///   against 2,180 estimated with 1,360, so the store used only 87 % of its cap;
+///   1,175 (1,899 plus 5 %) was charged from then on;
+/// - with exact-size stored bodies and boxed map entries, the same run (2026-12-01)
+///   held 134,528 records in 189.8 MiB of growth: 1,479 bytes per record against
+///   1,995 estimated, 74 % of the cap used.
 ///
-/// 1,175 charges 1,899 plus 5 % for allocator variance, so the estimate still errs
-/// high, never low (docs/BENCHMARKS.md, target 7b).
-const RECORD_OVERHEAD: usize = 1_175;
+/// 733 charges 1,479 plus 5 % (1,553 per stored UAIT response) for allocator
+/// variance, so the estimate still errs high, never low (docs/BENCHMARKS.md,
+/// target 7b).
+const RECORD_OVERHEAD: usize = 733;
 
 #[derive(Debug)]
 struct Entry {
@@ -118,7 +125,11 @@ struct Shard {
     // Entries are boxed so that the table's buckets stay small (16 bytes, not about
     // 180): the table doubles as the store grows, and each doubling moves and touches
     // every bucket (4 µs of a keyed request's CPU went to the table's growth).
-    records: HashMap<Arc<RecordId>, Box<Entry>>,
+    // foldhash rather than std's SipHash: a keyed request hashes its (scope, key)
+    // about five times (shard choice, lookups, insert, completion), and SipHash took
+    // 1.7 µs of it. Each table has its own random seed, and keys are scoped by the
+    // authenticated principal, so collisions cannot be planned from outside.
+    records: HashMap<Arc<RecordId>, Box<Entry>, RandomState>,
     by_expiry: BTreeMap<(i64, u64), Arc<RecordId>>,
     by_completion: BTreeMap<u64, Arc<RecordId>>,
 }
@@ -162,7 +173,7 @@ impl MemoryStore {
             shards: (0..shard_count)
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             config,
             records: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -289,9 +300,8 @@ impl MemoryStore {
 }
 
 fn record_bytes(id: &RecordId) -> usize {
-    // The id's strings are held once (an `Arc` shared by the map and the indexes).
-    // RECORD_OVERHEAD was calibrated when they were held three times, so the estimate
-    // now errs a little higher still, never lower.
+    // The id's strings are held once (an `Arc` shared by the map and the indexes);
+    // RECORD_OVERHEAD covers everything else a record costs beyond its response.
     RECORD_OVERHEAD + id.scope.len() + id.key.len()
 }
 
@@ -300,20 +310,23 @@ impl Store for MemoryStore {
     async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
         let now = unix_millis(request.now);
         let index = self.shard_index(request.id);
-        {
-            // The common cases (a live record exists) decide under one lock.
-            let mut shard = self.lock(index);
+        let incoming = record_bytes(request.id);
+        self.latest_now.fetch_max(now, Ordering::Relaxed);
+        // The common cases (a live record exists, or there is room for a new one)
+        // decide under one lock.
+        let mut shard = self.lock(index);
+        if let Some(outcome) = self.try_existing(&mut shard, &request, now) {
+            return Ok(outcome);
+        }
+        if self.over_budget(1, incoming) {
+            // Making room locks the shards in turn, so not while this one is held.
+            drop(shard);
+            self.make_room(1, incoming, now)?;
+            shard = self.lock(index);
+            // Re-check: another request may have reserved the key while room was made.
             if let Some(outcome) = self.try_existing(&mut shard, &request, now) {
                 return Ok(outcome);
             }
-        }
-        let incoming = record_bytes(request.id);
-        self.latest_now.fetch_max(now, Ordering::Relaxed);
-        self.make_room(1, incoming, now)?;
-        let mut shard = self.lock(index);
-        // Re-check: another request may have reserved the key while room was made.
-        if let Some(outcome) = self.try_existing(&mut shard, &request, now) {
-            return Ok(outcome);
         }
         let expires_at = unix_millis(request.expires_at());
         let expiry_seq = self.next_sequence();
