@@ -37,13 +37,20 @@
 //! # }
 //! ```
 //!
+//! A process that is the only user of its SQLite file can use
+//! [`ExclusiveSqliteStore`] instead: it locks the file for itself, reserves in memory
+//! and writes completed records behind, so a fresh key costs no I/O on the request's
+//! path (its module docs say what a crash can lose, and why that is safe with
+//! recovery points).
+//!
 //! # Features
-//! - `sqlite` (default): [`SqliteStore`].
+//! - `sqlite` (default): [`SqliteStore`] and [`ExclusiveSqliteStore`].
 //! - `postgres` (default): [`PostgresStore`].
 //! - `test-support`: the `pg_test` module, a fresh PostgreSQL database per test.
 //!
 //! # Schema
-//! One table, `idempotency_records`, keyed by `(scope, key)`, with an index on
+//! [`SqliteStore`] and [`PostgresStore`] use one table, `idempotency_records`, keyed
+//! by `(scope, key)`, with an index on
 //! `expires_at` for the sweeper. Instants are Unix milliseconds chosen by the caller
 //! (`now`), never the database's clock, so every decision of one request uses one
 //! instant and tests can move time without sleeping. Headers are kept in one column in
