@@ -6,19 +6,21 @@
 //! already made instead of a second one. Looking the resource up by `(scope, key)`
 //! needs an index of its own, and in SQLite that index cost about a tenth of keyed
 //! create throughput: its entries are random, so every batch of inserts dirtied one
-//! more page per row (docs/BENCHMARKS.md, fourth session).
+//! more page per row (docs/BENCHMARKS.md).
 //!
-//! Instead, the id of such a resource is a keyed PRF of `(kind, scope, key, window)`,
-//! where `window` is the creation instant divided by the idempotency retention. A
+//! Instead, the id of such a resource is a keyed PRF of `(kind, scope, key, n)`. A
 //! retry derives the same id, so the table's existing unique id is the recovery
-//! point, and the lookup is a probe of the primary index that the insert makes anyway.
+//! point, and the lookup is the probe of the primary index that the insert makes
+//! anyway.
 //!
-//! Why windows: a key may be used again once its record has expired (after the
-//! retention), and that is a new request that must get a new resource. Uses of one
-//! key start at least one retention apart, so no two fall in the same window; a retry
-//! happens within one retention of the original, so the original lies in the retry's
-//! window or the one before. The insert therefore also checks the two neighbouring
-//! windows' ids (the one after covers a clock a little ahead on another instance).
+//! `n` counts the uses of one key. A key may be used again once its record has
+//! expired (after the retention), and that is a new request that must get a new
+//! resource: its insert finds use 0's row at its id, created before the retention, so
+//! not its own, and moves on to `n = 1`, and so on. A retry walks the same chain and
+//! stops at the first id that is free or holds a resource made within the retention
+//! under the same `(scope, key)`: its own. (An earlier design derived ids per
+//! retention window, and so had to probe the neighbouring windows' ids on every
+//! keyed insert; the chain costs extra steps only when a key is reused.)
 //!
 //! The ids keep the documented format: 16 bytes of HMAC-SHA256 output made into a
 //! UUIDv4 (version and variant bits set), from which `agent_id` takes its first 16
@@ -26,12 +28,9 @@
 //! signing key, which every instance of a fleet shares, so every instance derives the
 //! same ids; without the signing key nobody can predict them.
 //!
-//! What this does not cover: if `--idempotency-ttl` changes between a crash and the
-//! retry, the windows move and the retry creates a new resource. A derived id already
-//! taken by an unrelated resource (a 1 in 2^60 collision) falls back to a random id
-//! for that one resource, which then has no recovery point SQLite can find.
-
-use std::time::Duration;
+//! What this does not cover: a key reused more than [`MAX_KEY_USES`] times, or a
+//! derived id already taken by an unrelated resource (a 1 in 2^60 collision), gets a
+//! random id for that one resource, which then has no recovery point SQLite can find.
 
 use attestix_core::SigningKey;
 use hmac::{Hmac, Mac};
@@ -57,18 +56,7 @@ impl ResourceKind {
     }
 }
 
-/// The ids of one keyed create: the one to use, and those an earlier execution of the
-/// same request may have used (the windows before and after).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DerivedIds {
-    /// The new resource's id.
-    pub own: Uuid,
-    /// The ids of the same `(kind, scope, key)` in the neighbouring windows.
-    pub neighbours: [Uuid; 2],
-}
-
-/// Derives resource ids from `(kind, scope, key, window)` with a key only the server
-/// holds.
+/// Derives resource ids from `(kind, scope, key, n)` with a key only the server holds.
 #[derive(Clone)]
 pub struct RecoveryIds {
     /// The HMAC with its key already absorbed: cloning it skips the two compressions
@@ -97,34 +85,15 @@ impl RecoveryIds {
         }
     }
 
-    /// The ids of a resource of `kind` created at `created_at_ms` (Unix milliseconds)
-    /// under `(scope, key)`, with records kept for `retention`.
-    pub fn derive(
-        &self,
-        kind: ResourceKind,
-        scope: &str,
-        key: &str,
-        created_at_ms: i64,
-        retention: Duration,
-    ) -> DerivedIds {
-        let window = window_of(created_at_ms, retention);
-        DerivedIds {
-            own: self.id(kind, scope, key, window),
-            neighbours: [
-                self.id(kind, scope, key, window - 1),
-                self.id(kind, scope, key, window + 1),
-            ],
-        }
-    }
-
-    fn id(&self, kind: ResourceKind, scope: &str, key: &str, window: i64) -> Uuid {
+    /// The id of the resource of `kind` made by use `n` (from 0) of `(scope, key)`.
+    pub fn derive(&self, kind: ResourceKind, scope: &str, key: &str, n: u32) -> Uuid {
         let mut mac = self.keyed.clone();
         // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
         for part in [kind.label(), scope.as_bytes(), key.as_bytes()] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
-        mac.update(&window.to_be_bytes());
+        mac.update(&n.to_be_bytes());
         let digest = mac.finalize().into_bytes();
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
@@ -132,111 +101,52 @@ impl RecoveryIds {
     }
 }
 
-/// The retention window an instant falls in.
-fn window_of(at_ms: i64, retention: Duration) -> i64 {
-    let length = i64::try_from(retention.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    at_ms.div_euclid(length)
-}
+/// The most uses of one key that get derived ids; later ones get random ids.
+pub const MAX_KEY_USES: u32 = 32;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const DAY: Duration = Duration::from_secs(86_400);
-    const DAY_MS: i64 = 86_400_000;
 
     fn ids() -> RecoveryIds {
         RecoveryIds::from_signing_key(&SigningKey::from_seed([7; 32]))
     }
 
     #[test]
-    fn a_retry_within_the_retention_finds_the_original_among_its_ids() {
+    fn ids_depend_on_kind_scope_key_use_and_server_key() {
         let ids = ids();
-        // Whatever the original's place in its window, a retry up to one retention
-        // later names the original's id as its own or as a neighbour.
-        for original_at in [0, 1, DAY_MS / 2, DAY_MS - 1] {
-            let original = ids.derive(ResourceKind::Identity, "alice", "k", original_at, DAY);
-            for delay in [0, 1, DAY_MS / 3, DAY_MS - 1] {
-                let retry = ids.derive(
-                    ResourceKind::Identity,
-                    "alice",
-                    "k",
-                    original_at + delay,
-                    DAY,
-                );
-                assert!(
-                    retry.own == original.own || retry.neighbours.contains(&original.own),
-                    "original at {original_at}, retry {delay} ms later"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn uses_a_retention_apart_get_different_ids() {
-        let ids = ids();
-        let first = ids.derive(ResourceKind::Identity, "alice", "k", 1_000, DAY);
-        let reuse = ids.derive(ResourceKind::Identity, "alice", "k", 1_000 + DAY_MS, DAY);
-        assert_ne!(first.own, reuse.own);
-    }
-
-    #[test]
-    fn ids_depend_on_kind_scope_key_and_server_key() {
-        let ids = ids();
-        let base = ids.derive(ResourceKind::Identity, "alice", "k", 5, DAY).own;
-        assert_ne!(
-            base,
-            ids.derive(ResourceKind::Credential, "alice", "k", 5, DAY)
-                .own
-        );
-        assert_ne!(
-            base,
-            ids.derive(ResourceKind::Identity, "bob", "k", 5, DAY).own
-        );
-        assert_ne!(
-            base,
-            ids.derive(ResourceKind::Identity, "alice", "k2", 5, DAY)
-                .own
-        );
+        let base = ids.derive(ResourceKind::Identity, "alice", "k", 0);
+        assert_ne!(base, ids.derive(ResourceKind::Credential, "alice", "k", 0));
+        assert_ne!(base, ids.derive(ResourceKind::Identity, "bob", "k", 0));
+        assert_ne!(base, ids.derive(ResourceKind::Identity, "alice", "k2", 0));
+        assert_ne!(base, ids.derive(ResourceKind::Identity, "alice", "k", 1));
         // Length-prefixed: moving a character from the scope to the key changes the id.
         assert_ne!(
-            ids.derive(ResourceKind::Identity, "ab", "c", 5, DAY).own,
-            ids.derive(ResourceKind::Identity, "a", "bc", 5, DAY).own
+            ids.derive(ResourceKind::Identity, "ab", "c", 0),
+            ids.derive(ResourceKind::Identity, "a", "bc", 0)
         );
         let other_server = RecoveryIds::from_signing_key(&SigningKey::from_seed([8; 32]));
         assert_ne!(
             base,
-            other_server
-                .derive(ResourceKind::Identity, "alice", "k", 5, DAY)
-                .own
+            other_server.derive(ResourceKind::Identity, "alice", "k", 0)
         );
         // And the same inputs give the same id, which is the point.
-        assert_eq!(
-            base,
-            ids.derive(ResourceKind::Identity, "alice", "k", 5, DAY).own
-        );
+        assert_eq!(base, ids.derive(ResourceKind::Identity, "alice", "k", 0));
     }
 
     #[test]
     fn derived_ids_are_formatted_as_uuid_v4() {
-        let id = ids()
-            .derive(ResourceKind::Identity, "alice", "k", 5, DAY)
-            .own;
+        let id = ids().derive(ResourceKind::Identity, "alice", "k", 0);
         assert_eq!(id.get_version_num(), 4);
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
     }
 
     #[test]
-    fn windows_before_the_epoch_still_have_neighbours() {
-        assert_eq!(window_of(-1, DAY), -1);
-        assert_eq!(window_of(0, DAY), 0);
-        assert_eq!(window_of(DAY_MS, DAY), 1);
-        assert_eq!(
-            window_of(5, Duration::ZERO),
-            5,
-            "a zero retention is one ms"
-        );
+    fn the_uses_of_one_key_get_distinct_ids() {
+        let ids = ids();
+        let chain: std::collections::HashSet<Uuid> = (0..MAX_KEY_USES)
+            .map(|n| ids.derive(ResourceKind::Identity, "alice", "k", n))
+            .collect();
+        assert_eq!(chain.len(), MAX_KEY_USES as usize);
     }
 }

@@ -9,8 +9,6 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use attestix_core::uait::agent_id_from_uuid;
 use attestix_core::SigningKey;
 use attestix_server::recovery::{RecoveryIds, ResourceKind};
@@ -61,33 +59,34 @@ fn recovery_ids() -> RecoveryIds {
     RecoveryIds::from_signing_key(&SigningKey::from_seed([42; 32]))
 }
 
-/// The derived ids of a keyed create of `kind` at `at_ms` under (scope, key), and its
-/// recovery point, as the routes build them (retention: one day).
-fn derived(kind: ResourceKind, scope: &str, key: &str, at_ms: i64) -> (Uuid, RecoveryPoint) {
-    let ids = recovery_ids().derive(
-        kind,
-        scope,
-        key,
-        at_ms,
-        Duration::from_millis(DAY_MS as u64),
-    );
-    let format = match kind {
-        ResourceKind::Identity => agent_id_from_uuid,
-        ResourceKind::Credential => |id: Uuid| format!("urn:uuid:{}", id.hyphenated()),
-    };
+/// The derived id of use `use_of_key` of (scope, key) for a resource of `kind` made at
+/// `at_ms`, and its recovery point, as the routes build them (retention: one day).
+fn derived(
+    kind: ResourceKind,
+    scope: &str,
+    key: &str,
+    at_ms: i64,
+    use_of_key: u32,
+) -> (Uuid, RecoveryPoint) {
+    let id = recovery_ids().derive(kind, scope, key, use_of_key);
     let point = RecoveryPoint {
         scope: scope.to_owned(),
         key: key.to_owned(),
         valid_after_ms: at_ms - DAY_MS,
-        neighbour_ids: ids.neighbours.map(format),
     };
-    (ids.own, point)
+    (id, point)
 }
 
-/// An identity created at `at_ms` under (scope, key), with the id the server derives
-/// for it; `n` tells one execution's document from another's.
-fn keyed_identity(scope: &str, key: &str, at_ms: i64, n: u64) -> NewIdentity {
-    let (id, recovery) = derived(ResourceKind::Identity, scope, key, at_ms);
+/// An identity created at `at_ms` under (scope, key) with the id of use `use_of_key`;
+/// `n` tells one execution's document from another's.
+fn keyed_identity_at_use(
+    scope: &str,
+    key: &str,
+    at_ms: i64,
+    n: u64,
+    use_of_key: u32,
+) -> NewIdentity {
+    let (id, recovery) = derived(ResourceKind::Identity, scope, key, at_ms, use_of_key);
     let agent_id = agent_id_from_uuid(id);
     NewIdentity {
         document: format!(r#"{{"version":"0.1.0","agent_id":"{agent_id}","n":{n}}}"#),
@@ -100,9 +99,20 @@ fn keyed_identity(scope: &str, key: &str, at_ms: i64, n: u64) -> NewIdentity {
     }
 }
 
-/// A credential created at `at_ms` under (scope, key), with its derived id.
-fn keyed_credential(scope: &str, key: &str, at_ms: i64, n: u64) -> NewCredential {
-    let (id, recovery) = derived(ResourceKind::Credential, scope, key, at_ms);
+/// An identity created at `at_ms` under (scope, key), with the id of the key's first use.
+fn keyed_identity(scope: &str, key: &str, at_ms: i64, n: u64) -> NewIdentity {
+    keyed_identity_at_use(scope, key, at_ms, n, 0)
+}
+
+/// A credential created at `at_ms` under (scope, key) with the id of use `use_of_key`.
+fn keyed_credential_at_use(
+    scope: &str,
+    key: &str,
+    at_ms: i64,
+    n: u64,
+    use_of_key: u32,
+) -> NewCredential {
+    let (id, recovery) = derived(ResourceKind::Credential, scope, key, at_ms, use_of_key);
     let credential_id = format!("urn:uuid:{}", id.hyphenated());
     NewCredential {
         document: format!(r#"{{"id":"{credential_id}","n":{n}}}"#),
@@ -114,6 +124,51 @@ fn keyed_credential(scope: &str, key: &str, at_ms: i64, n: u64) -> NewCredential
         expires_at_ms: at_ms + 365 * DAY_MS,
         recovery: Some(recovery),
     }
+}
+
+/// A credential created at `at_ms` under (scope, key), with the id of the key's first use.
+fn keyed_credential(scope: &str, key: &str, at_ms: i64, n: u64) -> NewCredential {
+    keyed_credential_at_use(scope, key, at_ms, n, 0)
+}
+
+/// Inserts a keyed identity as the create route does: from the key's first id along
+/// its chain, past ids held by other resources. Returns what was stored (or would
+/// have been) and the outcome.
+async fn insert_identity_like_the_route(
+    storage: &dyn Storage,
+    scope: &str,
+    key: &str,
+    at_ms: i64,
+    n: u64,
+) -> (NewIdentity, Inserted) {
+    for use_of_key in 0..8 {
+        let new = keyed_identity_at_use(scope, key, at_ms, n, use_of_key);
+        match storage.insert_identity(&new).await {
+            Ok(inserted) => return (new, inserted),
+            Err(StorageError::Duplicate) => continue,
+            Err(error) => panic!("insert failed: {error}"),
+        }
+    }
+    panic!("eight ids of one key taken");
+}
+
+/// As [`insert_identity_like_the_route`], for credentials.
+async fn insert_credential_like_the_route(
+    storage: &dyn Storage,
+    scope: &str,
+    key: &str,
+    at_ms: i64,
+    n: u64,
+) -> (NewCredential, Inserted) {
+    for use_of_key in 0..8 {
+        let new = keyed_credential_at_use(scope, key, at_ms, n, use_of_key);
+        match storage.insert_credential(&new).await {
+            Ok(inserted) => return (new, inserted),
+            Err(StorageError::Duplicate) => continue,
+            Err(error) => panic!("insert failed: {error}"),
+        }
+    }
+    panic!("eight ids of one key taken");
 }
 
 fn first_page(limit: u32) -> PageRequest {
@@ -559,17 +614,16 @@ async fn a_retry_with_the_same_recovery_point_returns_the_original_identity(
     );
 }
 
-async fn a_retry_in_the_next_window_returns_the_original_identity(storage: SharedStorage) {
-    // The original is made in the last millisecond of a retention window, its retry
-    // ten seconds later, in the next window, under another derived id.
-    let end_of_window = (NOW / DAY_MS + 1) * DAY_MS - 1;
-    let original = keyed_identity("alice|default", "key-1", end_of_window, 1);
+async fn a_retry_just_within_the_retention_returns_the_original(storage: SharedStorage) {
+    // The retry comes one millisecond short of a day (the retention) later: the same
+    // derived id, and the original still counts as its own.
+    let original = keyed_identity("alice|default", "key-1", NOW, 1);
     storage
         .insert_identity(&original)
         .await
         .expect("insert succeeds");
-    let retry = keyed_identity("alice|default", "key-1", end_of_window + 10_000, 2);
-    assert_ne!(retry.agent_id, original.agent_id);
+    let retry = keyed_identity("alice|default", "key-1", NOW + DAY_MS, 2);
+    assert_eq!(retry.agent_id, original.agent_id);
     assert_eq!(
         storage
             .insert_identity(&retry)
@@ -578,12 +632,12 @@ async fn a_retry_in_the_next_window_returns_the_original_identity(storage: Share
         Inserted::Recovered(original.document.clone())
     );
     // The same for a credential.
-    let original = keyed_credential("alice|default", "key-1", end_of_window, 1);
+    let original = keyed_credential("alice|default", "key-1", NOW, 1);
     storage
         .insert_credential(&original)
         .await
         .expect("insert succeeds");
-    let retry = keyed_credential("alice|default", "key-1", end_of_window + 10_000, 2);
+    let retry = keyed_credential("alice|default", "key-1", NOW + DAY_MS, 2);
     assert_eq!(
         storage
             .insert_credential(&retry)
@@ -702,38 +756,6 @@ async fn concurrent_inserts_with_one_recovery_point_make_exactly_one_row(storage
     assert_eq!(all_identity_documents(&*storage, "alice").await, created);
 }
 
-async fn concurrent_inserts_across_a_window_boundary_make_exactly_one_row(storage: SharedStorage) {
-    // Two executions of one request (a lease taken over from a worker still running)
-    // on either side of a window boundary derive two ids; only one row may result.
-    let boundary = (NOW / DAY_MS + 1) * DAY_MS;
-    let tasks: Vec<_> = (0..16_u64)
-        .map(|n| {
-            let storage = Arc::clone(&storage);
-            let at = if n % 2 == 0 { boundary - 1 } else { boundary };
-            tokio::spawn(async move {
-                let new = keyed_identity("alice|default", "straddling", at, n);
-                storage
-                    .insert_identity(&new)
-                    .await
-                    .expect("insert succeeds")
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.expect("the task does not panic"));
-    }
-    let documents = all_identity_documents(&*storage, "alice").await;
-    assert_eq!(documents.len(), 1, "one identity for one request");
-    assert_eq!(
-        outcomes.iter().filter(|o| **o == Inserted::Created).count(),
-        1
-    );
-    assert!(outcomes
-        .iter()
-        .all(|o| *o == Inserted::Created || *o == Inserted::Recovered(documents[0].clone())));
-}
-
 async fn concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_row(
     storage: SharedStorage,
 ) {
@@ -764,54 +786,43 @@ async fn concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_
         .all(|o| *o == Inserted::Created || *o == Inserted::Recovered(documents[0].clone())));
 }
 
-async fn a_recovery_point_older_than_valid_after_makes_a_new_row(storage: SharedStorage) {
-    let old = keyed_identity("alice|default", "reused", NOW, 1);
-    storage
-        .insert_identity(&old)
-        .await
-        .expect("insert succeeds");
+async fn a_key_reused_after_the_retention_makes_a_new_row_at_its_next_id(storage: SharedStorage) {
+    let (old, inserted) =
+        insert_identity_like_the_route(&*storage, "alice|default", "reused", NOW, 1).await;
+    assert_eq!(inserted, Inserted::Created);
 
-    // Its record expired, and the key is used anew: a day and an hour later (the
-    // next window, whose neighbour is the old id), then two days after that.
+    // Its record expired, and the key is used anew: a day and an hour later, then two
+    // days after that. Each use walks past the earlier uses' ids to a new one.
+    let mut ids = vec![old.agent_id.clone()];
     for (n, later) in [
         (2, NOW + DAY_MS + 3_600_000),
         (3, NOW + 3 * DAY_MS + 3_600_000),
     ] {
-        let new = keyed_identity("alice|default", "reused", later, n);
-        assert_eq!(
-            storage
-                .insert_identity(&new)
-                .await
-                .expect("insert succeeds"),
-            Inserted::Created,
-            "use {n}"
-        );
-        // A retry of the new request recovers the new identity, not the old one.
-        let retry = keyed_identity("alice|default", "reused", later + 1, 10 + n);
-        assert_eq!(
-            storage
-                .insert_identity(&retry)
-                .await
-                .expect("insert succeeds"),
-            Inserted::Recovered(new.document.clone())
-        );
+        let (new, inserted) =
+            insert_identity_like_the_route(&*storage, "alice|default", "reused", later, n).await;
+        assert_eq!(inserted, Inserted::Created, "use {n}");
+        assert!(!ids.contains(&new.agent_id), "use {n} has an id of its own");
+        ids.push(new.agent_id.clone());
+        // A retry of the new request recovers the new identity, not an older one.
+        let (_, retried) =
+            insert_identity_like_the_route(&*storage, "alice|default", "reused", later + 1, 10 + n)
+                .await;
+        assert_eq!(retried, Inserted::Recovered(new.document.clone()));
     }
     assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 3);
 
     // A stale recovery point on a credential behaves the same.
-    let old = keyed_credential("alice|default", "reused", NOW, 1);
-    storage
-        .insert_credential(&old)
-        .await
-        .expect("insert succeeds");
-    let new = keyed_credential("alice|default", "reused", NOW + DAY_MS + 1, 2);
-    assert_eq!(
-        storage
-            .insert_credential(&new)
-            .await
-            .expect("insert succeeds"),
-        Inserted::Created
-    );
+    let (_, inserted) =
+        insert_credential_like_the_route(&*storage, "alice|default", "reused", NOW, 1).await;
+    assert_eq!(inserted, Inserted::Created);
+    let (new, inserted) =
+        insert_credential_like_the_route(&*storage, "alice|default", "reused", NOW + DAY_MS + 1, 2)
+            .await;
+    assert_eq!(inserted, Inserted::Created);
+    let (_, retried) =
+        insert_credential_like_the_route(&*storage, "alice|default", "reused", NOW + DAY_MS + 2, 3)
+            .await;
+    assert_eq!(retried, Inserted::Recovered(new.document));
     assert_eq!(all_credential_documents(&*storage, "alice").await.len(), 2);
 }
 
@@ -829,11 +840,9 @@ async fn concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row
         .map(|n| {
             let storage = Arc::clone(&storage);
             tokio::spawn(async move {
-                let new = keyed_identity("alice|default", "reused", later, n);
-                storage
-                    .insert_identity(&new)
+                insert_identity_like_the_route(&*storage, "alice|default", "reused", later, n)
                     .await
-                    .expect("insert succeeds")
+                    .1
             })
         })
         .collect();
@@ -997,14 +1006,13 @@ on_both_backends!(
     a_page_limit_of_zero_returns_nothing,
     a_duplicate_id_is_reported_as_duplicate,
     a_retry_with_the_same_recovery_point_returns_the_original_identity,
-    a_retry_in_the_next_window_returns_the_original_identity,
+    a_retry_just_within_the_retention_returns_the_original,
     a_retry_with_the_same_recovery_point_returns_the_original_credential,
     recovery_points_are_distinct_per_scope_key_and_resource,
     an_unrelated_row_at_a_derived_id_is_a_duplicate_not_a_recovery,
     concurrent_inserts_with_one_recovery_point_make_exactly_one_row,
-    concurrent_inserts_across_a_window_boundary_make_exactly_one_row,
     concurrent_credential_inserts_with_one_recovery_point_make_exactly_one_row,
-    a_recovery_point_older_than_valid_after_makes_a_new_row,
+    a_key_reused_after_the_retention_makes_a_new_row_at_its_next_id,
     concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row,
     api_keys_are_found_by_digest_until_revoked,
     many_tasks_writing_at_once_all_succeed,

@@ -15,15 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::{
-    created, list_response, new_resource_id, parse_revoke_body, unix_ms, ApiJson, ApiPath,
-    ApiQuery, JsonText, Paging,
+    created, list_response, new_resource_id, next_resource_id, parse_revoke_body, unix_ms, ApiJson,
+    ApiPath, ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
-use crate::recovery::ResourceKind;
+use crate::recovery::{ResourceKind, MAX_KEY_USES};
 use crate::state::AppState;
 use crate::storage::{CredentialFilter, NewCredential, StorageError};
 
@@ -227,14 +226,8 @@ async fn issue(
 ) -> Result<JsonText, ApiError> {
     let params = validate(body)?;
     let now = OffsetDateTime::now_utc();
-    let (id, recovery) = new_resource_id(
-        &state,
-        ResourceKind::Credential,
-        context.as_deref(),
-        now,
-        credential_id_from_uuid,
-    );
-    let credential = VerifiableCredential::issue(params, &state.signer, now, id)
+    let (id, recovery) = new_resource_id(&state, ResourceKind::Credential, context.as_deref(), now);
+    let mut credential = VerifiableCredential::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("claims", error.to_string()))?;
     let mut record = NewCredential {
         credential_id: credential.id.clone(),
@@ -247,29 +240,26 @@ async fn issue(
         recovery,
     };
     fail::fail_point!("credential.before_commit");
-    let inserted = match state.storage.insert_credential(&record).await {
-        Err(StorageError::Duplicate) if record.recovery.is_some() => {
-            // The derived id names an unrelated credential (see `recovery`).
-            tracing::warn!("derived credential id already taken; issuing under a random id");
-            let credential = credential
-                .with_new_id(&state.signer, Uuid::new_v4())
-                .map_err(|error| ApiError::Internal(error.to_string()))?;
-            record.credential_id = credential.id.clone();
-            record.document = serialize(&credential)?;
-            state.storage.insert_credential(&record).await?
-        }
-        inserted => inserted?,
-    };
+    let mut inserted = state.storage.insert_credential(&record).await;
+    for n in 1..=MAX_KEY_USES {
+        let (Err(StorageError::Duplicate), Some(recovery)) = (&inserted, &record.recovery) else {
+            break;
+        };
+        // As for identities: the key's next id (see `next_resource_id`).
+        let id = next_resource_id(&state, ResourceKind::Credential, recovery, n);
+        credential = credential
+            .with_new_id(&state.signer, id)
+            .map_err(|error| ApiError::Internal(error.to_string()))?;
+        record.credential_id = credential.id.clone();
+        record.document = serialize(&credential)?;
+        inserted = state.storage.insert_credential(&record).await;
+    }
+    let inserted = inserted?;
     created(inserted, record.document, "credential.after_commit")
 }
 
 fn serialize(credential: &VerifiableCredential) -> Result<String, ApiError> {
     serde_json::to_string(credential).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// A credential's id as [`VerifiableCredential::issue`] writes it.
-fn credential_id_from_uuid(id: Uuid) -> String {
-    format!("urn:uuid:{}", id.hyphenated())
 }
 
 /// List the caller's credentials, oldest first, with cursor paging.

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use attestix_core::uait::agent_id_from_uuid;
 use attestix_core::{DisplayName, ExpiryDays, NewIdentity as IdentityParams, Uait};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,15 +11,14 @@ use idempotency::IdempotencyContext;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::{
-    created, list_response, new_resource_id, parse_revoke_body, unix_ms, ApiJson, ApiPath,
-    ApiQuery, JsonText, Paging,
+    created, list_response, new_resource_id, next_resource_id, parse_revoke_body, unix_ms, ApiJson,
+    ApiPath, ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
-use crate::recovery::ResourceKind;
+use crate::recovery::{ResourceKind, MAX_KEY_USES};
 use crate::state::AppState;
 use crate::storage::{IdentityFilter, NewIdentity, StorageError};
 
@@ -145,14 +143,8 @@ pub async fn create_identity(
 ) -> Result<JsonText, ApiError> {
     let params = validate(body)?;
     let now = OffsetDateTime::now_utc();
-    let (id, recovery) = new_resource_id(
-        &state,
-        ResourceKind::Identity,
-        context.as_deref(),
-        now,
-        agent_id_from_uuid,
-    );
-    let uait = Uait::issue(params, &state.signer, now, id)
+    let (id, recovery) = new_resource_id(&state, ResourceKind::Identity, context.as_deref(), now);
+    let mut uait = Uait::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("expiry_days", error.to_string()))?;
     let mut record = NewIdentity {
         agent_id: uait.agent_id.clone(),
@@ -165,20 +157,22 @@ pub async fn create_identity(
     };
     // Tests park a request here to kill the process while it holds a reservation.
     fail::fail_point!("identity.before_commit");
-    let inserted = match state.storage.insert_identity(&record).await {
-        Err(StorageError::Duplicate) if record.recovery.is_some() => {
-            // The derived id names an unrelated identity (see `recovery`): this one
-            // gets a random id instead, and keeps its (scope, key) for PostgreSQL.
-            tracing::warn!("derived agent id already taken; issuing under a random id");
-            let uait = uait
-                .with_new_id(&state.signer, Uuid::new_v4())
-                .map_err(|error| ApiError::Internal(error.to_string()))?;
-            record.agent_id = uait.agent_id.clone();
-            record.document = serialize(&uait)?;
-            state.storage.insert_identity(&record).await?
-        }
-        inserted => inserted?,
-    };
+    let mut inserted = state.storage.insert_identity(&record).await;
+    for n in 1..=MAX_KEY_USES {
+        let (Err(StorageError::Duplicate), Some(recovery)) = (&inserted, &record.recovery) else {
+            break;
+        };
+        // The derived id holds another identity: the key's earlier use, made before
+        // the retention (or a collision). Try the key's next id.
+        let id = next_resource_id(&state, ResourceKind::Identity, recovery, n);
+        uait = uait
+            .with_new_id(&state.signer, id)
+            .map_err(|error| ApiError::Internal(error.to_string()))?;
+        record.agent_id = uait.agent_id.clone();
+        record.document = serialize(&uait)?;
+        inserted = state.storage.insert_identity(&record).await;
+    }
+    let inserted = inserted?;
     created(inserted, record.document, "identity.after_commit")
 }
 

@@ -170,35 +170,52 @@ impl Paging {
 }
 
 /// The id of a new resource of `kind`, and its recovery point when the request carries
-/// an Idempotency-Key. With a key the id is derived from (scope, key, window), so that
+/// an Idempotency-Key. With a key the id is derived from (scope, key, use 0), so that
 /// a retry after a crash derives it again (see [`crate::recovery`]); without one it is
-/// random. `format_id` turns the UUID into the resource's id as stored.
+/// random.
 pub(crate) fn new_resource_id(
     state: &crate::state::AppState,
     kind: crate::recovery::ResourceKind,
     context: Option<&idempotency::IdempotencyContext>,
     now: time::OffsetDateTime,
-    format_id: fn(uuid::Uuid) -> String,
 ) -> (uuid::Uuid, Option<crate::storage::RecoveryPoint>) {
     let Some(context) = context else {
         return (uuid::Uuid::new_v4(), None);
     };
     let created_at_ms = unix_ms(now);
     let retention = state.idempotency_retention;
-    let ids = state.recovery_ids.derive(
-        kind,
-        &context.record.scope,
-        &context.record.key,
-        created_at_ms,
-        retention,
-    );
+    let id = state
+        .recovery_ids
+        .derive(kind, &context.record.scope, &context.record.key, 0);
     let recovery = crate::storage::RecoveryPoint {
         scope: context.record.scope.clone(),
         key: context.record.key.clone(),
         valid_after_ms: created_at_ms - retention.as_millis() as i64,
-        neighbour_ids: ids.neighbours.map(format_id),
     };
-    (ids.own, Some(recovery))
+    (id, Some(recovery))
+}
+
+/// The id for use `n` (from 1) of a key whose earlier ids are taken by other
+/// resources: earlier uses of the key, older than the retention (or, with odds of
+/// 1 in 2^60, unrelated ones). A retry of the same request walks the same chain to
+/// the same id. Past [`crate::recovery::MAX_KEY_USES`] the id is random.
+pub(crate) fn next_resource_id(
+    state: &crate::state::AppState,
+    kind: crate::recovery::ResourceKind,
+    recovery: &crate::storage::RecoveryPoint,
+    n: u32,
+) -> uuid::Uuid {
+    if n < crate::recovery::MAX_KEY_USES {
+        state
+            .recovery_ids
+            .derive(kind, &recovery.scope, &recovery.key, n)
+    } else {
+        tracing::warn!(
+            uses = n,
+            "a key used this many times gets a random id, which no recovery point finds"
+        );
+        uuid::Uuid::new_v4()
+    }
 }
 
 /// The 201 answer of a create: the document just stored, or the one its recovery

@@ -10,10 +10,9 @@
 //! the *recovery point*. If the process dies after the resource committed but before
 //! the idempotency layer stored the response, the retry inserts again and gets the
 //! resource already made. The resource's id is derived from the recovery point
-//! ([`crate::recovery`]), so the retry carries the same id (or, across a retention
-//! window boundary, names it among its [`RecoveryPoint::neighbour_ids`]); SQLite
-//! finds the original through its unique id alone, PostgreSQL also through a unique
-//! constraint on (scope, key).
+//! ([`crate::recovery`]), so the retry carries the same id; SQLite finds the original
+//! through its unique id alone, PostgreSQL also through a unique constraint on
+//! (scope, key).
 
 use async_trait::async_trait;
 
@@ -35,11 +34,6 @@ pub struct RecoveryPoint {
     /// milliseconds) belong to an idempotency record that has expired: the key was
     /// legitimately reused, so they are not recovered, and a new resource is created.
     pub valid_after_ms: i64,
-    /// Besides the new row's own id, the ids an earlier execution of the same request
-    /// may have given its resource (the neighbouring windows' derived ids, see
-    /// [`crate::recovery`]). A backend must recover a resource found at the row's id
-    /// or at one of these; it may recover by (scope, key) more widely.
-    pub neighbour_ids: [String; 2],
 }
 
 /// An identity to insert.
@@ -170,9 +164,10 @@ impl StorageError {
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Inserts an identity. With a recovery point that names a resource created at
-    /// or after `valid_after_ms`, at the identity's own id or one of the recovery
-    /// point's neighbour ids, inserts nothing and returns that resource's document
-    /// instead. An id taken by any other row is [`StorageError::Duplicate`].
+    /// or after `valid_after_ms` (at the identity's own id; PostgreSQL also finds it by
+    /// (scope, key)), inserts nothing and returns that resource's document instead.
+    /// An id taken by any other row is [`StorageError::Duplicate`]: the caller tries
+    /// the key's next derived id ([`crate::recovery`]).
     async fn insert_identity(&self, identity: &NewIdentity) -> Result<Inserted, StorageError>;
     /// The identity's document, if it exists and belongs to `owner`.
     async fn get_identity(

@@ -24,10 +24,11 @@
 //! # Recovery points
 //!
 //! A keyed create's id is derived from its recovery point ([`crate::recovery`]), so
-//! there is no index on (scope, key): the insert checks, by probing the id's unique
-//! index, that neither its own id nor its two neighbour ids hold a resource of the same
-//! request, and inserts in the same statement. That keeps a keyed insert as cheap as
-//! an unkeyed one; the index it replaces took a random page write per keyed row.
+//! there is no index on (scope, key): the insert is the same `INSERT … ON CONFLICT
+//! (id) DO NOTHING` as an unkeyed one, and only when it inserts nothing is the row at
+//! the id read, to tell the request's own resource (recovered) from another one (the
+//! caller moves to the key's next id). That keeps a keyed insert as cheap as an
+//! unkeyed one; the index it replaces took a random page write per keyed row.
 //!
 //! Share [`SqliteStorage::writer`] with the SQLite idempotency store, so its writes
 //! queue on the same connection rather than fight for the file lock:
@@ -233,9 +234,8 @@ impl SqliteStorage {
     /// Inserts a row; with a recovery point, resolves what kept it out (see
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
-        // Fast path: one statement that inserts unless the row's id is taken or an
-        // earlier execution of the same request made its resource at a neighbouring
-        // id, shared with the inserts of concurrent requests (see `sqlite_batch`).
+        // Fast path: one statement that inserts unless the row's id is taken, shared
+        // with the inserts of concurrent requests (see `sqlite_batch`).
         if self.batcher.insert(OwnedRow::from(row)).await? {
             return Ok(Inserted::Created);
         }
@@ -250,25 +250,18 @@ impl SqliteStorage {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StorageError::database)?;
-        let candidates: Vec<CandidateRow> = sqlx::query_as(sql.find_candidates)
+        let holder: Option<HolderRow> = sqlx::query_as(sql.find_holder)
             .bind(row.id())
-            .bind(&recovery.neighbour_ids[0])
-            .bind(&recovery.neighbour_ids[1])
-            .fetch_all(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(StorageError::database)?;
-        if let Some(original) = candidates
-            .iter()
-            .find(|candidate| candidate.recovers(recovery))
-        {
-            let document = original.document.clone();
+        if let Some(holder) = holder {
             tx.rollback().await.map_err(StorageError::database)?;
-            return Ok(Inserted::Recovered(document));
-        }
-        if candidates.iter().any(|candidate| candidate.id == row.id()) {
-            // Another resource holds this id: a random id's collision, or a derived
-            // id's (see `crate::recovery`); the caller picks another id.
-            tx.rollback().await.map_err(StorageError::database)?;
+            if holder.recovers(recovery) {
+                return Ok(Inserted::Recovered(holder.document));
+            }
+            // Another resource holds this id: the key's earlier use, older than the
+            // retention, or a collision; the caller tries the key's next id.
             return Err(StorageError::Duplicate);
         }
         // Nothing in the way any more (unreachable while identities and credentials are
@@ -319,34 +312,32 @@ impl SqliteStorage {
 /// The statements specific to one resource table.
 struct TableStatements {
     table: &'static str,
-    /// The rows at the new row's id and its recovery point's neighbour ids:
-    /// `?1`, `?2`, `?3`.
-    find_candidates: &'static str,
+    /// The row at the new row's id, `?1`.
+    find_holder: &'static str,
 }
 
 const IDENTITIES: TableStatements = TableStatements {
     table: "identities",
-    find_candidates: "SELECT agent_id AS id, document, created_at_ms, idempotency_scope, \
-                      idempotency_key FROM identities WHERE agent_id IN (?1, ?2, ?3)",
+    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key \
+                  FROM identities WHERE agent_id = ?1",
 };
 
 const CREDENTIALS: TableStatements = TableStatements {
     table: "credentials",
-    find_candidates: "SELECT credential_id AS id, document, created_at_ms, idempotency_scope, \
-                      idempotency_key FROM credentials WHERE credential_id IN (?1, ?2, ?3)",
+    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key \
+                  FROM credentials WHERE credential_id = ?1",
 };
 
-/// A row that may be the resource a recovery point names.
+/// The row holding the id a new row wanted.
 #[derive(sqlx::FromRow)]
-struct CandidateRow {
-    id: String,
+struct HolderRow {
     document: String,
     created_at_ms: i64,
     idempotency_scope: Option<String>,
     idempotency_key: Option<String>,
 }
 
-impl CandidateRow {
+impl HolderRow {
     /// Whether this row was made by an execution of the request `recovery` belongs to.
     fn recovers(&self, recovery: &RecoveryPoint) -> bool {
         self.idempotency_scope.as_deref() == Some(recovery.scope.as_str())
@@ -384,46 +375,17 @@ const CREDENTIAL_COLUMNS: [&str; 9] = [
 pub(super) const MAX_INSERT_ROWS: usize = 32;
 
 /// `SQL[n - 1]` inserts `n` rows into `table` and returns the ids of the rows inserted.
-/// A row stays out when its id is taken (`ON CONFLICT … DO NOTHING`), or when its
-/// recovery point's resource exists at one of the neighbour ids: each tuple carries,
-/// after the columns, the two neighbour ids and the recovery point's `valid_after_ms`
-/// (all NULL without a recovery point, which no row matches). The check is a probe of
-/// the id's unique index, so keyed inserts write no index that unkeyed ones do not.
+/// A row whose id is taken stays out (`ON CONFLICT … DO NOTHING`); the caller reads
+/// the row at that id to tell a recovery from a collision.
 fn multi_row_inserts(table: &str, columns: &[&str], id: &str) -> Vec<String> {
-    let arity = columns.len();
-    let tuple = format!("({})", vec!["?"; arity + 3].join(", "));
-    let selected: Vec<String> = (1..=arity).map(|n| format!("new.column{n}")).collect();
-    let column_of = |name: &str| {
-        let position = columns
-            .iter()
-            .position(|column| *column == name)
-            .expect("the recovery point's columns are among the inserted ones");
-        format!("new.column{}", position + 1)
-    };
-    let (scope, key) = (column_of("idempotency_scope"), column_of("idempotency_key"));
-    let valid_after = arity + 3;
-    // One equality probe per neighbour id rather than `IN (a, b)`: an IN list of
-    // per-row values makes SQLite build an ephemeral table for every row, and a NULL
-    // id (an unkeyed row) ends an equality probe before it touches the index.
-    let probe = |neighbour: usize| {
-        format!(
-            "SELECT 1 FROM {table} AS earlier WHERE earlier.{id} = new.column{neighbour} \
-             AND earlier.idempotency_scope = {scope} AND earlier.idempotency_key = {key} \
-             AND earlier.created_at_ms >= new.column{valid_after}"
-        )
-    };
+    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
     (1..=MAX_INSERT_ROWS)
         .map(|rows| {
             format!(
-                "INSERT INTO {table} ({columns}) \
-                 SELECT {selected} FROM (VALUES {values}) AS new \
-                 WHERE NOT EXISTS ({probe_first}) AND NOT EXISTS ({probe_second}) \
+                "INSERT INTO {table} ({columns}) VALUES {values} \
                  ON CONFLICT ({id}) DO NOTHING RETURNING {id}",
                 columns = columns.join(", "),
-                selected = selected.join(", "),
                 values = vec![tuple.as_str(); rows].join(", "),
-                probe_first = probe(arity + 1),
-                probe_second = probe(arity + 2),
             )
         })
         .collect()
@@ -482,7 +444,7 @@ impl<'a> NewRow<'a> {
         let recovery = self.recovery();
         let scope = recovery.map(|point| point.scope.as_str());
         let key = recovery.map(|point| point.key.as_str());
-        let query = match self {
+        match self {
             Self::Identity(identity) => query
                 .bind(identity.agent_id.as_str())
                 .bind(identity.owner.as_str())
@@ -502,11 +464,7 @@ impl<'a> NewRow<'a> {
                 .bind(credential.document.as_str())
                 .bind(scope)
                 .bind(key),
-        };
-        query
-            .bind(recovery.map(|point| point.neighbour_ids[0].as_str()))
-            .bind(recovery.map(|point| point.neighbour_ids[1].as_str()))
-            .bind(recovery.map(|point| point.valid_after_ms))
+        }
     }
 
     /// The row's id (`agent_id` or `credential_id`).
@@ -515,12 +473,6 @@ impl<'a> NewRow<'a> {
             Self::Identity(identity) => &identity.agent_id,
             Self::Credential(credential) => &credential.credential_id,
         }
-    }
-
-    /// The recovery point's (scope, key), if the row has one.
-    pub(super) fn recovery_key(self) -> Option<(&'a str, &'a str)> {
-        self.recovery()
-            .map(|point| (point.scope.as_str(), point.key.as_str()))
     }
 }
 

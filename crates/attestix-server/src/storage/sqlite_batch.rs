@@ -101,15 +101,14 @@ impl WriterBatch for Inserts {
             OwnedRow::Identity(_) => &mut self.identities,
             OwnedRow::Credential(_) => &mut self.credentials,
         };
-        // Two executions of one request (a lease taken over from a worker still
-        // running) in adjacent windows have different ids, and one statement's rows do
-        // not see each other, so they go to separate turns: the later one then finds
+        // Rows with one id never share a statement: its RETURNING would name the id
+        // once, for whichever row got in, and both would read it as their own. (Two
+        // executions of one request, a lease taken over from a worker still running,
+        // derive the same id.) The later row goes to the next turn, and then finds
         // the earlier one's resource.
-        let recovery_key = pending.0.as_row().recovery_key();
-        let same_request = |(other, _): &Pending| {
-            recovery_key.is_some() && other.as_row().recovery_key() == recovery_key
-        };
-        if batch.len() == MAX_INSERT_ROWS || batch.iter().any(same_request) {
+        let id = pending.0.as_row().id();
+        let same_id = |(other, _): &Pending| other.as_row().id() == id;
+        if batch.len() == MAX_INSERT_ROWS || batch.iter().any(same_id) {
             return Err(pending);
         }
         batch.push(pending);

@@ -21,6 +21,7 @@ crate::on_both_backends!(
     listing_pages_with_a_cursor_and_filters,
     metrics_count_requests_by_route_status_and_idempotency_outcome,
     every_answer_carries_its_own_request_id,
+    a_key_used_again_after_its_retention_creates_a_second_identity,
 );
 
 async fn retry_with_the_same_key_returns_the_original_identity_byte_identical(backend: Backend) {
@@ -52,6 +53,33 @@ async fn retry_with_the_same_key_returns_the_original_identity_byte_identical(ba
         .unwrap()
         .starts_with("attestix:"));
     assert_eq!(server.all_identities().await.len(), 1);
+    server.finish().await;
+}
+
+async fn a_key_used_again_after_its_retention_creates_a_second_identity(backend: Backend) {
+    // Keyed creates get ids derived from (scope, key, use): the second use finds the
+    // first one's identity at the key's first id, too old to be its own, and moves on
+    // to the key's next id; its retry then replays.
+    let Some(server) = TestServer::start_with(backend, |mut config| {
+        config.idempotency.retention = std::time::Duration::from_millis(800);
+        config
+    })
+    .await
+    else {
+        return;
+    };
+    let body = identity_body("Nightly Bot");
+    let first = Reply::of(server.post_keyed("/v1/identities", "nightly", &body).send()).await;
+    assert_eq!(first.status, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let second = Reply::of(server.post_keyed("/v1/identities", "nightly", &body).send()).await;
+    assert_eq!(second.status, 201);
+    assert!(!second.replayed(), "the first use's record has expired");
+    assert_ne!(second.json()["agent_id"], first.json()["agent_id"]);
+    let retry = Reply::of(server.post_keyed("/v1/identities", "nightly", &body).send()).await;
+    assert!(retry.replayed());
+    assert_eq!(retry.body, second.body);
+    assert_eq!(server.all_identities().await.len(), 2);
     server.finish().await;
 }
 
