@@ -114,16 +114,20 @@ impl PostgresStorage {
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
         // Fast path, also the only path without a recovery point: one autocommit
         // statement that inserts unless the recovery point is taken.
-        let inserted = row
-            .insert()
-            .execute(&self.pool)
-            .await
-            .map_err(insert_error)?;
+        let inserted = row.insert().execute(&self.pool).await.map_err(insert_error);
         let Some(recovery) = row.recovery() else {
-            return Ok(Inserted::Created);
+            return inserted.map(|_| Inserted::Created);
         };
-        if inserted.rows_affected() == 1 {
-            return Ok(Inserted::Created);
+        match inserted {
+            Ok(done) if done.rows_affected() == 1 => return Ok(Inserted::Created),
+            Ok(_) => {}
+            // Two executions of one request insert the same row, id included. The
+            // second can pass the (scope, key) check before the first's entry is there
+            // and then meet the first's id in the id index, which is not the conflict
+            // target: a unique violation, not a conflict. Resolved like the conflict
+            // (a true collision of ids ends there as `Duplicate` too).
+            Err(StorageError::Duplicate) => {}
+            Err(error) => return Err(error),
         }
         for _ in 0..RECOVERY_ATTEMPTS {
             if let Some(outcome) = self.resolve_recovery(row, recovery).await? {
