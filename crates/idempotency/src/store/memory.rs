@@ -310,14 +310,14 @@ impl Store for MemoryStore {
     async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
         let now = unix_millis(request.now);
         let index = self.shard_index(request.id);
-        let incoming = record_bytes(request.id);
-        self.latest_now.fetch_max(now, Ordering::Relaxed);
         // The common cases (a live record exists, or there is room for a new one)
         // decide under one lock.
         let mut shard = self.lock(index);
         if let Some(outcome) = self.try_existing(&mut shard, &request, now) {
             return Ok(outcome);
         }
+        let incoming = record_bytes(request.id);
+        self.latest_now.fetch_max(now, Ordering::Relaxed);
         if self.over_budget(1, incoming) {
             // Making room locks the shards in turn, so not while this one is held.
             drop(shard);
