@@ -146,6 +146,11 @@ pub struct MemoryStore {
     eviction_cursor: AtomicUsize,
     /// The latest `now` a caller passed in, for purges triggered by `complete`.
     latest_now: AtomicI64,
+    /// No record expires before this instant (a lower bound: it may name a record
+    /// already gone). A full store evicts on nearly every insert, and before this
+    /// bound existed each eviction first swept all the shards for expired records:
+    /// 32 locks per insert, for nothing until a day has passed.
+    earliest_expiry: AtomicI64,
     gauges: MemoryStoreGauges,
 }
 
@@ -180,6 +185,7 @@ impl MemoryStore {
             sequence: AtomicU64::new(0),
             eviction_cursor: AtomicUsize::new(0),
             latest_now: AtomicI64::new(i64::MIN),
+            earliest_expiry: AtomicI64::new(i64::MAX),
             gauges: MemoryStoreGauges::default(),
         }
     }
@@ -250,6 +256,23 @@ impl MemoryStore {
         purged
     }
 
+    /// Purges every shard, and recomputes the bound on the earliest expiry.
+    fn purge_all(&self, now: i64) -> u64 {
+        // Reset first, then lower it shard by shard: an insert that races with this
+        // pass lowers it itself, so the bound stays a lower bound.
+        self.earliest_expiry.store(i64::MAX, Ordering::Relaxed);
+        let mut purged = 0;
+        for index in 0..self.shards.len() {
+            let mut shard = self.lock(index);
+            purged += self.purge_shard(&mut shard, now);
+            if let Some((&(expires_at, _), _)) = shard.by_expiry.first_key_value() {
+                self.earliest_expiry
+                    .fetch_min(expires_at, Ordering::Relaxed);
+            }
+        }
+        purged
+    }
+
     fn over_budget(&self, incoming_records: usize, incoming_bytes: usize) -> bool {
         self.len() + incoming_records > self.config.max_records
             || self.bytes_held() + incoming_bytes > self.config.max_bytes
@@ -267,9 +290,8 @@ impl MemoryStore {
         if !self.over_budget(incoming_records, incoming_bytes) {
             return Ok(());
         }
-        for index in 0..self.shards.len() {
-            let mut shard = self.lock(index);
-            self.purge_shard(&mut shard, now);
+        if now >= self.earliest_expiry.load(Ordering::Relaxed) {
+            self.purge_all(now);
         }
         let shard_count = self.shards.len();
         let mut idle_passes = 0;
@@ -332,6 +354,8 @@ impl Store for MemoryStore {
         let expiry_seq = self.next_sequence();
         let id = Arc::new(request.id.clone());
         shard.by_expiry.insert((expires_at, expiry_seq), id.clone());
+        self.earliest_expiry
+            .fetch_min(expires_at, Ordering::Relaxed);
         shard.records.insert(
             id.clone(),
             Box::new(Entry {
@@ -445,12 +469,7 @@ impl Store for MemoryStore {
     }
 
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        let now = unix_millis(now);
-        let mut purged = 0;
-        for index in 0..self.shards.len() {
-            let mut shard = self.lock(index);
-            purged += self.purge_shard(&mut shard, now);
-        }
+        let purged = self.purge_all(unix_millis(now));
         if purged > 0 {
             self.report_size();
         }
@@ -488,6 +507,7 @@ impl MemoryStore {
                 if let Some(id) = shard.by_expiry.remove(&old_key) {
                     shard.by_expiry.insert(new_key, id);
                 }
+                self.earliest_expiry.fetch_min(new_key.0, Ordering::Relaxed);
                 Some(ReserveOutcome::Reserved { took_over: true })
             }
             _ => Some(ReserveOutcome::Existing(entry.view())),
@@ -598,6 +618,57 @@ mod tests {
             .unwrap()
             .is_some());
         assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_evicts_expired_records_in_any_shard_before_live_ones() {
+        // Many shards, so that the expired records sit in shards other than the one
+        // the eviction cursor visits first. The short-lived records complete *after*
+        // the long-lived ones, so eviction by completion order alone would drop
+        // long-lived records first: only the purge of expired records keeps them.
+        let store = MemoryStore::new(MemoryStoreConfig {
+            shards: 16,
+            max_records: 40,
+            max_bytes: usize::MAX,
+        });
+        let start = SystemTime::now();
+        let fp = Fingerprint::from_bytes([3; 32]);
+        let insert = |key: String, retention: Duration| {
+            let store = &store;
+            async move {
+                let id = RecordId::new("s", key);
+                let request = ReserveRequest {
+                    retention,
+                    ..reserve_request(&id, &fp, start)
+                };
+                let token = request.token;
+                store.reserve(request).await.unwrap();
+                store.complete(&id, token, &response(10)).await.unwrap();
+            }
+        };
+        for index in 0..20 {
+            insert(format!("long{index}"), Duration::from_secs(3600)).await;
+        }
+        for index in 0..20 {
+            insert(format!("short{index}"), Duration::from_secs(10)).await;
+        }
+        assert_eq!(store.len(), 40);
+        let after = start + Duration::from_secs(11);
+        for index in 0..20 {
+            let id = RecordId::new("s", format!("new{index}"));
+            let request = reserve_request(&id, &fp, after);
+            let token = request.token;
+            store.reserve(request).await.unwrap();
+            store.complete(&id, token, &response(10)).await.unwrap();
+        }
+        for index in 0..20 {
+            let long = RecordId::new("s", format!("long{index}"));
+            assert!(
+                store.lookup(&long, after).await.unwrap().is_some(),
+                "long{index} was evicted while expired records were held"
+            );
+        }
+        assert_eq!(store.len(), 40);
     }
 
     #[tokio::test]
