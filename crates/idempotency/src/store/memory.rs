@@ -12,10 +12,11 @@
 //! reservation fails with [`StoreError::Unavailable`] and the layer answers 503:
 //! refusing is safe, executing unguarded is not.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -51,11 +52,11 @@ impl Default for MemoryStoreConfig {
     }
 }
 
-/// Bookkeeping bytes per record beyond its strings and response: the hash map
-/// slot, two B-tree index entries sharing the id, the entry itself, and the
-/// allocator's own overhead on the record's small allocations. Calibrated against
-/// the process's resident memory, so the cap is a cap on real memory, not on a
-/// count that ignores half of it:
+/// Bookkeeping bytes per record beyond its strings and response: the table slot,
+/// two B-tree index entries (a key and the entry's hash each), the boxed entry, and
+/// the allocator's own overhead on the record's small allocations. Calibrated
+/// against the process's resident memory, so the cap is a cap on real memory, not
+/// on a count that ignores half of it:
 /// - `attestix-bench footprint` (30,000 records): 2,038 bytes per stored UAIT
 ///   response at first, against 1,102 estimated with 192 here; 1,128 matched it;
 /// - a full store at scale (1,000,000 keyed creates, 256 MiB cap, eviction
@@ -67,17 +68,26 @@ impl Default for MemoryStoreConfig {
 ///   1,175 (1,899 plus 5 %) was charged from then on;
 /// - with exact-size stored bodies and boxed map entries, the same run (2026-12-01)
 ///   held 134,528 records in 189.8 MiB of growth: 1,479 bytes per record against
-///   1,995 estimated, 74 % of the cap used.
+///   1,995 estimated, 74 % of the cap used; 733 (1,479 plus 5 %) from then on;
+/// - with the id in one allocation inside the entry and hashes in the indexes
+///   instead of a shared `Arc<RecordId>` (sixth session), the same run held 172,807
+///   records in 228.0 MiB of growth: 1,384 bytes per record against 1,553
+///   estimated.
 ///
-/// 733 charges 1,479 plus 5 % (1,553 per stored UAIT response) for allocator
+/// 633 charges 1,384 plus 5 % (1,453 per stored UAIT response) for allocator
 /// variance, so the estimate still errs high, never low (docs/BENCHMARKS.md,
 /// target 7b).
-const RECORD_OVERHEAD: usize = 733;
+const RECORD_OVERHEAD: usize = 633;
 
 #[derive(Debug)]
 struct Entry {
-    /// The one copy of the id, shared with the map key and both indexes.
-    id: Arc<RecordId>,
+    /// The id's hash, computed once per store call: it picks the shard and the
+    /// table slot, and it is what the indexes hold to find the entry again.
+    hash: u64,
+    /// The scope followed by the key, in one allocation.
+    id: Box<str>,
+    /// Where the scope ends in `id`.
+    scope_len: usize,
     fingerprint: Fingerprint,
     token: FencingToken,
     state: EntryState,
@@ -98,6 +108,11 @@ enum EntryState {
 }
 
 impl Entry {
+    fn is(&self, id: &RecordId) -> bool {
+        let (scope, key) = self.id.split_at(self.scope_len);
+        scope == id.scope && key == id.key
+    }
+
     fn view(&self) -> ExistingRecord {
         ExistingRecord {
             fingerprint: self.fingerprint,
@@ -120,18 +135,36 @@ impl Entry {
 
 #[derive(Default)]
 struct Shard {
-    // One allocation of the id per record, shared by the map and both indexes (three
-    // owned copies cost three pairs of string allocations per reservation).
-    // Entries are boxed so that the table's buckets stay small (16 bytes, not about
+    // A table keyed by the id's hash, computed once per store call by the store's
+    // own (randomly seeded) foldhash: the hash picks the shard and the slot, and the
+    // indexes hold it rather than a copy of the id, so evicting or purging a record
+    // neither hashes nor compares its (by then cold) strings; a sequence number
+    // tells apart entries whose hashes are equal. Each record is then two
+    // allocations (entry, id) plus its response: with the id shared by the map and
+    // both indexes through an `Arc` it was four, and an evicted record's frees, each
+    // touching a cold cache line, were 2 µs of a keyed request on a full store.
+    // Entries are boxed so that the table's buckets stay small (8 bytes, not about
     // 180): the table doubles as the store grows, and each doubling moves and touches
     // every bucket (4 µs of a keyed request's CPU went to the table's growth).
-    // foldhash rather than std's SipHash: a keyed request hashes its (scope, key)
-    // about five times (shard choice, lookups, insert, completion), and SipHash took
-    // 1.7 µs of it. Each table has its own random seed, and keys are scoped by the
-    // authenticated principal, so collisions cannot be planned from outside.
-    records: HashMap<Arc<RecordId>, Box<Entry>, RandomState>,
-    by_expiry: BTreeMap<(i64, u64), Arc<RecordId>>,
-    by_completion: BTreeMap<u64, Arc<RecordId>>,
+    // Keys are scoped by the authenticated principal and the seed is random, so
+    // collisions cannot be planned from outside.
+    records: HashTable<Box<Entry>>,
+    /// (expires_at, expiry_seq) → the entry's hash.
+    by_expiry: BTreeMap<(i64, u64), u64>,
+    /// completion_seq → the entry's hash.
+    by_completion: BTreeMap<u64, u64>,
+}
+
+impl Shard {
+    fn get(&self, hash: u64, id: &RecordId) -> Option<&Entry> {
+        self.records.find(hash, |entry| entry.is(id)).map(|e| &**e)
+    }
+
+    fn get_mut(&mut self, hash: u64, id: &RecordId) -> Option<&mut Entry> {
+        self.records
+            .find_mut(hash, |entry| entry.is(id))
+            .map(|e| &mut **e)
+    }
 }
 
 /// An in-memory [`Store`]: fast, bounded, and lost when the process exits.
@@ -152,6 +185,10 @@ pub struct MemoryStore {
     /// 32 locks per insert, for nothing until a day has passed.
     earliest_expiry: AtomicI64,
     gauges: MemoryStoreGauges,
+    /// Tests set this to give every id the same hash, to check that entries with
+    /// equal hashes are kept apart.
+    #[cfg(test)]
+    same_hash_for_all: bool,
 }
 
 impl Default for MemoryStore {
@@ -187,6 +224,8 @@ impl MemoryStore {
             latest_now: AtomicI64::new(i64::MIN),
             earliest_expiry: AtomicI64::new(i64::MAX),
             gauges: MemoryStoreGauges::default(),
+            #[cfg(test)]
+            same_hash_for_all: false,
         }
     }
 
@@ -205,8 +244,24 @@ impl MemoryStore {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn shard_index(&self, id: &RecordId) -> usize {
-        (self.hasher.hash_one(id) as usize) % self.shards.len()
+    fn hash(&self, id: &RecordId) -> u64 {
+        #[cfg(test)]
+        if self.same_hash_for_all {
+            return 0x5eed_0000_0000_0001;
+        }
+        self.hasher.hash_one(id)
+    }
+
+    fn shard_index(&self, hash: u64) -> usize {
+        // The high half picks the shard: the table takes its slot from the low bits
+        // and its tag from the top seven, so within a shard both still vary.
+        ((hash >> 32) as usize) % self.shards.len()
+    }
+
+    /// The hash of `id` and its shard, locked.
+    fn shard_of(&self, id: &RecordId) -> (u64, MutexGuard<'_, Shard>) {
+        let hash = self.hash(id);
+        (hash, self.lock(self.shard_index(hash)))
     }
 
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
@@ -225,8 +280,14 @@ impl MemoryStore {
         self.gauges.set(self.len(), self.bytes_held());
     }
 
-    fn remove_entry(&self, shard: &mut Shard, id: &RecordId) -> Option<Box<Entry>> {
-        let mut entry = shard.records.remove(id)?;
+    /// Removes the entry with `hash` for which `is_it` holds, and its index entries.
+    fn remove_entry(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        is_it: impl FnMut(&Box<Entry>) -> bool,
+    ) -> Option<Box<Entry>> {
+        let (mut entry, _) = shard.records.find_entry(hash, is_it).ok()?.remove();
         shard
             .by_expiry
             .remove(&(entry.expires_at, entry.expiry_seq));
@@ -245,11 +306,14 @@ impl MemoryStore {
             if expires_at > now {
                 break;
             }
-            let Some((_, id)) = shard.by_expiry.pop_first() else {
+            let Some(((_, expiry_seq), hash)) = shard.by_expiry.pop_first() else {
                 break;
             };
             // The index entry is gone already; remove_entry tolerates that.
-            if self.remove_entry(shard, &id).is_some() {
+            if self
+                .remove_entry(shard, hash, |entry| entry.expiry_seq == expiry_seq)
+                .is_some()
+            {
                 purged += 1;
             }
         }
@@ -301,10 +365,10 @@ impl MemoryStore {
             match shard
                 .by_completion
                 .first_key_value()
-                .map(|(_, id)| id.clone())
+                .map(|(&seq, &hash)| (seq, hash))
             {
-                Some(id) => {
-                    self.remove_entry(&mut shard, &id);
+                Some((seq, hash)) => {
+                    self.remove_entry(&mut shard, hash, |entry| entry.completion_seq == Some(seq));
                     idle_passes = 0;
                 }
                 None => {
@@ -322,8 +386,8 @@ impl MemoryStore {
 }
 
 fn record_bytes(id: &RecordId) -> usize {
-    // The id's strings are held once (an `Arc` shared by the map and the indexes);
-    // RECORD_OVERHEAD covers everything else a record costs beyond its response.
+    // The id's strings are held once, in the entry; RECORD_OVERHEAD covers
+    // everything else a record costs beyond its response.
     RECORD_OVERHEAD + id.scope.len() + id.key.len()
 }
 
@@ -331,11 +395,12 @@ fn record_bytes(id: &RecordId) -> usize {
 impl Store for MemoryStore {
     async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
         let now = unix_millis(request.now);
-        let index = self.shard_index(request.id);
+        let hash = self.hash(request.id);
+        let index = self.shard_index(hash);
         // The common cases (a live record exists, or there is room for a new one)
         // decide under one lock.
         let mut shard = self.lock(index);
-        if let Some(outcome) = self.try_existing(&mut shard, &request, now) {
+        if let Some(outcome) = self.try_existing(&mut shard, hash, &request, now) {
             return Ok(outcome);
         }
         let incoming = record_bytes(request.id);
@@ -346,20 +411,25 @@ impl Store for MemoryStore {
             self.make_room(1, incoming, now)?;
             shard = self.lock(index);
             // Re-check: another request may have reserved the key while room was made.
-            if let Some(outcome) = self.try_existing(&mut shard, &request, now) {
+            if let Some(outcome) = self.try_existing(&mut shard, hash, &request, now) {
                 return Ok(outcome);
             }
         }
         let expires_at = unix_millis(request.expires_at());
         let expiry_seq = self.next_sequence();
-        let id = Arc::new(request.id.clone());
-        shard.by_expiry.insert((expires_at, expiry_seq), id.clone());
+        shard.by_expiry.insert((expires_at, expiry_seq), hash);
         self.earliest_expiry
             .fetch_min(expires_at, Ordering::Relaxed);
-        shard.records.insert(
-            id.clone(),
+        let id = &request.id;
+        let mut joined = String::with_capacity(id.scope.len() + id.key.len());
+        joined.push_str(&id.scope);
+        joined.push_str(&id.key);
+        shard.records.insert_unique(
+            hash,
             Box::new(Entry {
-                id,
+                hash,
+                id: joined.into_boxed_str(),
+                scope_len: id.scope.len(),
                 fingerprint: *request.fingerprint,
                 token: request.token,
                 state: EntryState::InFlight {
@@ -371,6 +441,7 @@ impl Store for MemoryStore {
                 bytes: incoming,
                 waiters: None,
             }),
+            |entry| entry.hash,
         );
         drop(shard);
         self.records.fetch_add(1, Ordering::Relaxed);
@@ -385,9 +456,9 @@ impl Store for MemoryStore {
         token: FencingToken,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let mut shard = self.lock(self.shard_index(id));
+        let (hash, mut shard) = self.shard_of(id);
         let completion_seq = self.next_sequence();
-        let entry = shard.records.get_mut(id).ok_or(StoreError::NotOwner)?;
+        let entry = shard.get_mut(hash, id).ok_or(StoreError::NotOwner)?;
         if entry.token != token || !matches!(entry.state, EntryState::InFlight { .. }) {
             return Err(StoreError::NotOwner);
         }
@@ -396,8 +467,7 @@ impl Store for MemoryStore {
         entry.completion_seq = Some(completion_seq);
         entry.bytes += added;
         entry.wake_waiters();
-        let shared = entry.id.clone();
-        shard.by_completion.insert(completion_seq, shared);
+        shard.by_completion.insert(completion_seq, hash);
         drop(shard);
         self.bytes.fetch_add(added, Ordering::Relaxed);
         // The response may push the store over its byte cap: evict older records.
@@ -412,12 +482,12 @@ impl Store for MemoryStore {
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
-        let mut shard = self.lock(self.shard_index(id));
-        match shard.records.get(id) {
+        let (hash, mut shard) = self.shard_of(id);
+        match shard.get(hash, id) {
             Some(entry)
                 if entry.token == token && matches!(entry.state, EntryState::InFlight { .. }) =>
             {
-                self.remove_entry(&mut shard, id);
+                self.remove_entry(&mut shard, hash, |entry| entry.is(id));
                 drop(shard);
                 self.report_size();
                 Ok(())
@@ -432,18 +502,17 @@ impl Store for MemoryStore {
         now: SystemTime,
     ) -> Result<Option<ExistingRecord>, StoreError> {
         let now = unix_millis(now);
-        let shard = self.lock(self.shard_index(id));
+        let (hash, shard) = self.shard_of(id);
         Ok(shard
-            .records
-            .get(id)
+            .get(hash, id)
             .filter(|entry| entry.expires_at > now)
             .map(|entry| entry.view()))
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
         let notified = {
-            let mut shard = self.lock(self.shard_index(id));
-            let Some(entry) = shard.records.get_mut(id) else {
+            let (hash, mut shard) = self.shard_of(id);
+            let Some(entry) = shard.get_mut(hash, id) else {
                 return Ok(());
             };
             if !matches!(entry.state, EntryState::InFlight { .. }) {
@@ -459,10 +528,9 @@ impl Store for MemoryStore {
 
     fn peek_completed(&self, id: &RecordId, now: SystemTime) -> Option<ExistingRecord> {
         let now = unix_millis(now);
-        let shard = self.lock(self.shard_index(id));
+        let (hash, shard) = self.shard_of(id);
         shard
-            .records
-            .get(id)
+            .get(hash, id)
             .filter(|entry| entry.expires_at > now)
             .filter(|entry| matches!(entry.state, EntryState::Completed(_)))
             .map(|entry| entry.view())
@@ -483,12 +551,16 @@ impl MemoryStore {
     fn try_existing(
         &self,
         shard: &mut Shard,
+        hash: u64,
         request: &ReserveRequest<'_>,
         now: i64,
     ) -> Option<ReserveOutcome> {
-        let entry = shard.records.get_mut(request.id)?;
+        let id = request.id;
+        // The table, not `Shard::get_mut`: the expiry index is updated below while
+        // the entry is still borrowed.
+        let entry = shard.records.find_mut(hash, |entry| entry.is(id))?;
         if entry.expires_at <= now {
-            self.remove_entry(shard, request.id);
+            self.remove_entry(shard, hash, |entry| entry.is(id));
             return None;
         }
         match entry.state {
@@ -532,6 +604,18 @@ mod tests {
             now,
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(3600),
+        }
+    }
+
+    fn reserve_request_with<'a>(
+        id: &'a RecordId,
+        fingerprint: &'a Fingerprint,
+        now: SystemTime,
+        token: FencingToken,
+    ) -> ReserveRequest<'a> {
+        ReserveRequest {
+            token,
+            ..reserve_request(id, fingerprint, now)
         }
     }
 
@@ -669,6 +753,65 @@ mod tests {
             );
         }
         assert_eq!(store.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn records_whose_ids_hash_alike_are_kept_apart() {
+        // Every id hashes alike, and the orders differ on purpose: completion order
+        // is the reverse of insertion order, so the record eviction must pick is not
+        // the first one the table finds for that hash.
+        let mut store = single_shard(5, usize::MAX);
+        store.same_hash_for_all = true;
+        let now = SystemTime::now();
+        let fp = Fingerprint::from_bytes([4; 32]);
+        let id = |key: &str| RecordId::new("s", key);
+        let mut tokens = Vec::new();
+        for key in ["a", "b", "c", "d"] {
+            let token = FencingToken::generate();
+            tokens.push(token);
+            let record = id(key);
+            let request = reserve_request_with(&record, &fp, now, token);
+            store.reserve(request).await.unwrap();
+        }
+        for (key, token) in ["a", "b", "c", "d"].iter().zip(&tokens).rev() {
+            store
+                .complete(&id(key), *token, &response(10))
+                .await
+                .unwrap();
+        }
+        // A release removes its own record, not the first with its hash.
+        let token = FencingToken::generate();
+        let e = id("e");
+        store
+            .reserve(reserve_request_with(&e, &fp, now, token))
+            .await
+            .unwrap();
+        store.release(&id("e"), token).await.unwrap();
+        assert!(store.lookup(&id("e"), now).await.unwrap().is_none());
+        assert_eq!(store.len(), 4);
+        // Full at five: the sixth evicts the oldest completed record, "d".
+        reserve_and_complete(&store, "f", now, 10).await;
+        reserve_and_complete(&store, "g", now, 10).await;
+        assert!(store.lookup(&id("d"), now).await.unwrap().is_none());
+        for key in ["a", "b", "c", "f", "g"] {
+            assert!(
+                store.lookup(&id(key), now).await.unwrap().is_some(),
+                "{key} lost"
+            );
+        }
+        // Expiry purges exactly the expired records.
+        let later = now + Duration::from_secs(1800);
+        let young = id("young");
+        let request = reserve_request(&young, &fp, later);
+        let token = request.token;
+        // Full again: "young" evicts the oldest completed record, "c".
+        store.reserve(request).await.unwrap();
+        store.complete(&young, token, &response(10)).await.unwrap();
+        let after = now + Duration::from_secs(3601);
+        let purged = store.purge_expired(after).await.unwrap();
+        assert_eq!(purged, 4);
+        assert!(store.lookup(&young, after).await.unwrap().is_some());
+        assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]
