@@ -338,6 +338,18 @@ impl MemoryStore {
         purged
     }
 
+    /// Lowers the bound to `expires_at` if it is later, under the lock of the shard
+    /// that holds the record. With one retention for all keys a new record expires
+    /// after every other, so this is almost always a read, not a write to a cache
+    /// line both workers share. A purge that raced past the load has reset the bound
+    /// before and visits this shard after, so the bound stays a lower bound.
+    fn lower_earliest_expiry(&self, expires_at: i64) {
+        if expires_at < self.earliest_expiry.load(Ordering::Relaxed) {
+            self.earliest_expiry
+                .fetch_min(expires_at, Ordering::Relaxed);
+        }
+    }
+
     fn over_budget(&self, incoming_records: usize, incoming_bytes: usize) -> bool {
         self.len() + incoming_records > self.config.max_records
             || self.bytes_held() + incoming_bytes > self.config.max_bytes
@@ -419,8 +431,7 @@ impl Store for MemoryStore {
         let expires_at = unix_millis(request.expires_at());
         let expiry_seq = self.next_sequence();
         shard.by_expiry.insert((expires_at, expiry_seq), hash);
-        self.earliest_expiry
-            .fetch_min(expires_at, Ordering::Relaxed);
+        self.lower_earliest_expiry(expires_at);
         let id = &request.id;
         let mut joined = String::with_capacity(id.scope.len() + id.key.len());
         joined.push_str(&id.scope);
@@ -580,7 +591,7 @@ impl MemoryStore {
                 if let Some(id) = shard.by_expiry.remove(&old_key) {
                     shard.by_expiry.insert(new_key, id);
                 }
-                self.earliest_expiry.fetch_min(new_key.0, Ordering::Relaxed);
+                self.lower_earliest_expiry(new_key.0);
                 Some(ReserveOutcome::Reserved { took_over: true })
             }
             _ => Some(ReserveOutcome::Existing(entry.view())),
