@@ -104,6 +104,7 @@ use idempotency::{
     ReserveRequest, Store, StoreError, StoredResponse,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteLockingMode};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{mpsc, Notify};
 
 use crate::record;
@@ -123,6 +124,8 @@ const MAX_WRITE_ROWS: usize = 64;
 /// [`MAX_RETRY_PAUSE`].
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// The longest a reservation waits for another caller's read of the same key.
+const CHECK_WAIT: Duration = Duration::from_secs(1);
 
 /// Bounds and layout of an [`ExclusiveSqliteStore`].
 #[derive(Debug, Clone)]
@@ -235,6 +238,10 @@ enum Live {
         reserved_at: i64,
         /// The file may hold an expired row of this key, which the write replaces.
         row_in_file: bool,
+        /// The file is being read to decide whether this reservation stands: the key
+        /// may be completed there, so other callers read the file too instead of
+        /// taking this entry for a request in flight.
+        checking: bool,
         /// Created only when somebody waits.
         waiters: Option<Arc<Notify>>,
     },
@@ -659,6 +666,9 @@ enum Claim {
     Answer(ReserveOutcome),
     /// Reserved in memory; the file must be read before it counts.
     Check,
+    /// Another caller is reading the file for this key: read it too, and if the key
+    /// is not completed there, wait for that caller's decision.
+    Peek(OwnedNotified),
 }
 
 #[async_trait]
@@ -670,6 +680,16 @@ impl Store for ExclusiveSqliteStore {
             match self.claim(&request, now, hash)? {
                 Claim::Answer(outcome) => return Ok(outcome),
                 Claim::Check => {}
+                Claim::Peek(decided) => {
+                    if let Some(row) = self.read_row(request.id, hash).await? {
+                        if row.expires_at > now {
+                            return Ok(ReserveOutcome::Existing(row.into_existing()?));
+                        }
+                    }
+                    // Bounded so that a lost wake-up costs a pause, not a hang.
+                    let _ = tokio::time::timeout(CHECK_WAIT, decided).await;
+                    continue;
+                }
             }
             // The key is ours in memory while the file is read, so nothing can write
             // it meanwhile: every write of a key needs its completion, hence its owner.
@@ -700,9 +720,16 @@ impl Store for ExclusiveSqliteStore {
                     return Ok(ReserveOutcome::Existing(row.into_existing()?));
                 }
                 row => {
-                    if let Some(Live::InFlight { row_in_file, .. }) = shard.live.get_mut(request.id)
+                    if let Some(Live::InFlight {
+                        row_in_file,
+                        checking,
+                        waiters,
+                        ..
+                    }) = shard.live.get_mut(request.id)
                     {
                         *row_in_file = row.is_some();
+                        *checking = false;
+                        wake(waiters);
                     }
                     return Ok(ReserveOutcome::Reserved { took_over: false });
                 }
@@ -786,10 +813,12 @@ impl Store for ExclusiveSqliteStore {
         let hash = self.state.key_hash(&id.scope, &id.key);
         {
             let shard = self.state.lock(hash);
-            if let Some(live) = shard.live.get(id) {
-                if live.expires_at() > now_ms {
-                    return Ok(Some(live.view()));
-                }
+            match shard.live.get(id) {
+                // A reservation still reading the file is not yet in flight: the file
+                // decides.
+                Some(Live::InFlight { checking: true, .. }) => {}
+                Some(live) if live.expires_at() > now_ms => return Ok(Some(live.view())),
+                _ => {}
             }
             if !shard.stored.contains(hash) {
                 return Ok(None);
@@ -916,6 +945,19 @@ impl ExclusiveSqliteStore {
         let mut shard = self.state.lock(hash);
         let mut row_in_file = shard.stored.contains(hash);
         match shard.live.get_mut(request.id) {
+            Some(Live::InFlight {
+                checking: true,
+                waiters,
+                ..
+            }) => {
+                // Made under the lock, so the checker's decision right after still
+                // wakes us.
+                let decided = waiters
+                    .get_or_insert_with(|| Arc::new(Notify::new()))
+                    .clone()
+                    .notified_owned();
+                return Ok(Claim::Peek(decided));
+            }
             Some(live) if live.expires_at() <= now => {
                 // Expired: an unwritten record's row is still to come, and will be
                 // replaced.
@@ -956,6 +998,7 @@ impl ExclusiveSqliteStore {
                 expires_at: unix_millis(request.expires_at()),
                 reserved_at: now,
                 row_in_file,
+                checking: row_in_file,
                 waiters: None,
             },
         );

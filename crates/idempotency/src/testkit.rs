@@ -590,6 +590,56 @@ pub async fn concurrent_takeovers_have_exactly_one_winner(store: Arc<dyn Store>)
     assert_eq!(winners, 1, "exactly one concurrent takeover may win");
 }
 
+/// 64 concurrent reservations and lookups of a key completed earlier (and flushed, so
+/// a durable store answers from its file): every one gets the completed record.
+pub async fn a_completed_key_replays_to_every_concurrent_caller(store: Arc<dyn Store>) {
+    let key = id("k-completed-storm");
+    let token = FencingToken::generate();
+    reserve(&*store, &key, fingerprint(21), token, epoch()).await;
+    store
+        .complete(&key, token, &sample_response())
+        .await
+        .expect("complete");
+    store.flush().await.expect("flush");
+    let later = epoch() + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for caller in 0..64 {
+        let store = store.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            if caller % 2 == 0 {
+                match reserve(
+                    &*store,
+                    &key,
+                    fingerprint(21),
+                    FencingToken::generate(),
+                    later,
+                )
+                .await
+                {
+                    ReserveOutcome::Existing(existing) => Some(existing),
+                    ReserveOutcome::Reserved { .. } => None,
+                }
+            } else {
+                store.lookup(&key, later).await.expect("lookup succeeds")
+            }
+        }));
+    }
+    let expected = ExistingRecord {
+        fingerprint: fingerprint(21),
+        state: RecordState::Completed(sample_response()),
+        expires_at: epoch() + RETENTION,
+    };
+    for task in tasks {
+        let answer = task.await.expect("task does not panic");
+        assert_eq!(
+            answer.as_ref(),
+            Some(&expected),
+            "a completed key must answer its record to every caller"
+        );
+    }
+}
+
 /// `wait` returns once the record completes, so a waiter can replay it.
 pub async fn wait_returns_when_the_record_completes(store: Arc<dyn Store>) {
     let key = id("k-wait");
@@ -691,6 +741,7 @@ macro_rules! store_conformance_tests {
             scopes_are_independent,
             concurrent_reservations_have_exactly_one_winner,
             concurrent_takeovers_have_exactly_one_winner,
+            a_completed_key_replays_to_every_concurrent_caller,
             wait_returns_when_the_record_completes,
             peek_reports_only_live_completed_records,
         );
