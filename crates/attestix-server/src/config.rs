@@ -71,6 +71,11 @@ pub struct ServerConfig {
     pub public_metrics: bool,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// The largest response a create may produce. Every keyed response up to this
+    /// size is stored for replay; a create whose document would be larger is refused
+    /// before anything is written (a JSON number such as `1e15` comes back longer
+    /// than it was sent, so a response can outgrow its request).
+    pub max_response_bytes: usize,
     /// Idempotency settings.
     pub idempotency: IdempotencySettings,
     /// How long graceful shutdown waits for in-flight requests.
@@ -88,6 +93,7 @@ impl Default for ServerConfig {
             allow_no_auth: false,
             public_metrics: false,
             max_body_bytes: 1024 * 1024,
+            max_response_bytes: 8 * 1024 * 1024,
             idempotency: IdempotencySettings::default(),
             shutdown_grace: Duration::from_secs(30),
         }

@@ -71,6 +71,13 @@ pub enum ApiError {
     /// Wrong credentials (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The Idempotency-Key made another request's resource within the retention
+    /// (409, or 422 in IETF mode), found through its recovery point.
+    #[error("this Idempotency-Key was already used with a different request (method, path, query or body); use a new key for a new request")]
+    KeyReused {
+        /// The status the idempotency layer answers a reused key with.
+        status: StatusCode,
+    },
     /// The database cannot be reached (503); the cause is logged, not shown.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -99,6 +106,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::KeyReused { status } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +122,11 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::Unauthorized(_) => ("unauthorized", "Authentication required"),
             Self::Forbidden(_) => ("forbidden", "Invalid credentials"),
+            // The idempotency layer's own type, so a client handles both alike.
+            Self::KeyReused { .. } => (
+                "idempotency/key-reused",
+                "Idempotency-Key reused with a different request",
+            ),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::Internal(_) => ("internal-error", "Internal server error"),
         }
@@ -272,5 +285,15 @@ mod tests {
         assert!(!problem.detail.contains("/var/lib"));
         let problem = ApiError::Unavailable("password=hunter2".into()).problem();
         assert!(!problem.detail.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_key_reused_through_a_recovery_point_reads_like_the_layers_own_refusal() {
+        let problem = ApiError::KeyReused {
+            status: StatusCode::CONFLICT,
+        }
+        .problem();
+        assert_eq!(problem.kind, idempotency::ProblemKind::Mismatch.type_uri());
+        assert_eq!(problem.status, 409);
     }
 }

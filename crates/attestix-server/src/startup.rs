@@ -282,7 +282,8 @@ impl Application {
             .with_scope(auth::idempotency_scope)
             .with_retention(settings.retention)
             .with_lease(settings.lease)
-            .with_max_request_body(config.max_body_bytes);
+            .with_max_request_body(config.max_body_bytes)
+            .with_max_response_body(config.max_response_bytes);
         if let Some(wait) = settings.wait {
             layer_config = layer_config.with_in_flight(InFlightBehavior::Wait(wait));
         }
@@ -305,6 +306,12 @@ impl Application {
                 public_metrics: config.public_metrics,
             },
             idempotency_retention: settings.retention,
+            key_reuse_status: if settings.ietf_status_codes {
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                axum::http::StatusCode::CONFLICT
+            },
+            max_response_bytes: config.max_response_bytes,
             metrics: telemetry::prometheus(),
         });
         let router = router(state, layer, config.max_body_bytes);

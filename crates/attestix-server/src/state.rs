@@ -20,6 +20,12 @@ pub struct AppState {
     /// How long idempotency records live: a recovery point older than this
     /// belongs to an expired record and is not recovered.
     pub idempotency_retention: Duration,
+    /// The status of a reused Idempotency-Key (409, or 422 in IETF mode), for the
+    /// reuses a recovery point finds.
+    pub key_reuse_status: axum::http::StatusCode,
+    /// The largest response body the idempotency layer stores: a create whose
+    /// document would be larger is refused before anything is written.
+    pub max_response_bytes: usize,
     /// Derives the ids of resources created under an Idempotency-Key.
     pub recovery_ids: RecoveryIds,
     /// Renders `/metrics`.

@@ -54,6 +54,10 @@ fn credential(owner: &str, n: u64, subject: &str, credential_type: &str) -> NewC
     }
 }
 
+/// The fingerprint of the request every keyed helper below models: its retries
+/// carry the same one.
+const SAME_REQUEST: [u8; 32] = [1; 32];
+
 /// The server's derivation of keyed resources' ids (a fixed signing key).
 fn recovery_ids() -> RecoveryIds {
     RecoveryIds::from_signing_key(&SigningKey::from_seed([42; 32]))
@@ -73,6 +77,7 @@ fn derived(
         scope: scope.to_owned(),
         key: key.to_owned(),
         valid_after_ms: at_ms - DAY_MS,
+        fingerprint: SAME_REQUEST,
     };
     (id, point)
 }
@@ -674,6 +679,48 @@ async fn a_retry_with_the_same_recovery_point_returns_the_original_credential(
     );
 }
 
+async fn another_request_under_a_used_key_is_a_reuse_not_a_recovery(storage: SharedStorage) {
+    let original = keyed_identity("alice|default", "key-1", NOW, 1);
+    storage
+        .insert_identity(&original)
+        .await
+        .expect("insert succeeds");
+    // The same key a minute later with another body: the idempotency record is gone
+    // (a memory store restarted), but the recovery point knows the request.
+    let mut other = keyed_identity("alice|default", "key-1", NOW + 60_000, 2);
+    other.recovery.as_mut().unwrap().fingerprint = [2; 32];
+    assert_eq!(
+        storage
+            .insert_identity(&other)
+            .await
+            .expect("insert answers"),
+        Inserted::KeyReused
+    );
+    let original_credential = keyed_credential("alice|default", "key-1", NOW, 1);
+    storage
+        .insert_credential(&original_credential)
+        .await
+        .expect("insert succeeds");
+    let mut other = keyed_credential("alice|default", "key-1", NOW + 60_000, 2);
+    other.recovery.as_mut().unwrap().fingerprint = [2; 32];
+    assert_eq!(
+        storage
+            .insert_credential(&other)
+            .await
+            .expect("insert answers"),
+        Inserted::KeyReused
+    );
+    // Nothing was written for the other request; the originals are intact.
+    assert_eq!(
+        all_identity_documents(&*storage, "alice").await,
+        vec![original.document]
+    );
+    assert_eq!(
+        all_credential_documents(&*storage, "alice").await,
+        vec![original_credential.document]
+    );
+}
+
 async fn recovery_points_are_distinct_per_scope_key_and_resource(storage: SharedStorage) {
     let inserts = [
         ("alice|default", "key-1"),
@@ -748,6 +795,7 @@ async fn concurrent_inserts_with_one_recovery_point_make_exactly_one_row(storage
         match task.await.expect("the task does not panic") {
             (document, Inserted::Created) => created.push(document),
             (_, Inserted::Recovered(document)) => recovered.push(document),
+            (_, Inserted::KeyReused) => panic!("executions of one request are not a reuse"),
         }
     }
     assert_eq!(created.len(), 1, "exactly one caller creates the identity");
@@ -1008,6 +1056,7 @@ on_both_backends!(
     a_retry_with_the_same_recovery_point_returns_the_original_identity,
     a_retry_just_within_the_retention_returns_the_original,
     a_retry_with_the_same_recovery_point_returns_the_original_credential,
+    another_request_under_a_used_key_is_a_reuse_not_a_recovery,
     recovery_points_are_distinct_per_scope_key_and_resource,
     an_unrelated_row_at_a_derived_id_is_a_duplicate_not_a_recovery,
     concurrent_inserts_with_one_recovery_point_make_exactly_one_row,

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "ATTESTIX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// The largest response a create may produce, in bytes; larger ones are refused
+    /// before anything is written, so every keyed response can be stored for replay.
+    #[arg(long, env = "ATTESTIX_MAX_RESPONSE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_response_bytes: usize,
     /// How long a stored response is replayed (e.g. 2s, 15m, 24h).
     #[arg(long, env = "ATTESTIX_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_ttl: Duration,

@@ -47,6 +47,10 @@ pub struct IdempotencyContext {
     /// `true` when this execution took over the key from a worker whose lease
     /// expired: that worker may have done part of the work already.
     pub took_over: bool,
+    /// The fingerprint of this request. A host keeps it beside its recovery point so
+    /// that a later request with the same key is recovered only when it is the same
+    /// request; another request under that key is a reuse, not a retry.
+    pub fingerprint: Fingerprint,
 }
 
 impl fmt::Debug for IdempotencyContext {
@@ -54,6 +58,7 @@ impl fmt::Debug for IdempotencyContext {
         f.debug_struct("IdempotencyContext")
             .field("record", &self.record)
             .field("took_over", &self.took_over)
+            .field("fingerprint", &self.fingerprint)
             .finish()
     }
 }
@@ -326,6 +331,7 @@ where
                 parts.extensions.insert(IdempotencyContext {
                     record: record.clone(),
                     took_over,
+                    fingerprint,
                 });
                 let request = Request::from_parts(parts, ReqBody::from(body));
                 return execute(&shared, inner, request, &record, token).await;
@@ -405,7 +411,7 @@ where
 /// Runs the handler, then stores or releases. A panic in
 /// the handler releases the key and answers 500.
 async fn execute<S, ReqBody, ResBody>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut inner: S,
     request: Request<ReqBody>,
     record: &RecordId,
@@ -441,7 +447,7 @@ where
 
 /// Decides whether the handler's response is stored, and stores or releases.
 async fn finish<ResBody>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     response: Response<ResBody>,
     record: &RecordId,
     token: FencingToken,
@@ -527,7 +533,7 @@ where
     Response::from_parts(parts, ResBody::from(body))
 }
 
-async fn release(shared: &Shared, record: &RecordId, token: FencingToken, reason: NotStored) {
+async fn release(shared: &Arc<Shared>, record: &RecordId, token: FencingToken, reason: NotStored) {
     shared.metrics.count_not_stored(reason);
     let reason = reason.as_str();
     tracing::Span::current().record("outcome", "not_stored");
@@ -541,9 +547,46 @@ async fn release(shared: &Shared, record: &RecordId, token: FencingToken, reason
             tracing::warn!(key_hash = %record.log_tag(), reason, "lease lost before release; nothing to release");
         }
         Err(error) => {
-            tracing::error!(key_hash = %record.log_tag(), %error, reason, "reservation could not be released; it frees itself when its lease ends");
+            tracing::error!(key_hash = %record.log_tag(), %error, reason, "reservation could not be released; retrying until the store answers or the lease ends");
+            retry_release_in_background(shared.clone(), record.clone(), token);
         }
     }
+}
+
+/// The first pause between attempts to release a reservation the store refused.
+const RELEASE_RETRY_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between those attempts.
+const RELEASE_RETRY_MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// Keeps trying to release a reservation whose release failed (the store was down),
+/// so that the key is free as soon as the store is back rather than when the lease
+/// ends: the failed request told its client to retry, and a key left held would
+/// answer every retry with 409. It gives up when the lease is over, after which the
+/// key can be taken over anyway.
+fn retry_release_in_background(shared: Arc<Shared>, record: RecordId, token: FencingToken) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let give_up_at = Instant::now() + shared.config.lease;
+    runtime.spawn(async move {
+        let mut pause = RELEASE_RETRY_FIRST_PAUSE;
+        loop {
+            tokio::time::sleep(pause).await;
+            if Instant::now() >= give_up_at {
+                tracing::warn!(key_hash = %record.log_tag(), "store still refused the release when the lease ended; the key is free for a takeover now");
+                return;
+            }
+            match shared.store.release(&record, token).await {
+                Ok(()) => {
+                    tracing::info!(key_hash = %record.log_tag(), "reservation released after the store came back");
+                    return;
+                }
+                // Taken over or completed by another owner meanwhile: nothing of ours left.
+                Err(StoreError::NotOwner) => return,
+                Err(_) => pause = (pause * 2).min(RELEASE_RETRY_MAX_PAUSE),
+            }
+        }
+    });
 }
 
 /// Headers that describe one connection or one moment rather than the resource.

@@ -973,3 +973,78 @@ async fn a_client_that_disconnects_while_its_key_is_being_reserved_leaves_no_stu
     );
     assert_eq!(app.executions(), 1);
 }
+
+/// A memory store whose `release` fails while `down` is set: the database behind it
+/// went away between the reservation and the end of the request.
+#[derive(Default)]
+struct ReleaseOutageStore {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for ReleaseOutageStore {
+    async fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReserveOutcome, StoreError> {
+        self.inner.reserve(request).await
+    }
+    async fn complete(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        self.inner.complete(id, token, response).await
+    }
+    async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("connection refused".into()));
+        }
+        self.inner.release(id, token).await
+    }
+    async fn lookup(
+        &self,
+        id: &RecordId,
+        now: SystemTime,
+    ) -> Result<Option<ExistingRecord>, StoreError> {
+        self.inner.lookup(id, now).await
+    }
+    async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+}
+
+#[tokio::test]
+async fn a_release_refused_by_a_store_outage_happens_once_the_store_is_back() {
+    let store = Arc::new(ReleaseOutageStore::default());
+    store.down.store(true, Ordering::SeqCst);
+    let app = TestApp::with_store(store.clone(), Arc::new(MemoryStore::default()), |c| {
+        c.with_lease(Duration::from_secs(60))
+    });
+    // The handler answers 422, which is not stored, and the release fails.
+    let first = app.send(keyed("POST", "/fails", "k-outage", "{}")).await;
+    assert_eq!(first.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let during = app.send(keyed("POST", "/fails", "k-outage", "{}")).await;
+    assert_eq!(
+        during.status,
+        StatusCode::CONFLICT,
+        "held while the store is down"
+    );
+
+    store.down.store(false, Ordering::SeqCst);
+    // Well inside the 60 s lease: the key is freed by the layer, not by the lease.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let retry = loop {
+        let retry = app.send(keyed("POST", "/fails", "k-outage", "{}")).await;
+        if retry.status != StatusCode::CONFLICT {
+            break retry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key stayed held after the store came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.body, "created on attempt 2");
+    assert_eq!(app.executions(), 2);
+}

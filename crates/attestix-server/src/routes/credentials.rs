@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    created, list_response, new_resource_id, next_resource_id, parse_revoke_body, unix_ms, ApiJson,
-    ApiPath, ApiQuery, JsonText, Paging,
+    check_response_size, created, list_response, new_resource_id, next_resource_id,
+    parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -239,6 +239,7 @@ async fn issue(
         document: serialize(&credential)?,
         recovery,
     };
+    check_response_size(&state, &record.document, "claims", "credential")?;
     fail::fail_point!("credential.before_commit");
     let mut inserted = state.storage.insert_credential(&record).await;
     for n in 1..=MAX_KEY_USES {
@@ -255,7 +256,7 @@ async fn issue(
         inserted = state.storage.insert_credential(&record).await;
     }
     let inserted = inserted?;
-    created(inserted, record.document, "credential.after_commit")
+    created(&state, inserted, record.document, "credential.after_commit")
 }
 
 fn serialize(credential: &VerifiableCredential) -> Result<String, ApiError> {

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    created, list_response, new_resource_id, next_resource_id, parse_revoke_body, unix_ms, ApiJson,
-    ApiPath, ApiQuery, JsonText, Paging,
+    check_response_size, created, list_response, new_resource_id, next_resource_id,
+    parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -156,6 +156,7 @@ pub async fn create_identity(
         recovery,
     };
     // Tests park a request here to kill the process while it holds a reservation.
+    check_response_size(&state, &record.document, "body", "identity")?;
     fail::fail_point!("identity.before_commit");
     let mut inserted = state.storage.insert_identity(&record).await;
     for n in 1..=MAX_KEY_USES {
@@ -173,7 +174,7 @@ pub async fn create_identity(
         inserted = state.storage.insert_identity(&record).await;
     }
     let inserted = inserted?;
-    created(inserted, record.document, "identity.after_commit")
+    created(&state, inserted, record.document, "identity.after_commit")
 }
 
 fn serialize(uait: &Uait) -> Result<String, ApiError> {

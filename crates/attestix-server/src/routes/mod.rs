@@ -85,6 +85,9 @@ pub struct JsonText {
     status: StatusCode,
     body: String,
     next_cursor: Option<String>,
+    /// Marked with `Idempotency-Replayed: true` (a create answered from its recovery
+    /// point).
+    replayed: bool,
 }
 
 impl JsonText {
@@ -94,6 +97,7 @@ impl JsonText {
             status,
             body,
             next_cursor: None,
+            replayed: false,
         }
     }
 
@@ -122,6 +126,12 @@ impl IntoResponse for JsonText {
             .and_then(|c| HeaderValue::from_str(&c).ok())
         {
             headers.insert(NEXT_CURSOR_HEADER, cursor);
+        }
+        if self.replayed {
+            headers.insert(
+                idempotency::IDEMPOTENCY_REPLAYED,
+                HeaderValue::from_static("true"),
+            );
         }
         response
     }
@@ -191,6 +201,7 @@ pub(crate) fn new_resource_id(
         scope: context.record.scope.clone(),
         key: context.record.key.clone(),
         valid_after_ms: created_at_ms - retention.as_millis() as i64,
+        fingerprint: *context.fingerprint.as_bytes(),
     };
     (id, Some(recovery))
 }
@@ -219,22 +230,30 @@ pub(crate) fn next_resource_id(
 }
 
 /// The 201 answer of a create: the document just stored, or the one its recovery
-/// point found (a retry after a crash between the commit and the stored response).
+/// point found (a retry after a crash between the commit and the stored response),
+/// which is marked as a replay like the idempotency layer's own. A key that made
+/// another request's resource is refused as the layer refuses a reused key.
 ///
 /// `after_commit` names the failpoint between the commit and the idempotency layer
 /// storing the response, where crash tests abort the process: a crash there is what
 /// recovery points exist for.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 pub(crate) fn created(
+    state: &crate::state::AppState,
     inserted: crate::storage::Inserted,
     document: String,
     after_commit: &str,
 ) -> Result<JsonText, ApiError> {
-    let document = match inserted {
-        crate::storage::Inserted::Created => document,
+    let (document, replayed) = match inserted {
+        crate::storage::Inserted::Created => (document, false),
         crate::storage::Inserted::Recovered(existing) => {
             tracing::info!("resource recovered from its recovery point, not created again");
-            existing
+            (existing, true)
+        }
+        crate::storage::Inserted::KeyReused => {
+            return Err(ApiError::KeyReused {
+                status: state.key_reuse_status,
+            })
         }
     };
     fail::fail_point!(after_commit, |action| {
@@ -243,7 +262,32 @@ pub(crate) fn created(
         }
         Err(ApiError::Internal(format!("failpoint {after_commit}")))
     });
-    Ok(JsonText::new(StatusCode::CREATED, document))
+    let mut answer = JsonText::new(StatusCode::CREATED, document);
+    answer.replayed = replayed;
+    Ok(answer)
+}
+
+/// Refuses a document too large for the idempotency layer to store as a response:
+/// checked before anything is written, so that every keyed create the server
+/// accepts can be replayed (a response the layer cannot store would leave its key
+/// unprotected).
+pub(crate) fn check_response_size(
+    state: &crate::state::AppState,
+    document: &str,
+    field: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    if document.len() > state.max_response_bytes {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "the {what} would be {} bytes, over the server's {}-byte response limit (--max-response-bytes); nothing was created",
+                document.len(),
+                state.max_response_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A page of stored documents as a JSON array (the Python API's list shape), with

@@ -121,6 +121,7 @@ pub async fn create_presentation(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let document =
         serde_json::to_string(&presentation).map_err(|e| ApiError::Internal(e.to_string()))?;
+    super::check_response_size(&state, &document, "credential_ids", "presentation")?;
     Ok(JsonText::new(StatusCode::CREATED, document))
 }
 

@@ -34,6 +34,37 @@ pub struct RecoveryPoint {
     /// milliseconds) belong to an idempotency record that has expired: the key was
     /// legitimately reused, so they are not recovered, and a new resource is created.
     pub valid_after_ms: i64,
+    /// The idempotency fingerprint of the request (method, path, query, body): a row
+    /// with this (scope, key) is that request's resource only if it was made by a
+    /// request with the same fingerprint.
+    pub fingerprint: [u8; 32],
+}
+
+/// What a row already holding a recovery point's (scope, key) is to a new insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Made by an earlier execution of this very request: its resource.
+    SameRequest,
+    /// Made under the same key, within the retention, by another request (or by one
+    /// whose fingerprint was not kept): the key is being reused, not retried.
+    OtherRequest,
+    /// Made under an idempotency record that has expired: the key may be used again.
+    Expired,
+}
+
+impl RecoveryPoint {
+    /// Judges a row with this point's (scope, key), created at `created_at_ms`, made
+    /// by a request with `fingerprint` (`None` for rows written before fingerprints
+    /// were kept, which cannot be told apart from another request).
+    pub(crate) fn judge(&self, created_at_ms: i64, fingerprint: Option<&[u8]>) -> Holder {
+        if created_at_ms < self.valid_after_ms {
+            Holder::Expired
+        } else if fingerprint == Some(self.fingerprint.as_slice()) {
+            Holder::SameRequest
+        } else {
+            Holder::OtherRequest
+        }
+    }
 }
 
 /// An identity to insert.
@@ -83,6 +114,9 @@ pub enum Inserted {
     Created,
     /// A resource already existed for the recovery point; its document is returned.
     Recovered(String),
+    /// The recovery point's key made another resource, within the retention, for a
+    /// different request: nothing was inserted, and the request is a key reuse.
+    KeyReused,
 }
 
 /// Filters for listing identities.

@@ -36,8 +36,8 @@ use sqlx::query::Query;
 use sqlx::QueryBuilder;
 
 use super::{
-    ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity, Page,
-    PageRequest, RecoveryPoint, Storage, StorageError,
+    ApiKeyRecord, CredentialFilter, Holder, IdentityFilter, Inserted, NewCredential, NewIdentity,
+    Page, PageRequest, RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a call waits for a pooled connection before failing.
@@ -150,16 +150,24 @@ impl PostgresStorage {
         let sql = row.statements();
         let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
         // The lock keeps the row's recovery point as read until this transaction ends.
-        let existing: Option<(i64, String, i64)> = sqlx::query_as(sql.lock_recovery)
-            .bind(&recovery.scope)
-            .bind(&recovery.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StorageError::database)?;
-        if let Some((seq, document, created_at_ms)) = existing {
-            if created_at_ms >= recovery.valid_after_ms {
-                tx.rollback().await.map_err(StorageError::database)?;
-                return Ok(Some(Inserted::Recovered(document)));
+        let existing: Option<(i64, String, i64, Option<Vec<u8>>)> =
+            sqlx::query_as(sql.lock_recovery)
+                .bind(&recovery.scope)
+                .bind(&recovery.key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StorageError::database)?;
+        if let Some((seq, document, created_at_ms, fingerprint)) = existing {
+            match recovery.judge(created_at_ms, fingerprint.as_deref()) {
+                Holder::SameRequest => {
+                    tx.rollback().await.map_err(StorageError::database)?;
+                    return Ok(Some(Inserted::Recovered(document)));
+                }
+                Holder::OtherRequest => {
+                    tx.rollback().await.map_err(StorageError::database)?;
+                    return Ok(Some(Inserted::KeyReused));
+                }
+                Holder::Expired => {}
             }
             // Made under an idempotency record that has expired: the key was reused.
             sqlx::query(sql.clear_recovery)
@@ -223,30 +231,31 @@ struct TableStatements {
 
 const IDENTITIES: TableStatements = TableStatements {
     table: "identities",
-    lock_recovery: "SELECT seq, document, created_at_ms FROM identities \
+    lock_recovery: "SELECT seq, document, created_at_ms, idempotency_fingerprint FROM identities \
                     WHERE idempotency_scope = $1 AND idempotency_key = $2 FOR UPDATE",
-    clear_recovery: "UPDATE identities SET idempotency_scope = NULL, idempotency_key = NULL \
-                     WHERE seq = $1",
+    clear_recovery: "UPDATE identities SET idempotency_scope = NULL, idempotency_key = NULL, \
+                     idempotency_fingerprint = NULL WHERE seq = $1",
 };
 
 const CREDENTIALS: TableStatements = TableStatements {
     table: "credentials",
-    lock_recovery: "SELECT seq, document, created_at_ms FROM credentials \
+    lock_recovery: "SELECT seq, document, created_at_ms, idempotency_fingerprint FROM credentials \
                     WHERE idempotency_scope = $1 AND idempotency_key = $2 FOR UPDATE",
-    clear_recovery: "UPDATE credentials SET idempotency_scope = NULL, idempotency_key = NULL \
-                     WHERE seq = $1",
+    clear_recovery: "UPDATE credentials SET idempotency_scope = NULL, idempotency_key = NULL, \
+                     idempotency_fingerprint = NULL WHERE seq = $1",
 };
 
 const INSERT_IDENTITY: &str = "\
 INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, expires_at_ms,
-                        document, idempotency_scope, idempotency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                        document, idempotency_scope, idempotency_key, idempotency_fingerprint)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
 
 const INSERT_CREDENTIAL: &str = "\
 INSERT INTO credentials (credential_id, owner, subject_id, credential_type, created_at_ms,
-                         expires_at_ms, document, idempotency_scope, idempotency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         expires_at_ms, document, idempotency_scope, idempotency_key,
+                         idempotency_fingerprint)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
 
 /// A row to insert into one of the resource tables.
@@ -275,6 +284,7 @@ impl<'a> NewRow<'a> {
     fn insert(self) -> Query<'a, Postgres, PgArguments> {
         let scope = self.recovery().map(|point| point.scope.as_str());
         let key = self.recovery().map(|point| point.key.as_str());
+        let fingerprint = self.recovery().map(|point| point.fingerprint.as_slice());
         match self {
             Self::Identity(identity) => sqlx::query(INSERT_IDENTITY)
                 .bind(identity.agent_id.as_str())
@@ -284,7 +294,8 @@ impl<'a> NewRow<'a> {
                 .bind(identity.expires_at_ms)
                 .bind(identity.document.as_str())
                 .bind(scope)
-                .bind(key),
+                .bind(key)
+                .bind(fingerprint),
             Self::Credential(credential) => sqlx::query(INSERT_CREDENTIAL)
                 .bind(credential.credential_id.as_str())
                 .bind(credential.owner.as_str())
@@ -294,7 +305,8 @@ impl<'a> NewRow<'a> {
                 .bind(credential.expires_at_ms)
                 .bind(credential.document.as_str())
                 .bind(scope)
-                .bind(key),
+                .bind(key)
+                .bind(fingerprint),
         }
     }
 }

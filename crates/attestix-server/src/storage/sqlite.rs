@@ -74,8 +74,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder};
 
 use super::{
-    ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity, Page,
-    PageRequest, RecoveryPoint, Storage, StorageError,
+    ApiKeyRecord, CredentialFilter, Holder, IdentityFilter, Inserted, NewCredential, NewIdentity,
+    Page, PageRequest, RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -257,12 +257,13 @@ impl SqliteStorage {
             .map_err(StorageError::database)?;
         if let Some(holder) = holder {
             tx.rollback().await.map_err(StorageError::database)?;
-            if holder.recovers(recovery) {
-                return Ok(Inserted::Recovered(holder.document));
+            match holder.judge(recovery) {
+                Some(Holder::SameRequest) => return Ok(Inserted::Recovered(holder.document)),
+                Some(Holder::OtherRequest) => return Ok(Inserted::KeyReused),
+                // Another resource holds this id: the key's earlier use, older than
+                // the retention, or a collision; the caller tries the key's next id.
+                Some(Holder::Expired) | None => return Err(StorageError::Duplicate),
             }
-            // Another resource holds this id: the key's earlier use, older than the
-            // retention, or a collision; the caller tries the key's next id.
-            return Err(StorageError::Duplicate);
         }
         // Nothing in the way any more (unreachable while identities and credentials are
         // never deleted, but cheap to handle honestly).
@@ -318,14 +319,14 @@ struct TableStatements {
 
 const IDENTITIES: TableStatements = TableStatements {
     table: "identities",
-    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key \
-                  FROM identities WHERE agent_id = ?1",
+    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key, \
+                  idempotency_fingerprint FROM identities WHERE agent_id = ?1",
 };
 
 const CREDENTIALS: TableStatements = TableStatements {
     table: "credentials",
-    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key \
-                  FROM credentials WHERE credential_id = ?1",
+    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key, \
+                  idempotency_fingerprint FROM credentials WHERE credential_id = ?1",
 };
 
 /// The row holding the id a new row wanted.
@@ -335,19 +336,22 @@ struct HolderRow {
     created_at_ms: i64,
     idempotency_scope: Option<String>,
     idempotency_key: Option<String>,
+    idempotency_fingerprint: Option<Vec<u8>>,
 }
 
 impl HolderRow {
-    /// Whether this row was made by an execution of the request `recovery` belongs to.
-    fn recovers(&self, recovery: &RecoveryPoint) -> bool {
-        self.idempotency_scope.as_deref() == Some(recovery.scope.as_str())
-            && self.idempotency_key.as_deref() == Some(recovery.key.as_str())
-            && self.created_at_ms >= recovery.valid_after_ms
+    /// What this row is to an insert with `recovery`; `None` when it was made under
+    /// another (scope, key), or none.
+    fn judge(&self, recovery: &RecoveryPoint) -> Option<Holder> {
+        let same_key = self.idempotency_scope.as_deref() == Some(recovery.scope.as_str())
+            && self.idempotency_key.as_deref() == Some(recovery.key.as_str());
+        same_key
+            .then(|| recovery.judge(self.created_at_ms, self.idempotency_fingerprint.as_deref()))
     }
 }
 
 /// The columns of an identity insert, in the order [`NewRow::bind_values`] binds them.
-const IDENTITY_COLUMNS: [&str; 8] = [
+const IDENTITY_COLUMNS: [&str; 9] = [
     "agent_id",
     "owner",
     "source_protocol",
@@ -356,10 +360,11 @@ const IDENTITY_COLUMNS: [&str; 8] = [
     "document",
     "idempotency_scope",
     "idempotency_key",
+    "idempotency_fingerprint",
 ];
 
 /// The columns of a credential insert, in the order [`NewRow::bind_values`] binds them.
-const CREDENTIAL_COLUMNS: [&str; 9] = [
+const CREDENTIAL_COLUMNS: [&str; 10] = [
     "credential_id",
     "owner",
     "subject_id",
@@ -369,6 +374,7 @@ const CREDENTIAL_COLUMNS: [&str; 9] = [
     "document",
     "idempotency_scope",
     "idempotency_key",
+    "idempotency_fingerprint",
 ];
 
 /// The most rows one insert statement carries (each count has its own cached SQL).
@@ -444,6 +450,7 @@ impl<'a> NewRow<'a> {
         let recovery = self.recovery();
         let scope = recovery.map(|point| point.scope.as_str());
         let key = recovery.map(|point| point.key.as_str());
+        let fingerprint = recovery.map(|point| point.fingerprint.as_slice());
         match self {
             Self::Identity(identity) => query
                 .bind(identity.agent_id.as_str())
@@ -453,7 +460,8 @@ impl<'a> NewRow<'a> {
                 .bind(identity.expires_at_ms)
                 .bind(identity.document.as_str())
                 .bind(scope)
-                .bind(key),
+                .bind(key)
+                .bind(fingerprint),
             Self::Credential(credential) => query
                 .bind(credential.credential_id.as_str())
                 .bind(credential.owner.as_str())
@@ -463,7 +471,8 @@ impl<'a> NewRow<'a> {
                 .bind(credential.expires_at_ms)
                 .bind(credential.document.as_str())
                 .bind(scope)
-                .bind(key),
+                .bind(key)
+                .bind(fingerprint),
         }
     }
 

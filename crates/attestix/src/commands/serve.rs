@@ -15,6 +15,7 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
         allow_no_auth: args.allow_no_auth,
         public_metrics: args.public_metrics,
         max_body_bytes: args.max_body_bytes,
+        max_response_bytes: args.max_response_bytes,
         idempotency: IdempotencySettings {
             enabled: !args.no_idempotency,
             store: match args.idempotency_store {
