@@ -60,14 +60,19 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(|config| config).await
+    }
+
+    /// As [`Server::start`], with settings changed by `configure`.
+    async fn start_with(configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Self {
         count_server_panics();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = ServerConfig {
+        let config = configure(ServerConfig {
             bind: "127.0.0.1:0".parse().expect("a socket address"),
             data_dir: dir.path().to_path_buf(),
             max_body_bytes: BODY_LIMIT,
             ..ServerConfig::default()
-        };
+        });
         let app = Application::build(config).await.expect("the server starts");
         let api_key = app
             .first_admin_key()
@@ -1372,5 +1377,76 @@ async fn slow_and_truncated_senders_neither_block_others_nor_poison_keys() {
     }
     // slow, stalled-body (once), and the three keys above.
     assert_eq!(server.identity_count().await, before + 5);
+    server.stop().await;
+}
+
+/// The request `/health` is asked with.
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Reads until the server closes the connection, failing the test if it has not
+/// within [`EXCHANGE_TIMEOUT`]. Returns what was read before the end.
+async fn closed_by_server(stream: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut received)).await;
+    match read {
+        Ok(Ok(_)) => received,
+        // A reset is the server closing too (it may have unread bytes of ours).
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => received,
+        Ok(Err(error)) => panic!("{what}: reading failed ({error})"),
+        Err(_) => panic!("{what}: still open after {EXCHANGE_TIMEOUT:?}"),
+    }
+}
+
+/// Issue 16: connections that never send a byte (or never finish their head) used
+/// to stay open for ever, until the process ran out of descriptors and stopped
+/// accepting. Now each is closed once the head timeout passes, at most
+/// `max_connections` are served at once, and `/health` answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_stalled_connections_are_closed_and_health_keeps_answering() {
+    const CAP: usize = 8;
+    let server = Server::start_with(|config| ServerConfig {
+        request_head_timeout: Duration::from_secs(1),
+        max_connections: CAP,
+        ..config
+    })
+    .await;
+
+    // Five times the cap of sockets that never send a byte.
+    let mut silent = Vec::new();
+    for _ in 0..5 * CAP {
+        silent.push(TcpStream::connect(server.addr).await.expect("connects"));
+    }
+    // A head that never ends, and a keep-alive connection idle after one answer.
+    let mut partial = TcpStream::connect(server.addr).await.expect("connects");
+    partial
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .expect("writes");
+    let mut kept_alive = TcpStream::connect(server.addr).await.expect("connects");
+    kept_alive.write_all(HEALTH).await.expect("writes");
+    let first = tokio::time::timeout(EXCHANGE_TIMEOUT, read_response(&mut kept_alive))
+        .await
+        .expect("an answer on the kept-alive connection")
+        .expect("a response");
+    assert_eq!(first.status, 200, "{first:?}");
+
+    // While all of them are open, more than the cap, /health is answered (a
+    // connection waits for a free slot, which the timeout frees).
+    let during = exchange(server.addr, HEALTH).await;
+    assert_eq!(during.status, 200, "{during:?}");
+
+    for (index, stream) in silent.iter_mut().enumerate() {
+        let received = closed_by_server(stream, &format!("silent connection {index}")).await;
+        assert!(received.is_empty(), "a silent connection got {received:?}");
+    }
+    closed_by_server(&mut partial, "a connection with an unfinished head").await;
+    let rest = closed_by_server(&mut kept_alive, "an idle kept-alive connection").await;
+    assert!(rest.is_empty(), "nothing more on the kept-alive connection");
+
+    // And after: every slot is free again.
+    for _ in 0..2 * CAP {
+        let after = exchange(server.addr, HEALTH).await;
+        assert_eq!(after.status, 200, "{after:?}");
+    }
     server.stop().await;
 }

@@ -84,6 +84,14 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "ATTESTIX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Close a connection that sends no complete request head this long after it
+    /// is accepted or after its previous response (e.g. 10s).
+    #[arg(long, env = "ATTESTIX_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_head_timeout: Duration,
+    /// The most connections served at once; more wait unaccepted until one closes.
+    /// Keep it below the open-file limit (`ulimit -n`).
+    #[arg(long, env = "ATTESTIX_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// How long a stored response is replayed (e.g. 2s, 15m, 24h).
     #[arg(long, env = "ATTESTIX_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_ttl: Duration,
