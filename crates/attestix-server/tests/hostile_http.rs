@@ -1450,3 +1450,56 @@ async fn silent_and_stalled_connections_are_closed_and_health_keeps_answering() 
     }
     server.stop().await;
 }
+/// The `method` label values of every series in a Prometheus text exposition.
+fn method_labels(exposition: &str) -> std::collections::BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split("method=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 16: every invented method name became a Prometheus label value, before
+/// authentication, so anyone could grow /metrics without bound (20,000 requests made
+/// it 392 MB). Unknown methods now share the label `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_share_one_metrics_label() {
+    let server = Server::start().await;
+    let known: std::collections::BTreeSet<String> = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "other",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let scrape = || async {
+        let metrics = exchange(server.addr, server.get("/metrics", b"")).await;
+        assert_eq!(metrics.status, 200, "{metrics:?}");
+        method_labels(&String::from_utf8_lossy(&metrics.body))
+    };
+    for batch in 0..2 {
+        for n in 0..150 {
+            // Unauthenticated, on a route and off any route: both are counted.
+            let path = if n % 2 == 0 {
+                "/v1/identities"
+            } else {
+                "/nowhere"
+            };
+            let response = exchange(
+                server.addr,
+                format!("INVENTED{batch}X{n} {path} HTTP/1.1\r\nHost: t\r\n\r\n"),
+            )
+            .await;
+            assert_eq!(response.status, 401, "{response:?}");
+        }
+        let methods = scrape().await;
+        assert!(
+            methods.is_subset(&known),
+            "method labels beyond the standard ones and `other`: {:?}",
+            methods.difference(&known).take(5).collect::<Vec<_>>()
+        );
+        assert!(methods.contains("other"), "{methods:?}");
+    }
+    server.stop().await;
+}
