@@ -19,6 +19,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use attestix_server::{Application, ServerConfig};
+use idempotency_sql::pg_test::TestDatabase;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,18 +50,45 @@ fn count_server_panics() {
     });
 }
 
-/// A server on a fresh SQLite data directory and a free port.
+/// Which database a server under test keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A server on a fresh data directory (and, for PostgreSQL, a fresh database) and
+/// a free port.
 struct Server {
     addr: SocketAddr,
     api_key: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
 }
 
 impl Server {
     async fn start() -> Self {
         Self::start_with(|config| config).await
+    }
+
+    /// A server on `backend`, or `None` when that is PostgreSQL and it is
+    /// unreachable outside CI (the test then prints SKIPPED).
+    async fn start_on(backend: Backend) -> Option<Self> {
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create().await?),
+        };
+        let url = database.as_ref().map(|database| database.url().to_owned());
+        let mut server = Self::start_with(|config| ServerConfig {
+            database_url: url,
+            database_pool_size: 4,
+            ..config
+        })
+        .await;
+        server.database = database;
+        Some(server)
     }
 
     /// As [`Server::start`], with settings changed by `configure`.
@@ -89,6 +117,7 @@ impl Server {
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
+            database: None,
         }
     }
 
@@ -132,6 +161,9 @@ impl Server {
             result
                 .expect("the server task did not panic")
                 .expect("the server stops cleanly");
+        }
+        if let Some(database) = self.database.take() {
+            let _ = database.drop_database().await;
         }
     }
 
@@ -1502,4 +1534,162 @@ async fn invented_methods_share_one_metrics_label() {
         assert!(methods.contains("other"), "{methods:?}");
     }
     server.stop().await;
+}
+
+/// Runs `test` on a server on each backend, SQLite then PostgreSQL.
+async fn on_both_backends<F, Fut>(test: F)
+where
+    F: Fn(Server, Backend) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(server) = Server::start_on(backend).await {
+            test(server, backend).await;
+        }
+    }
+}
+
+/// Issue 16: PostgreSQL cannot store or compare a NUL character in text, and
+/// answered every string carrying one (a body field, a path id, a list filter)
+/// with `503 database unavailable` and an ERROR log, while SQLite accepted it.
+/// Both now answer alike, from validation, and never with a 5xx: 422 for a body
+/// field or a list filter, 404 for a path id (no id holds NUL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_is_answered_alike_on_both_backends_and_never_5xx() {
+    on_both_backends(|server, backend| async move {
+        use AnsweredBy::{App, AppSuccess};
+        let s = &server;
+        let created = exchange(s.addr, s.post_json("/v1/identities", b"", IDENTITY)).await;
+        assert_eq!(created.status, 201, "{created:?}");
+        let agent_id = created.json()["agent_id"].as_str().unwrap_or_default().to_owned();
+        let credential = |field: &str| {
+            let mut body = serde_json::json!({
+                "subject_id": agent_id, "credential_type": "T", "issuer_name": "I",
+                "claims": {"role": "r"},
+            });
+            body[field] = Value::from("a\u{0}b");
+            serde_json::to_vec(&body).expect("JSON")
+        };
+        let identity = |field: &str, value: Value| {
+            let mut body = serde_json::json!({"display_name": "Bot", "source_protocol": "api_key"});
+            body[field] = value;
+            serde_json::to_vec(&body).expect("JSON")
+        };
+        let nul = || Value::from("a\u{0}b");
+        let mut cases = vec![];
+        for field in ["source_protocol", "description", "issuer_name", "identity_token"] {
+            cases.push((field, s.post_json("/v1/identities", b"", &identity(field, nul())), 422, App));
+        }
+        cases.extend([
+            (
+                "a capability",
+                s.post_json(
+                    "/v1/identities",
+                    &key_header("nul-capability"),
+                    &identity("capabilities", serde_json::json!(["ok", "a\u{0}b"])),
+                ),
+                422,
+                App,
+            ),
+            ("subject_id", s.post_json("/v1/credentials", b"", &credential("subject_id")), 422, App),
+            (
+                "credential_type",
+                s.post_json("/v1/credentials", b"", &credential("credential_type")),
+                422,
+                App,
+            ),
+            ("issuer_name", s.post_json("/v1/credentials", b"", &credential("issuer_name")), 422, App),
+            (
+                "a presentation's agent_id",
+                s.post_json(
+                    "/v1/presentations",
+                    b"",
+                    br#"{"agent_id":"attestix:\u0000","credential_ids":["urn:uuid:0"]}"#,
+                ),
+                422,
+                App,
+            ),
+            (
+                "a presentation's credential id",
+                s.post_json(
+                    "/v1/presentations",
+                    b"",
+                    format!(r#"{{"agent_id":"{agent_id}","credential_ids":["urn:uuid:\u0000"]}}"#)
+                        .as_bytes(),
+                ),
+                422,
+                App,
+            ),
+            (
+                "a revocation reason",
+                s.request(
+                    "DELETE",
+                    &format!("/v1/identities/{agent_id}"),
+                    b"",
+                    Some("application/json"),
+                    br#"{"reason":"a\u0000b"}"#,
+                ),
+                422,
+                App,
+            ),
+            ("GET an identity", s.get("/v1/identities/attestix:%00", b""), 404, App),
+            ("GET a credential", s.get("/v1/credentials/urn:uuid:%00", b""), 404, App),
+            (
+                "DELETE an identity",
+                s.request("DELETE", "/v1/identities/attestix:%00", b"", None, b""),
+                404,
+                App,
+            ),
+            (
+                "DELETE a credential",
+                s.request("DELETE", "/v1/credentials/a%00b", b"", None, b""),
+                404,
+                App,
+            ),
+            (
+                "verify an identity (unknown ids are 200, exists: false)",
+                s.post_json("/v1/identities/attestix:%00/verify", b"", b"{}"),
+                200,
+                AppSuccess,
+            ),
+            (
+                "verify a credential",
+                s.post_json("/v1/credentials/a%00/verify", b"", b"{}"),
+                200,
+                AppSuccess,
+            ),
+            ("source_protocol filter", s.get("/v1/identities?source_protocol=%00", b""), 422, App),
+            ("agent_id filter", s.get("/v1/credentials?agent_id=a%00", b""), 422, App),
+            ("credential_type filter", s.get("/v1/credentials?credential_type=%00", b""), 422, App),
+            (
+                "a claim's value (kept inside the signed document, escaped)",
+                s.post_json(
+                    "/v1/credentials",
+                    b"",
+                    format!(r#"{{"subject_id":"{agent_id}","credential_type":"T","issuer_name":"I","claims":{{"note":"a\u0000b"}}}}"#)
+                        .as_bytes(),
+                ),
+                201,
+                AppSuccess,
+            ),
+        ]);
+        let mut failures = Vec::new();
+        for (name, request, status, by) in cases {
+            let response = exchange(s.addr, &request).await;
+            let problem_ok = by != App
+                || (response.header("content-type") == Some("application/problem+json")
+                    && serde_json::from_slice::<Value>(&response.body)
+                        .is_ok_and(|problem| problem["status"] == status));
+            if response.status != status || !problem_ok {
+                failures.push(format!("{backend:?}, {name}: expected {status}, got {response:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        // The keyed request that was refused left its key free.
+        let fresh = exchange(s.addr, s.post_json("/v1/identities", &key_header("nul-capability"), IDENTITY)).await;
+        assert_eq!(fresh.status, 201, "{fresh:?}");
+        assert!(fresh.header("idempotency-replayed").is_none());
+        server.stop().await;
+    })
+    .await;
 }

@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    created, list_response, new_resource_id, next_resource_id, parse_revoke_body, unix_ms, ApiJson,
-    ApiPath, ApiQuery, JsonText, Paging,
+    created, list_response, may_be_stored, new_resource_id, next_resource_id, no_errors,
+    parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -149,6 +149,7 @@ fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> 
                 message: format!("{field} must not be empty"),
             });
         }
+        refuse_nul(&mut errors, field, value);
     }
     let claims = Claims::parse(body.claims)
         .map_err(|e| {
@@ -280,6 +281,16 @@ pub async fn list_credentials(
     ApiQuery(query): ApiQuery<ListCredentialsQuery>,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<JsonText, ApiError> {
+    let mut errors = Vec::new();
+    for (field, value) in [
+        ("agent_id", &query.agent_id),
+        ("credential_type", &query.credential_type),
+    ] {
+        if let Some(value) = value {
+            refuse_nul(&mut errors, field, value);
+        }
+    }
+    no_errors(errors)?;
     let filter = CredentialFilter {
         subject_id: query.agent_id,
         credential_type: query.credential_type,
@@ -309,11 +320,15 @@ pub async fn get_credential(
     Extension(caller): Extension<Caller>,
     ApiPath(credential_id): ApiPath<String>,
 ) -> Result<JsonText, ApiError> {
-    match state
-        .storage
-        .get_credential(&caller.scope(), &credential_id)
-        .await?
-    {
+    let found = if may_be_stored(&credential_id) {
+        state
+            .storage
+            .get_credential(&caller.scope(), &credential_id)
+            .await?
+    } else {
+        None
+    };
+    match found {
         Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
         None => Err(ApiError::NotFound {
             kind: "credential",
@@ -327,6 +342,9 @@ pub(crate) async fn load(
     owner: &str,
     credential_id: &str,
 ) -> Result<Option<VerifiableCredential>, ApiError> {
+    if !may_be_stored(credential_id) {
+        return Ok(None);
+    }
     let Some(document) = state.storage.get_credential(owner, credential_id).await? else {
         return Ok(None);
     };

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    created, list_response, new_resource_id, next_resource_id, parse_revoke_body, unix_ms, ApiJson,
-    ApiPath, ApiQuery, JsonText, Paging,
+    created, list_response, may_be_stored, new_resource_id, next_resource_id, no_errors,
+    parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -110,6 +110,17 @@ fn validate(body: CreateIdentityRequest) -> Result<IdentityParams, ApiError> {
             message: "source_protocol must not be empty".into(),
         });
     }
+    for (field, value) in [
+        ("source_protocol", &body.source_protocol),
+        ("identity_token", &body.identity_token),
+        ("description", &body.description),
+        ("issuer_name", &body.issuer_name),
+    ] {
+        refuse_nul(&mut errors, field, value);
+    }
+    for (index, capability) in body.capabilities.iter().flatten().enumerate() {
+        refuse_nul(&mut errors, &format!("capabilities[{index}]"), capability);
+    }
     let (Some(display_name), Some(expiry_days), true) =
         (display_name, expiry_days, errors.is_empty())
     else {
@@ -198,6 +209,11 @@ pub async fn list_identities(
     ApiQuery(query): ApiQuery<ListIdentitiesQuery>,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<JsonText, ApiError> {
+    let mut errors = Vec::new();
+    if let Some(protocol) = &query.source_protocol {
+        refuse_nul(&mut errors, "source_protocol", protocol);
+    }
+    no_errors(errors)?;
     let filter = IdentityFilter {
         source_protocol: query.source_protocol,
         include_revoked: query.include_revoked,
@@ -210,6 +226,9 @@ pub async fn list_identities(
 }
 
 async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
+    if !may_be_stored(agent_id) {
+        return Ok(None);
+    }
     let Some(document) = state
         .storage
         .get_identity(&caller.scope(), agent_id)
@@ -238,11 +257,15 @@ pub async fn get_identity(
     Extension(caller): Extension<Caller>,
     ApiPath(agent_id): ApiPath<String>,
 ) -> Result<JsonText, ApiError> {
-    match state
-        .storage
-        .get_identity(&caller.scope(), &agent_id)
-        .await?
-    {
+    let found = if may_be_stored(&agent_id) {
+        state
+            .storage
+            .get_identity(&caller.scope(), &agent_id)
+            .await?
+    } else {
+        None
+    };
+    match found {
         Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
         None => Err(ApiError::NotFound {
             kind: "identity",
