@@ -1693,3 +1693,74 @@ async fn a_nul_character_is_answered_alike_on_both_backends_and_never_5xx() {
     })
     .await;
 }
+
+/// Issue 16: a second revocation replaced the first one's reason and time, and the
+/// CLI resends a DELETE after a timeout, so the reason a user gave could be lost
+/// to a retry. A second revocation now answers 200 with the revocation already
+/// recorded, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_revocation_keeps_the_first_reason_and_time() {
+    on_both_backends(|server, backend| async move {
+        let s = &server;
+        let revoke = |path: String, reason: &str| {
+            let body = serde_json::to_vec(&serde_json::json!({ "reason": reason })).expect("JSON");
+            exchange(
+                s.addr,
+                s.request("DELETE", &path, b"", Some("application/json"), &body),
+            )
+        };
+
+        let created = exchange(s.addr, s.post_json("/v1/identities", b"", IDENTITY)).await;
+        assert_eq!(created.status, 201, "{backend:?}: {created:?}");
+        let agent_id = created.json()["agent_id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/identities/{agent_id}");
+        let first = revoke(path.clone(), "key leaked").await;
+        assert_eq!(first.status, 200, "{backend:?}: {first:?}");
+        assert_eq!(first.json()["revocation_reason"], "key leaked");
+        // Revocation times have microseconds; a pause makes a rewrite visible.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for reason in ["retried", ""] {
+            let again = revoke(path.clone(), reason).await;
+            assert_eq!(again.status, 200, "{backend:?}: {again:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&again.body),
+                String::from_utf8_lossy(&first.body),
+                "{backend:?}: the revocation changed"
+            );
+        }
+        let stored = exchange(s.addr, s.get(&path, b"")).await;
+        assert_eq!(
+            String::from_utf8_lossy(&stored.body),
+            String::from_utf8_lossy(&first.body),
+            "{backend:?}"
+        );
+
+        let issued = exchange(
+            s.addr,
+            s.post_json(
+                "/v1/credentials",
+                b"",
+                format!(r#"{{"subject_id":"{agent_id}","credential_type":"T","issuer_name":"I","claims":{{}}}}"#)
+                    .as_bytes(),
+            ),
+        )
+        .await;
+        assert_eq!(issued.status, 201, "{backend:?}: {issued:?}");
+        let credential_id = issued.json()["id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/credentials/{credential_id}");
+        let first = revoke(path.clone(), "superseded").await;
+        assert_eq!(first.status, 200, "{backend:?}: {first:?}");
+        assert_eq!(first.json()["reason"], "superseded");
+        let status_after_first = exchange(s.addr, s.get(&path, b"")).await.json()["credentialStatus"].clone();
+        assert_eq!(status_after_first["revocation_reason"], "superseded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let again = revoke(path.clone(), "retried").await;
+        assert_eq!(again.status, 200, "{backend:?}: {again:?}");
+        assert_eq!(again.json()["reason"], "superseded", "{backend:?}: {again:?}");
+        assert_eq!(again.json()["revoked_at"], status_after_first["revoked_at"], "{backend:?}: {again:?}");
+        let status_after_second = exchange(s.addr, s.get(&path, b"")).await.json()["credentialStatus"].clone();
+        assert_eq!(status_after_second, status_after_first, "{backend:?}");
+        server.stop().await;
+    })
+    .await;
+}

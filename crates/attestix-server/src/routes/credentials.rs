@@ -125,15 +125,31 @@ pub struct ExternalVerification {
     pub subject: Option<String>,
 }
 
-/// The result of revoking a credential.
+/// The result of revoking a credential: its revocation as recorded (the first
+/// one, when the credential was already revoked).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CredentialRevoked {
     /// Always true.
     pub revoked: bool,
     /// The credential revoked.
     pub credential_id: String,
-    /// The reason given.
+    /// The reason recorded.
     pub reason: String,
+    /// When it was revoked (RFC 3339, as in `credentialStatus.revoked_at`).
+    #[schema(value_type = String, example = "2026-11-28T06:42:10.099397+00:00")]
+    pub revoked_at: Option<attestix_core::Timestamp>,
+}
+
+impl CredentialRevoked {
+    fn of(credential: &VerifiableCredential) -> Self {
+        let status = &credential.credential_status;
+        Self {
+            revoked: true,
+            credential_id: credential.id.clone(),
+            reason: status.revocation_reason.clone().unwrap_or_default(),
+            revoked_at: status.revoked_at,
+        }
+    }
 }
 
 fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> {
@@ -444,6 +460,9 @@ pub async fn verify_external(
 }
 
 /// Revoke a credential. The body `{"reason": "…"}` is optional.
+///
+/// Revoking a credential already revoked changes nothing: the answer carries the
+/// first revocation's reason and time (a retried DELETE must not rewrite them).
 #[utoipa::path(
     delete,
     path = "/v1/credentials/{credential_id}",
@@ -451,7 +470,7 @@ pub async fn verify_external(
     params(("credential_id" = String, Path, description = "The credential id")),
     request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
     responses(
-        (status = 200, description = "Revoked", body = CredentialRevoked),
+        (status = 200, description = "Revoked; for a credential already revoked, the first revocation's reason and time", body = CredentialRevoked),
         (status = 400, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such credential", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is not a `{reason}` object with a string reason", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -465,28 +484,31 @@ pub async fn revoke_credential(
 ) -> Result<Json<CredentialRevoked>, ApiError> {
     let request = parse_revoke_body(&body)?;
     let owner = caller.scope();
-    let Some(mut credential) = load(&state, &owner, &credential_id).await? else {
-        return Err(ApiError::NotFound {
-            kind: "credential",
-            id: credential_id,
-        });
+    let not_found = || ApiError::NotFound {
+        kind: "credential",
+        id: credential_id.clone(),
     };
-    credential.revoke(request.reason.clone(), OffsetDateTime::now_utc());
+    let Some(mut credential) = load(&state, &owner, &credential_id).await? else {
+        return Err(not_found());
+    };
+    if credential.credential_status.revoked {
+        return Ok(Json(CredentialRevoked::of(&credential)));
+    }
+    credential.revoke(request.reason, OffsetDateTime::now_utc());
     let document =
         serde_json::to_string(&credential).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !state
+    if state
         .storage
-        .update_credential(&owner, &credential_id, &document, true)
+        .revoke_credential(&owner, &credential_id, &document)
         .await?
     {
-        return Err(ApiError::NotFound {
-            kind: "credential",
-            id: credential_id,
-        });
+        return Ok(Json(CredentialRevoked::of(&credential)));
     }
-    Ok(Json(CredentialRevoked {
-        revoked: true,
-        credential_id,
-        reason: request.reason,
-    }))
+    // Revoked by a concurrent request since it was read: that revocation stands.
+    match load(&state, &owner, &credential_id).await? {
+        Some(stored) if stored.credential_status.revoked => {
+            Ok(Json(CredentialRevoked::of(&stored)))
+        }
+        _ => Err(not_found()),
+    }
 }

@@ -225,7 +225,12 @@ pub async fn list_identities(
     Ok(list_response(page))
 }
 
-async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
+/// The identity's stored document and its parsed form, if it exists for `caller`.
+async fn load_stored(
+    state: &AppState,
+    caller: &Caller,
+    agent_id: &str,
+) -> Result<Option<(String, Uait)>, ApiError> {
     if !may_be_stored(agent_id) {
         return Ok(None);
     }
@@ -236,9 +241,16 @@ async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Optio
     else {
         return Ok(None);
     };
-    serde_json::from_str(&document)
-        .map(Some)
-        .map_err(|e| ApiError::Internal(format!("stored identity {agent_id} is unreadable: {e}")))
+    let uait = serde_json::from_str(&document).map_err(|e| {
+        ApiError::Internal(format!("stored identity {agent_id} is unreadable: {e}"))
+    })?;
+    Ok(Some((document, uait)))
+}
+
+async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
+    Ok(load_stored(state, caller, agent_id)
+        .await?
+        .map(|(_, uait)| uait))
 }
 
 /// Get one identity.
@@ -315,6 +327,10 @@ pub async fn verify_identity(
 }
 
 /// Revoke an identity. The body `{"reason": "…"}` is optional.
+///
+/// Revoking an identity already revoked changes nothing: the answer is the
+/// identity as revoked the first time, with that revocation's reason and time
+/// (a retried DELETE must not rewrite them).
 #[utoipa::path(
     delete,
     path = "/v1/identities/{agent_id}",
@@ -322,7 +338,7 @@ pub async fn verify_identity(
     params(("agent_id" = String, Path, description = "The agent id")),
     request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
     responses(
-        (status = 200, description = "The revoked UAIT", body = Object, content_type = "application/json"),
+        (status = 200, description = "The revoked UAIT; for an identity already revoked, unchanged, with the first revocation's reason and time", body = Object, content_type = "application/json"),
         (status = 400, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such identity", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is not a `{reason}` object with a string reason", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -335,23 +351,28 @@ pub async fn revoke_identity(
     body: Bytes,
 ) -> Result<JsonText, ApiError> {
     let request = parse_revoke_body(&body)?;
-    let Some(mut uait) = load(&state, &caller, &agent_id).await? else {
-        return Err(ApiError::NotFound {
-            kind: "identity",
-            id: agent_id,
-        });
+    let not_found = || ApiError::NotFound {
+        kind: "identity",
+        id: agent_id.clone(),
     };
+    let Some((stored, mut uait)) = load_stored(&state, &caller, &agent_id).await? else {
+        return Err(not_found());
+    };
+    if uait.revoked {
+        return Ok(JsonText::new(StatusCode::OK, stored));
+    }
     uait.revoke(request.reason, OffsetDateTime::now_utc());
     let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !state
+    if state
         .storage
-        .update_identity(&caller.scope(), &agent_id, &document, true)
+        .revoke_identity(&caller.scope(), &agent_id, &document)
         .await?
     {
-        return Err(ApiError::NotFound {
-            kind: "identity",
-            id: agent_id,
-        });
+        return Ok(JsonText::new(StatusCode::OK, document));
     }
-    Ok(JsonText::new(StatusCode::OK, document))
+    // Revoked by a concurrent request since it was read: that revocation stands.
+    match load_stored(&state, &caller, &agent_id).await? {
+        Some((stored, uait)) if uait.revoked => Ok(JsonText::new(StatusCode::OK, stored)),
+        _ => Err(not_found()),
+    }
 }
