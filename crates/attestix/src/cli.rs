@@ -124,7 +124,8 @@ pub struct ServeArgs {
 pub enum KeysCommand {
     /// Create an API key for a principal and print it (shown once).
     Create {
-        /// The principal the key authenticates as (a-z, 0-9, '-', '_', '.').
+        /// The principal the key authenticates as (a-z, 0-9, '-', '_', '.'; not
+        /// `default` or `anonymous`, which the server gives callers itself).
         #[arg(long)]
         principal: String,
         /// Where the data lives.

@@ -951,3 +951,51 @@ async fn serve_keeps_its_own_flags_and_completions_are_printed() {
         stdout(&completions)
     );
 }
+
+/// Issue 16: `keys create --principal default` (or `anonymous`) made a key that
+/// silently joined the principal of the legacy `ATTESTIX_API_KEY` (or of every
+/// caller when authentication is off), sharing its identities and idempotency
+/// records. Those names are refused with a clear error, and no key is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_create_refuses_the_built_in_principals() {
+    let data = tempfile::tempdir().expect("a temporary directory can be made");
+    let data_dir = data.path().to_str().expect("a UTF-8 path");
+    for principal in ["default", "anonymous"] {
+        let output = run(attestix().args([
+            "keys",
+            "create",
+            "--principal",
+            principal,
+            "--data-dir",
+            data_dir,
+        ]))
+        .await;
+        assert_exit(&output, 2);
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("`{principal}`")) && message.contains("reserved"),
+            "{message}"
+        );
+        assert!(stdout(&output).is_empty(), "no key is printed");
+    }
+    let listed = run(attestix().args(["keys", "list", "--data-dir", data_dir])).await;
+    assert_exit(&listed, 0);
+    assert!(
+        stdout(&listed).is_empty(),
+        "no key was stored: {}",
+        stdout(&listed)
+    );
+
+    // An ordinary name still works.
+    let output = run(attestix().args([
+        "keys",
+        "create",
+        "--principal",
+        "ci-bot",
+        "--data-dir",
+        data_dir,
+    ]))
+    .await;
+    assert_exit(&output, 0);
+    assert!(stdout(&output).starts_with("atx_"), "{}", stdout(&output));
+}
