@@ -1764,3 +1764,81 @@ async fn a_second_revocation_keeps_the_first_reason_and_time() {
     })
     .await;
 }
+
+/// Issue 16: display names made only of invisible or format characters, or
+/// carrying bidirectional overrides and isolates (which make a name read as
+/// another), were accepted. They are refused with 422, the problem naming
+/// `display_name` and saying whether it is blank or unsafe; names that merely
+/// contain such characters among visible ones, where harmless, still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_and_bidi_spoofing_display_names_are_refused() {
+    let server = Server::start().await;
+    let create = |name: &str| {
+        let body = serde_json::json!({"display_name": name, "source_protocol": "api_key"});
+        exchange(
+            server.addr,
+            server.post_json(
+                "/v1/identities",
+                b"",
+                &serde_json::to_vec(&body).expect("JSON"),
+            ),
+        )
+    };
+    let blank = [
+        "\u{200b}",
+        "\u{3164}",
+        "\u{feff}",
+        "\u{200b}\u{200c}\u{200d}\u{2060}",
+        " \u{115f}\u{1160} ",
+        "\u{ffa0}",
+        "\u{e0041}\u{e0042}\u{e007f}",
+        "\u{e0001}",
+        "\u{2800}",
+        "\u{fe0f}\u{34f}",
+    ];
+    let unsafe_names = [
+        "Report\u{202e}toB",
+        "\u{202a}Bot",
+        "Bot\u{202b}",
+        "Bot\u{202c}",
+        "\u{202d}Bot",
+        "Bot\u{2066}x\u{2069}",
+        "a\u{2067}b",
+        "a\u{2068}b",
+    ];
+    let mut failures = Vec::new();
+    for (names, word) in [
+        (&blank[..], "visible"),
+        (&unsafe_names[..], "bidirectional"),
+    ] {
+        for name in names {
+            let response = create(name).await;
+            let ok = response.status == 422
+                && response.header("content-type") == Some("application/problem+json")
+                && serde_json::from_slice::<Value>(&response.body).is_ok_and(|problem| {
+                    problem["status"] == 422
+                        && problem["errors"][0]["field"] == "display_name"
+                        && problem["errors"][0]["message"]
+                            .as_str()
+                            .is_some_and(|message| message.contains(word))
+                });
+            if !ok {
+                failures.push(format!(
+                    "{name:?}: expected 422 saying {word:?}, got {response:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Joiners inside a visible name are part of ordinary text (emoji sequences,
+    // Persian); so is a flag written with tag characters.
+    for name in [
+        "Family \u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}",
+        "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}",
+        "\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Bot",
+    ] {
+        let response = create(name).await;
+        assert_eq!(response.status, 201, "{name:?}: {response:?}");
+    }
+    server.stop().await;
+}

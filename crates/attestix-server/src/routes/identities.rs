@@ -25,7 +25,8 @@ use crate::storage::{IdentityFilter, NewIdentity, StorageError};
 /// The body of `POST /v1/identities`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateIdentityRequest {
-    /// The agent's name: trimmed, 1 to 500 characters, no control characters but tab.
+    /// The agent's name: trimmed, 1 to 500 characters, no control characters but
+    /// tab, at least one visible character, no bidirectional overrides or isolates.
     #[schema(min_length = 1, max_length = 500, example = "Report Bot")]
     pub display_name: String,
     /// Where the identity comes from (`api_key`, `oauth2`, `did`, …).
