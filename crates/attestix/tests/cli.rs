@@ -325,7 +325,7 @@ async fn a_create_retried_with_the_same_key_returns_the_same_identity_marked_as_
     let human = run(&mut human).await;
     assert_exit(&human, 0);
     assert!(
-        stdout(&human).starts_with("Already created: identity "),
+        stdout(&human).starts_with("Done: stored result for identity "),
         "{}",
         stdout(&human)
     );
@@ -408,6 +408,47 @@ async fn a_dropped_response_is_retried_with_the_same_key_and_creates_exactly_one
     let identities = server.identities().await;
     assert_eq!(identities.len(), 1, "one create, however many sends");
     assert_eq!(identities[0]["agent_id"], json_stdout(&output)["agent_id"]);
+}
+
+/// Issue 16: when the first attempt's answer was lost and the retry replayed it,
+/// the CLI said "Already created … nothing new was created", as if someone else
+/// had done the work, although this very command had. It now says the operation
+/// is done and the stored result was returned, without saying who did it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_replays_its_own_first_attempt_claims_nobody_else_did_it() {
+    let server = TestServer::start().await;
+    let (proxy, dropped) = start_proxy(server.addr(), ProxyMode::DropFirstResponse).await;
+    let output = run(server.attestix_via(&format!("http://{proxy}")).args([
+        "identity",
+        "create",
+        "--name",
+        "Own Retry Bot",
+        "--retries",
+        "3",
+    ]))
+    .await;
+    assert_exit(&output, 0);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the first answer was lost"
+    );
+    let (out, errors) = (stdout(&output), stderr(&output));
+    for claim in ["Already", "already been done", "nothing new was created"] {
+        assert!(
+            !out.contains(claim) && !errors.contains(claim),
+            "{claim:?} claims someone else did it:\n{out}\n{errors}"
+        );
+    }
+    assert!(
+        out.starts_with("Done: stored result for identity "),
+        "{out}"
+    );
+    assert!(
+        errors.contains("the operation is done; the server returned its stored result"),
+        "{errors}"
+    );
+    assert_eq!(server.identities().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
