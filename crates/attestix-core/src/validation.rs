@@ -32,6 +32,20 @@ pub enum ValidationError {
     /// `display_name` contains a control character other than tab.
     #[error("display_name must not contain control characters other than tab (found U+{0:04X})")]
     DisplayNameControlCharacter(u32),
+    /// `display_name` has no visible character: only invisible, formatting or
+    /// filler characters (such as U+200B, U+3164, U+FEFF or tag characters), which
+    /// display as nothing.
+    #[error(
+        "display_name is blank: it must contain a visible character, not only invisible or formatting characters (it starts with U+{0:04X})"
+    )]
+    DisplayNameInvisible(u32),
+    /// `display_name` contains a bidirectional embedding, override or isolate
+    /// (U+202A..=U+202E, U+2066..=U+2069), which makes text display in another
+    /// order than it is stored, so a name can pass for another.
+    #[error(
+        "display_name is unsafe: it must not contain bidirectional embedding, override or isolate characters, which reorder how it displays (found U+{0:04X})"
+    )]
+    DisplayNameBidiControl(u32),
     /// `expiry_days` is outside [`ExpiryDays::MIN`]..=[`ExpiryDays::MAX`].
     #[error("expiry_days must be between 1 and 36500 (got {0})")]
     ExpiryDaysOutOfRange(i64),
@@ -52,7 +66,9 @@ impl ValidationError {
         match self {
             Self::DisplayNameEmpty
             | Self::DisplayNameTooLong(_)
-            | Self::DisplayNameControlCharacter(_) => "display_name",
+            | Self::DisplayNameControlCharacter(_)
+            | Self::DisplayNameInvisible(_)
+            | Self::DisplayNameBidiControl(_) => "display_name",
             Self::ExpiryDaysOutOfRange(_) => "expiry_days",
             Self::ClaimsNotAnObject | Self::ClaimNamedId | Self::ClaimsNotCanonical(_) => "claims",
         }
@@ -70,8 +86,43 @@ pub(crate) fn python_strip(text: &str) -> &str {
     text.trim_matches(is_python_whitespace)
 }
 
+/// Whether `c` displays as nothing: Unicode's Default_Ignorable_Code_Point set
+/// (zero-width and format characters, fillers such as U+3164, variation
+/// selectors, tag characters; Unicode 15.1, DerivedCoreProperties.txt), plus
+/// U+2800 BRAILLE PATTERN BLANK, which renders as a space without being one.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fff8}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
+}
+
+/// Whether `c` is a bidirectional embedding, override or isolate (or their
+/// terminators). The marks U+200E, U+200F and U+061C are not: they change no
+/// order, and right-to-left names need them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// An agent's display name: trimmed, 1 to 500 characters, no control characters except
-/// tab.
+/// tab, at least one visible character, and no bidirectional overrides or isolates.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DisplayName(String);
 
@@ -98,6 +149,19 @@ impl DisplayName {
             return Err(ValidationError::DisplayNameControlCharacter(u32::from(
                 control,
             )));
+        }
+        if let Some(bidi) = trimmed.chars().find(|c| is_bidi_control(*c)) {
+            return Err(ValidationError::DisplayNameBidiControl(u32::from(bidi)));
+        }
+        // Invisible characters between visible ones are ordinary text (emoji
+        // sequences, Persian's zero-width non-joiner); a name of nothing but them
+        // (whitespace aside) displays as nothing, which is blank.
+        if trimmed
+            .chars()
+            .all(|c| is_invisible(c) || is_python_whitespace(c))
+        {
+            let first = trimmed.chars().find(|c| is_invisible(*c)).unwrap_or(' ');
+            return Err(ValidationError::DisplayNameInvisible(u32::from(first)));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -261,6 +325,43 @@ mod tests {
             );
         }
         assert!(DisplayName::parse("a\tb").is_ok());
+    }
+
+    #[test]
+    fn display_name_must_have_a_visible_character() {
+        for (name, first) in [
+            ("\u{200b}", 0x200b),
+            ("\u{3164}", 0x3164),
+            ("\u{feff}", 0xfeff),
+            ("\u{e0041}\u{e007f}", 0xe0041),
+            ("\u{200b} \u{2060}", 0x200b),
+            ("\u{2800}", 0x2800),
+        ] {
+            let error = DisplayName::parse(name).unwrap_err();
+            assert_eq!(
+                error,
+                ValidationError::DisplayNameInvisible(first),
+                "{name:?}"
+            );
+            assert_eq!(error.field(), "display_name");
+            assert!(error.to_string().contains("blank"), "{error}");
+        }
+        // Among visible characters they are ordinary text.
+        for name in ["\u{200b}Bot", "a\u{200d}b", "\u{1f3f4}\u{e0067}\u{e007f}"] {
+            assert!(DisplayName::parse(name).is_ok(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn display_name_rejects_bidirectional_overrides_and_isolates() {
+        for code in (0x202a..=0x202e).chain(0x2066..=0x2069) {
+            let c = char::from_u32(code).expect("a scalar value");
+            let error = DisplayName::parse(&format!("Bot{c}x")).unwrap_err();
+            assert_eq!(error, ValidationError::DisplayNameBidiControl(code));
+            assert!(error.to_string().contains("unsafe"), "{error}");
+        }
+        // The marks change no order and right-to-left names need them.
+        assert!(DisplayName::parse("\u{5d0}\u{200f}Bot").is_ok());
     }
 
     #[test]

@@ -100,12 +100,24 @@ pub enum ApiKeyError {
         "principal names are 1 to 64 characters of a-z, 0-9, '-', '_' and '.'; `{0}` is not one"
     )]
     InvalidPrincipal(String),
+    /// The principal name is one the server gives callers itself; a key for it
+    /// would share that principal's identities and idempotency records.
+    #[error(
+        "the principal `{0}` is reserved: `default` is the principal of ATTESTIX_API_KEY and `anonymous` that of every caller when authentication is off; choose another name"
+    )]
+    ReservedPrincipal(String),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
+/// Principals the server assigns itself, which no stored key may name.
+const RESERVED_PRINCIPALS: [&str; 2] = [LEGACY_PRINCIPAL, ANONYMOUS_PRINCIPAL];
+
 fn validate_principal(principal: &str) -> Result<(), ApiKeyError> {
+    if RESERVED_PRINCIPALS.contains(&principal) {
+        return Err(ApiKeyError::ReservedPrincipal(principal.to_owned()));
+    }
     let valid = (1..=64).contains(&principal.len())
         && principal
             .bytes()
@@ -256,5 +268,16 @@ mod tests {
         assert!(validate_principal("a/b").is_err());
         assert!(validate_principal("").is_err());
         assert!(validate_principal("Upper").is_err());
+    }
+
+    #[test]
+    fn the_built_in_principals_are_reserved() {
+        for reserved in [LEGACY_PRINCIPAL, ANONYMOUS_PRINCIPAL] {
+            assert!(matches!(
+                validate_principal(reserved),
+                Err(ApiKeyError::ReservedPrincipal(name)) if name == reserved
+            ));
+        }
+        assert!(validate_principal("default-2").is_ok());
     }
 }

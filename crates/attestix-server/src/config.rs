@@ -80,6 +80,13 @@ pub struct ServerConfig {
     pub idempotency: IdempotencySettings,
     /// How long graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// A connection that has not sent a complete request head this long after it
+    /// was accepted, or after its previous response, is closed.
+    pub request_head_timeout: Duration,
+    /// The most connections served at once. Further connections wait in the
+    /// listen backlog, unaccepted, until one closes; keep it below the process's
+    /// file-descriptor limit so that accepting never runs out of descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +103,10 @@ impl Default for ServerConfig {
             max_response_bytes: 8 * 1024 * 1024,
             idempotency: IdempotencySettings::default(),
             shutdown_grace: Duration::from_secs(30),
+            request_head_timeout: Duration::from_secs(10),
+            // Half the usual soft descriptor limit (1024): room for the database
+            // pool, the data files and the listener besides the connections.
+            max_connections: 512,
         }
     }
 }

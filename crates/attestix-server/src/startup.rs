@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -20,6 +21,7 @@ use idempotency::{
     CacheConfig, CachedStore, IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore,
     MemoryStoreConfig, MismatchStatus, Store, SystemClock,
 };
+use tokio::sync::Semaphore;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
@@ -43,9 +45,6 @@ use idempotency_sql::{ExclusiveOpenError, ExclusiveSqliteStore, ImportedRecord};
 
 /// The SQLite database file inside the data directory.
 pub const DATABASE_FILE: &str = "attestix.db";
-
-/// How long a client may take to send a request head before the connection closes.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a request body may pause between two chunks before it is abandoned.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,6 +240,8 @@ pub struct Application {
     grace: Duration,
     /// The layer's store, flushed at shutdown (it may write completions behind).
     store: Option<Arc<dyn Store>>,
+    request_head_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Application {
@@ -329,6 +330,8 @@ impl Application {
             purger,
             grace: config.shutdown_grace,
             store: flushed_at_shutdown,
+            request_head_timeout: config.request_head_timeout,
+            max_connections: config.max_connections.max(1),
         })
     }
 
@@ -369,36 +372,67 @@ impl Application {
         connections
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(self.request_head_timeout);
         let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let mut accept_errors = AcceptErrorLog::default();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(error) => {
-                            // Out of descriptors and the like: pause instead of spinning.
-                            tracing::warn!(%error, "accepting a connection failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    tracing::trace!("connection accepted");
-                    let service = TowerToHyperService::new(with_request_id(self.router.clone()));
-                    let connection = connections
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%error, "connection ended with an error");
-                        }
-                    });
-                }
+            // A slot before each accept: beyond the cap, connections wait in the
+            // kernel's backlog instead of taking descriptors the process may not have.
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.context("the connection slots were closed")?,
                 () = &mut shutdown => break,
-            }
+            };
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        if let Some(suppressed) = accept_errors.record(Instant::now()) {
+                            tracing::warn!(%error, suppressed, "accepting a connection failed");
+                        }
+                        // Out of descriptors and the like: pause instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            tracing::trace!("connection accepted");
+            let head_seen = Arc::new(AtomicBool::new(false));
+            let service = MarkRequests {
+                inner: TowerToHyperService::new(with_request_id(self.router.clone())),
+                seen: head_seen.clone(),
+            };
+            let connection = connections
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            let head_timeout = self.request_head_timeout;
+            tokio::spawn(async move {
+                let _slot = slot;
+                let mut connection = std::pin::pin!(connection);
+                // hyper's header timer starts only once the first byte has arrived
+                // (the protocol sniffing before it waits for ever), so a connection
+                // that never sends anything is closed here.
+                let ended = tokio::select! {
+                    biased;
+                    ended = connection.as_mut() => Some(ended),
+                    () = tokio::time::sleep(head_timeout) => None,
+                };
+                let ended = match ended {
+                    Some(ended) => ended,
+                    None if !head_seen.load(Ordering::Acquire) => {
+                        tracing::debug!(timeout = ?head_timeout, "closed a connection that sent no request head in time");
+                        return;
+                    }
+                    None => connection.await,
+                };
+                if let Err(error) = ended {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
         }
         drop(self.listener);
         tracing::info!("shutting down: draining in-flight requests");
@@ -424,6 +458,57 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// A connection's service that notes when its first request head has arrived
+/// (hyper calls the service as soon as a head is parsed).
+#[derive(Clone)]
+struct MarkRequests<S> {
+    inner: S,
+    seen: Arc<AtomicBool>,
+}
+
+impl<S, R> hyper::service::Service<R> for MarkRequests<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.seen.store(true, Ordering::Release);
+        self.inner.call(request)
+    }
+}
+
+/// Rate limit of the accept-failure warning. Failures come in floods (out of
+/// descriptors: every accept fails until a connection closes), and one line per
+/// failure buried everything else in the log.
+#[derive(Debug, Default)]
+struct AcceptErrorLog {
+    last_warning: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrorLog {
+    /// At most one warning per this interval.
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Records a failure at `now`: `Some(n)` when it should be logged, `n` being the
+    /// failures left unlogged since the previous warning; `None` to stay quiet.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        match self.last_warning {
+            Some(last) if now.saturating_duration_since(last) < Self::INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_warning = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
     }
 }
 
@@ -542,4 +627,23 @@ async fn reject_declared_oversize(request: Request, next: Next, limit: usize) ->
             .into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_accept_failures_is_one_warning_a_second_with_a_count() {
+        let mut log = AcceptErrorLog::default();
+        let start = Instant::now();
+        assert_eq!(log.record(start), Some(0));
+        // 20 a second, as in issue 16: the rest of that second is counted, not logged.
+        for n in 1..20 {
+            assert_eq!(log.record(start + Duration::from_millis(50 * n)), None);
+        }
+        assert_eq!(log.record(start + Duration::from_millis(1000)), Some(19));
+        assert_eq!(log.record(start + Duration::from_millis(1100)), None);
+        assert_eq!(log.record(start + Duration::from_millis(5000)), Some(1));
+    }
 }

@@ -19,6 +19,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use attestix_server::{Application, ServerConfig};
+use idempotency_sql::pg_test::TestDatabase;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,25 +50,57 @@ fn count_server_panics() {
     });
 }
 
-/// A server on a fresh SQLite data directory and a free port.
+/// Which database a server under test keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A server on a fresh data directory (and, for PostgreSQL, a fresh database) and
+/// a free port.
 struct Server {
     addr: SocketAddr,
     api_key: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
 }
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(|config| config).await
+    }
+
+    /// A server on `backend`, or `None` when that is PostgreSQL and it is
+    /// unreachable outside CI (the test then prints SKIPPED).
+    async fn start_on(backend: Backend) -> Option<Self> {
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create().await?),
+        };
+        let url = database.as_ref().map(|database| database.url().to_owned());
+        let mut server = Self::start_with(|config| ServerConfig {
+            database_url: url,
+            database_pool_size: 4,
+            ..config
+        })
+        .await;
+        server.database = database;
+        Some(server)
+    }
+
+    /// As [`Server::start`], with settings changed by `configure`.
+    async fn start_with(configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Self {
         count_server_panics();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = ServerConfig {
+        let config = configure(ServerConfig {
             bind: "127.0.0.1:0".parse().expect("a socket address"),
             data_dir: dir.path().to_path_buf(),
             max_body_bytes: BODY_LIMIT,
             ..ServerConfig::default()
-        };
+        });
         let app = Application::build(config).await.expect("the server starts");
         let api_key = app
             .first_admin_key()
@@ -84,6 +117,7 @@ impl Server {
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
+            database: None,
         }
     }
 
@@ -127,6 +161,9 @@ impl Server {
             result
                 .expect("the server task did not panic")
                 .expect("the server stops cleanly");
+        }
+        if let Some(database) = self.database.take() {
+            let _ = database.drop_database().await;
         }
     }
 
@@ -1372,5 +1409,436 @@ async fn slow_and_truncated_senders_neither_block_others_nor_poison_keys() {
     }
     // slow, stalled-body (once), and the three keys above.
     assert_eq!(server.identity_count().await, before + 5);
+    server.stop().await;
+}
+
+/// The request `/health` is asked with.
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Reads until the server closes the connection, failing the test if it has not
+/// within [`EXCHANGE_TIMEOUT`]. Returns what was read before the end.
+async fn closed_by_server(stream: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut received)).await;
+    match read {
+        Ok(Ok(_)) => received,
+        // A reset is the server closing too (it may have unread bytes of ours).
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => received,
+        Ok(Err(error)) => panic!("{what}: reading failed ({error})"),
+        Err(_) => panic!("{what}: still open after {EXCHANGE_TIMEOUT:?}"),
+    }
+}
+
+/// Issue 16: connections that never send a byte (or never finish their head) used
+/// to stay open for ever, until the process ran out of descriptors and stopped
+/// accepting. Now each is closed once the head timeout passes, at most
+/// `max_connections` are served at once, and `/health` answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_stalled_connections_are_closed_and_health_keeps_answering() {
+    const CAP: usize = 8;
+    let server = Server::start_with(|config| ServerConfig {
+        request_head_timeout: Duration::from_secs(1),
+        max_connections: CAP,
+        ..config
+    })
+    .await;
+
+    // Five times the cap of sockets that never send a byte.
+    let mut silent = Vec::new();
+    for _ in 0..5 * CAP {
+        silent.push(TcpStream::connect(server.addr).await.expect("connects"));
+    }
+    // A head that never ends, and a keep-alive connection idle after one answer.
+    let mut partial = TcpStream::connect(server.addr).await.expect("connects");
+    partial
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .expect("writes");
+    let mut kept_alive = TcpStream::connect(server.addr).await.expect("connects");
+    kept_alive.write_all(HEALTH).await.expect("writes");
+    let first = tokio::time::timeout(EXCHANGE_TIMEOUT, read_response(&mut kept_alive))
+        .await
+        .expect("an answer on the kept-alive connection")
+        .expect("a response");
+    assert_eq!(first.status, 200, "{first:?}");
+
+    // While all of them are open, more than the cap, /health is answered (a
+    // connection waits for a free slot, which the timeout frees).
+    let during = exchange(server.addr, HEALTH).await;
+    assert_eq!(during.status, 200, "{during:?}");
+
+    for (index, stream) in silent.iter_mut().enumerate() {
+        let received = closed_by_server(stream, &format!("silent connection {index}")).await;
+        assert!(received.is_empty(), "a silent connection got {received:?}");
+    }
+    closed_by_server(&mut partial, "a connection with an unfinished head").await;
+    let rest = closed_by_server(&mut kept_alive, "an idle kept-alive connection").await;
+    assert!(rest.is_empty(), "nothing more on the kept-alive connection");
+
+    // And after: every slot is free again.
+    for _ in 0..2 * CAP {
+        let after = exchange(server.addr, HEALTH).await;
+        assert_eq!(after.status, 200, "{after:?}");
+    }
+    server.stop().await;
+}
+/// The `method` label values of every series in a Prometheus text exposition.
+fn method_labels(exposition: &str) -> std::collections::BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split("method=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 16: every invented method name became a Prometheus label value, before
+/// authentication, so anyone could grow /metrics without bound (20,000 requests made
+/// it 392 MB). Unknown methods now share the label `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_share_one_metrics_label() {
+    let server = Server::start().await;
+    let known: std::collections::BTreeSet<String> = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "other",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let scrape = || async {
+        let metrics = exchange(server.addr, server.get("/metrics", b"")).await;
+        assert_eq!(metrics.status, 200, "{metrics:?}");
+        method_labels(&String::from_utf8_lossy(&metrics.body))
+    };
+    for batch in 0..2 {
+        for n in 0..150 {
+            // Unauthenticated, on a route and off any route: both are counted.
+            let path = if n % 2 == 0 {
+                "/v1/identities"
+            } else {
+                "/nowhere"
+            };
+            let response = exchange(
+                server.addr,
+                format!("INVENTED{batch}X{n} {path} HTTP/1.1\r\nHost: t\r\n\r\n"),
+            )
+            .await;
+            assert_eq!(response.status, 401, "{response:?}");
+        }
+        let methods = scrape().await;
+        assert!(
+            methods.is_subset(&known),
+            "method labels beyond the standard ones and `other`: {:?}",
+            methods.difference(&known).take(5).collect::<Vec<_>>()
+        );
+        assert!(methods.contains("other"), "{methods:?}");
+    }
+    server.stop().await;
+}
+
+/// Runs `test` on a server on each backend, SQLite then PostgreSQL.
+async fn on_both_backends<F, Fut>(test: F)
+where
+    F: Fn(Server, Backend) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(server) = Server::start_on(backend).await {
+            test(server, backend).await;
+        }
+    }
+}
+
+/// Issue 16: PostgreSQL cannot store or compare a NUL character in text, and
+/// answered every string carrying one (a body field, a path id, a list filter)
+/// with `503 database unavailable` and an ERROR log, while SQLite accepted it.
+/// Both now answer alike, from validation, and never with a 5xx: 422 for a body
+/// field or a list filter, 404 for a path id (no id holds NUL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_is_answered_alike_on_both_backends_and_never_5xx() {
+    on_both_backends(|server, backend| async move {
+        use AnsweredBy::{App, AppSuccess};
+        let s = &server;
+        let created = exchange(s.addr, s.post_json("/v1/identities", b"", IDENTITY)).await;
+        assert_eq!(created.status, 201, "{created:?}");
+        let agent_id = created.json()["agent_id"].as_str().unwrap_or_default().to_owned();
+        let credential = |field: &str| {
+            let mut body = serde_json::json!({
+                "subject_id": agent_id, "credential_type": "T", "issuer_name": "I",
+                "claims": {"role": "r"},
+            });
+            body[field] = Value::from("a\u{0}b");
+            serde_json::to_vec(&body).expect("JSON")
+        };
+        let identity = |field: &str, value: Value| {
+            let mut body = serde_json::json!({"display_name": "Bot", "source_protocol": "api_key"});
+            body[field] = value;
+            serde_json::to_vec(&body).expect("JSON")
+        };
+        let nul = || Value::from("a\u{0}b");
+        let mut cases = vec![];
+        for field in ["source_protocol", "description", "issuer_name", "identity_token"] {
+            cases.push((field, s.post_json("/v1/identities", b"", &identity(field, nul())), 422, App));
+        }
+        cases.extend([
+            (
+                "a capability",
+                s.post_json(
+                    "/v1/identities",
+                    &key_header("nul-capability"),
+                    &identity("capabilities", serde_json::json!(["ok", "a\u{0}b"])),
+                ),
+                422,
+                App,
+            ),
+            ("subject_id", s.post_json("/v1/credentials", b"", &credential("subject_id")), 422, App),
+            (
+                "credential_type",
+                s.post_json("/v1/credentials", b"", &credential("credential_type")),
+                422,
+                App,
+            ),
+            ("issuer_name", s.post_json("/v1/credentials", b"", &credential("issuer_name")), 422, App),
+            (
+                "a presentation's agent_id",
+                s.post_json(
+                    "/v1/presentations",
+                    b"",
+                    br#"{"agent_id":"attestix:\u0000","credential_ids":["urn:uuid:0"]}"#,
+                ),
+                422,
+                App,
+            ),
+            (
+                "a presentation's credential id",
+                s.post_json(
+                    "/v1/presentations",
+                    b"",
+                    format!(r#"{{"agent_id":"{agent_id}","credential_ids":["urn:uuid:\u0000"]}}"#)
+                        .as_bytes(),
+                ),
+                422,
+                App,
+            ),
+            (
+                "a revocation reason",
+                s.request(
+                    "DELETE",
+                    &format!("/v1/identities/{agent_id}"),
+                    b"",
+                    Some("application/json"),
+                    br#"{"reason":"a\u0000b"}"#,
+                ),
+                422,
+                App,
+            ),
+            ("GET an identity", s.get("/v1/identities/attestix:%00", b""), 404, App),
+            ("GET a credential", s.get("/v1/credentials/urn:uuid:%00", b""), 404, App),
+            (
+                "DELETE an identity",
+                s.request("DELETE", "/v1/identities/attestix:%00", b"", None, b""),
+                404,
+                App,
+            ),
+            (
+                "DELETE a credential",
+                s.request("DELETE", "/v1/credentials/a%00b", b"", None, b""),
+                404,
+                App,
+            ),
+            (
+                "verify an identity (unknown ids are 200, exists: false)",
+                s.post_json("/v1/identities/attestix:%00/verify", b"", b"{}"),
+                200,
+                AppSuccess,
+            ),
+            (
+                "verify a credential",
+                s.post_json("/v1/credentials/a%00/verify", b"", b"{}"),
+                200,
+                AppSuccess,
+            ),
+            ("source_protocol filter", s.get("/v1/identities?source_protocol=%00", b""), 422, App),
+            ("agent_id filter", s.get("/v1/credentials?agent_id=a%00", b""), 422, App),
+            ("credential_type filter", s.get("/v1/credentials?credential_type=%00", b""), 422, App),
+            (
+                "a claim's value (kept inside the signed document, escaped)",
+                s.post_json(
+                    "/v1/credentials",
+                    b"",
+                    format!(r#"{{"subject_id":"{agent_id}","credential_type":"T","issuer_name":"I","claims":{{"note":"a\u0000b"}}}}"#)
+                        .as_bytes(),
+                ),
+                201,
+                AppSuccess,
+            ),
+        ]);
+        let mut failures = Vec::new();
+        for (name, request, status, by) in cases {
+            let response = exchange(s.addr, &request).await;
+            let problem_ok = by != App
+                || (response.header("content-type") == Some("application/problem+json")
+                    && serde_json::from_slice::<Value>(&response.body)
+                        .is_ok_and(|problem| problem["status"] == status));
+            if response.status != status || !problem_ok {
+                failures.push(format!("{backend:?}, {name}: expected {status}, got {response:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        // The keyed request that was refused left its key free.
+        let fresh = exchange(s.addr, s.post_json("/v1/identities", &key_header("nul-capability"), IDENTITY)).await;
+        assert_eq!(fresh.status, 201, "{fresh:?}");
+        assert!(fresh.header("idempotency-replayed").is_none());
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Issue 16: a second revocation replaced the first one's reason and time, and the
+/// CLI resends a DELETE after a timeout, so the reason a user gave could be lost
+/// to a retry. A second revocation now answers 200 with the revocation already
+/// recorded, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_revocation_keeps_the_first_reason_and_time() {
+    on_both_backends(|server, backend| async move {
+        let s = &server;
+        let revoke = |path: String, reason: &str| {
+            let body = serde_json::to_vec(&serde_json::json!({ "reason": reason })).expect("JSON");
+            exchange(
+                s.addr,
+                s.request("DELETE", &path, b"", Some("application/json"), &body),
+            )
+        };
+
+        let created = exchange(s.addr, s.post_json("/v1/identities", b"", IDENTITY)).await;
+        assert_eq!(created.status, 201, "{backend:?}: {created:?}");
+        let agent_id = created.json()["agent_id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/identities/{agent_id}");
+        let first = revoke(path.clone(), "key leaked").await;
+        assert_eq!(first.status, 200, "{backend:?}: {first:?}");
+        assert_eq!(first.json()["revocation_reason"], "key leaked");
+        // Revocation times have microseconds; a pause makes a rewrite visible.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for reason in ["retried", ""] {
+            let again = revoke(path.clone(), reason).await;
+            assert_eq!(again.status, 200, "{backend:?}: {again:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&again.body),
+                String::from_utf8_lossy(&first.body),
+                "{backend:?}: the revocation changed"
+            );
+        }
+        let stored = exchange(s.addr, s.get(&path, b"")).await;
+        assert_eq!(
+            String::from_utf8_lossy(&stored.body),
+            String::from_utf8_lossy(&first.body),
+            "{backend:?}"
+        );
+
+        let issued = exchange(
+            s.addr,
+            s.post_json(
+                "/v1/credentials",
+                b"",
+                format!(r#"{{"subject_id":"{agent_id}","credential_type":"T","issuer_name":"I","claims":{{}}}}"#)
+                    .as_bytes(),
+            ),
+        )
+        .await;
+        assert_eq!(issued.status, 201, "{backend:?}: {issued:?}");
+        let credential_id = issued.json()["id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/credentials/{credential_id}");
+        let first = revoke(path.clone(), "superseded").await;
+        assert_eq!(first.status, 200, "{backend:?}: {first:?}");
+        assert_eq!(first.json()["reason"], "superseded");
+        let status_after_first = exchange(s.addr, s.get(&path, b"")).await.json()["credentialStatus"].clone();
+        assert_eq!(status_after_first["revocation_reason"], "superseded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let again = revoke(path.clone(), "retried").await;
+        assert_eq!(again.status, 200, "{backend:?}: {again:?}");
+        assert_eq!(again.json()["reason"], "superseded", "{backend:?}: {again:?}");
+        assert_eq!(again.json()["revoked_at"], status_after_first["revoked_at"], "{backend:?}: {again:?}");
+        let status_after_second = exchange(s.addr, s.get(&path, b"")).await.json()["credentialStatus"].clone();
+        assert_eq!(status_after_second, status_after_first, "{backend:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Issue 16: display names made only of invisible or format characters, or
+/// carrying bidirectional overrides and isolates (which make a name read as
+/// another), were accepted. They are refused with 422, the problem naming
+/// `display_name` and saying whether it is blank or unsafe; names that merely
+/// contain such characters among visible ones, where harmless, still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_and_bidi_spoofing_display_names_are_refused() {
+    let server = Server::start().await;
+    let create = |name: &str| {
+        let body = serde_json::json!({"display_name": name, "source_protocol": "api_key"});
+        exchange(
+            server.addr,
+            server.post_json(
+                "/v1/identities",
+                b"",
+                &serde_json::to_vec(&body).expect("JSON"),
+            ),
+        )
+    };
+    let blank = [
+        "\u{200b}",
+        "\u{3164}",
+        "\u{feff}",
+        "\u{200b}\u{200c}\u{200d}\u{2060}",
+        " \u{115f}\u{1160} ",
+        "\u{ffa0}",
+        "\u{e0041}\u{e0042}\u{e007f}",
+        "\u{e0001}",
+        "\u{2800}",
+        "\u{fe0f}\u{34f}",
+    ];
+    let unsafe_names = [
+        "Report\u{202e}toB",
+        "\u{202a}Bot",
+        "Bot\u{202b}",
+        "Bot\u{202c}",
+        "\u{202d}Bot",
+        "Bot\u{2066}x\u{2069}",
+        "a\u{2067}b",
+        "a\u{2068}b",
+    ];
+    let mut failures = Vec::new();
+    for (names, word) in [
+        (&blank[..], "visible"),
+        (&unsafe_names[..], "bidirectional"),
+    ] {
+        for name in names {
+            let response = create(name).await;
+            let ok = response.status == 422
+                && response.header("content-type") == Some("application/problem+json")
+                && serde_json::from_slice::<Value>(&response.body).is_ok_and(|problem| {
+                    problem["status"] == 422
+                        && problem["errors"][0]["field"] == "display_name"
+                        && problem["errors"][0]["message"]
+                            .as_str()
+                            .is_some_and(|message| message.contains(word))
+                });
+            if !ok {
+                failures.push(format!(
+                    "{name:?}: expected 422 saying {word:?}, got {response:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Joiners inside a visible name are part of ordinary text (emoji sequences,
+    // Persian); so is a flag written with tag characters.
+    for name in [
+        "Family \u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}",
+        "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}",
+        "\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Bot",
+    ] {
+        let response = create(name).await;
+        assert_eq!(response.status, 201, "{name:?}: {response:?}");
+    }
     server.stop().await;
 }

@@ -299,9 +299,9 @@ async fn another_owners_identity_is_invisible_and_cannot_be_updated(storage: Sha
         .documents
         .is_empty());
     assert!(!storage
-        .update_identity("bob", &new.agent_id, "{\"hijacked\":true}", true)
+        .revoke_identity("bob", &new.agent_id, "{\"hijacked\":true}")
         .await
-        .expect("update succeeds"));
+        .expect("revocation succeeds"));
     assert_eq!(
         storage
             .get_identity("alice", &new.agent_id)
@@ -325,13 +325,13 @@ async fn a_revoked_identity_is_listed_only_when_revoked_ones_are_asked_for(stora
 
     let revoked_document = "{\"agent_id\":\"attestix:0000000000000002\",\"revoked\":true}";
     assert!(storage
-        .update_identity("alice", &revoked.agent_id, revoked_document, true)
+        .revoke_identity("alice", &revoked.agent_id, revoked_document)
         .await
-        .expect("update succeeds"));
+        .expect("revocation succeeds"));
     assert!(!storage
-        .update_identity("alice", "attestix:ffffffffffffffff", revoked_document, true)
+        .revoke_identity("alice", "attestix:ffffffffffffffff", revoked_document)
         .await
-        .expect("update succeeds"));
+        .expect("revocation succeeds"));
 
     assert_eq!(
         storage
@@ -423,19 +423,19 @@ async fn a_credential_reads_back_and_is_replaced_by_its_owner_only(storage: Shar
         None
     );
     assert!(!storage
-        .update_credential("bob", &new.credential_id, "{}", true)
+        .revoke_credential("bob", &new.credential_id, "{}")
         .await
-        .expect("update succeeds"));
+        .expect("revocation succeeds"));
     assert!(!storage
-        .update_credential("alice", "urn:uuid:unknown", "{}", true)
+        .revoke_credential("alice", "urn:uuid:unknown", "{}")
         .await
-        .expect("update succeeds"));
+        .expect("revocation succeeds"));
 
     let revoked_document = "{\"credentialStatus\":{\"revoked\":true}}";
     assert!(storage
-        .update_credential("alice", &new.credential_id, revoked_document, true)
+        .revoke_credential("alice", &new.credential_id, revoked_document)
         .await
-        .expect("update succeeds"));
+        .expect("revocation succeeds"));
     assert_eq!(
         storage
             .get_credential("alice", &new.credential_id)
@@ -473,9 +473,9 @@ async fn credentials_page_by_cursor_and_filter_by_subject_type_and_validity(
         let revoked = n % 11 == 4;
         if revoked {
             assert!(storage
-                .update_credential("alice", &mine.credential_id, &mine.document, true)
+                .revoke_credential("alice", &mine.credential_id, &mine.document)
                 .await
-                .expect("update succeeds"));
+                .expect("revocation succeeds"));
         }
         if subject == subjects[0] {
             of_subject_a.push(mine.document.clone());
@@ -1016,6 +1016,71 @@ async fn many_tasks_writing_at_once_all_succeed(storage: SharedStorage) {
     assert_eq!(documents.iter().collect::<HashSet<_>>().len(), 200);
 }
 
+/// Issue 16: a second revocation used to replace the first one's document, losing
+/// its reason and time. Only the first is recorded, also when they race.
+async fn a_revocation_is_recorded_once_and_never_overwritten(storage: SharedStorage) {
+    let identity = identity("alice", 7, "mcp");
+    storage
+        .insert_identity(&identity)
+        .await
+        .expect("insert succeeds");
+    let first = "{\"revoked\":true,\"revocation_reason\":\"first\"}";
+    assert!(storage
+        .revoke_identity("alice", &identity.agent_id, first)
+        .await
+        .expect("revocation succeeds"));
+    assert!(!storage
+        .revoke_identity(
+            "alice",
+            &identity.agent_id,
+            "{\"revocation_reason\":\"second\"}"
+        )
+        .await
+        .expect("revocation succeeds"));
+    assert_eq!(
+        storage
+            .get_identity("alice", &identity.agent_id)
+            .await
+            .expect("get succeeds")
+            .as_deref(),
+        Some(first)
+    );
+
+    let credential = credential("alice", 7, &identity.agent_id, "T");
+    storage
+        .insert_credential(&credential)
+        .await
+        .expect("insert succeeds");
+    let attempts = (0..8).map(|n| {
+        let storage = storage.clone();
+        let id = credential.credential_id.clone();
+        tokio::spawn(async move {
+            let document = format!("{{\"attempt\":{n}}}");
+            let recorded = storage
+                .revoke_credential("alice", &id, &document)
+                .await
+                .expect("revocation succeeds");
+            recorded.then_some(document)
+        })
+    });
+    let mut recorded = Vec::new();
+    for attempt in attempts {
+        recorded.extend(attempt.await.expect("the task finishes"));
+    }
+    assert_eq!(
+        recorded.len(),
+        1,
+        "exactly one revocation is recorded: {recorded:?}"
+    );
+    assert_eq!(
+        storage
+            .get_credential("alice", &credential.credential_id)
+            .await
+            .expect("get succeeds"),
+        recorded.pop()
+    );
+}
+
 async fn a_ping_succeeds(storage: SharedStorage) {
     storage.ping().await.expect("the database answers");
 }
@@ -1065,6 +1130,7 @@ on_both_backends!(
     concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row,
     api_keys_are_found_by_digest_until_revoked,
     many_tasks_writing_at_once_all_succeed,
+    a_revocation_is_recorded_once_and_never_overwritten,
     a_ping_succeeds,
 );
 

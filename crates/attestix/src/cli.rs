@@ -88,6 +88,14 @@ pub struct ServeArgs {
     /// before anything is written, so every keyed response can be stored for replay.
     #[arg(long, env = "ATTESTIX_MAX_RESPONSE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_response_bytes: usize,
+    /// Close a connection that sends no complete request head this long after it
+    /// is accepted or after its previous response (e.g. 10s).
+    #[arg(long, env = "ATTESTIX_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_head_timeout: Duration,
+    /// The most connections served at once; more wait unaccepted until one closes.
+    /// Keep it below the open-file limit (`ulimit -n`).
+    #[arg(long, env = "ATTESTIX_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// How long a stored response is replayed (e.g. 2s, 15m, 24h).
     #[arg(long, env = "ATTESTIX_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_ttl: Duration,
@@ -120,7 +128,8 @@ pub struct ServeArgs {
 pub enum KeysCommand {
     /// Create an API key for a principal and print it (shown once).
     Create {
-        /// The principal the key authenticates as (a-z, 0-9, '-', '_', '.').
+        /// The principal the key authenticates as (a-z, 0-9, '-', '_', '.'; not
+        /// `default` or `anonymous`, which the server gives callers itself).
         #[arg(long)]
         principal: String,
         /// Where the data lives.

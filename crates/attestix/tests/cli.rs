@@ -325,7 +325,7 @@ async fn a_create_retried_with_the_same_key_returns_the_same_identity_marked_as_
     let human = run(&mut human).await;
     assert_exit(&human, 0);
     assert!(
-        stdout(&human).starts_with("Already created: identity "),
+        stdout(&human).starts_with("Done: stored result for identity "),
         "{}",
         stdout(&human)
     );
@@ -408,6 +408,47 @@ async fn a_dropped_response_is_retried_with_the_same_key_and_creates_exactly_one
     let identities = server.identities().await;
     assert_eq!(identities.len(), 1, "one create, however many sends");
     assert_eq!(identities[0]["agent_id"], json_stdout(&output)["agent_id"]);
+}
+
+/// Issue 16: when the first attempt's answer was lost and the retry replayed it,
+/// the CLI said "Already created … nothing new was created", as if someone else
+/// had done the work, although this very command had. It now says the operation
+/// is done and the stored result was returned, without saying who did it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_replays_its_own_first_attempt_claims_nobody_else_did_it() {
+    let server = TestServer::start().await;
+    let (proxy, dropped) = start_proxy(server.addr(), ProxyMode::DropFirstResponse).await;
+    let output = run(server.attestix_via(&format!("http://{proxy}")).args([
+        "identity",
+        "create",
+        "--name",
+        "Own Retry Bot",
+        "--retries",
+        "3",
+    ]))
+    .await;
+    assert_exit(&output, 0);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the first answer was lost"
+    );
+    let (out, errors) = (stdout(&output), stderr(&output));
+    for claim in ["Already", "already been done", "nothing new was created"] {
+        assert!(
+            !out.contains(claim) && !errors.contains(claim),
+            "{claim:?} claims someone else did it:\n{out}\n{errors}"
+        );
+    }
+    assert!(
+        out.starts_with("Done: stored result for identity "),
+        "{out}"
+    );
+    assert!(
+        errors.contains("the operation is done; the server returned its stored result"),
+        "{errors}"
+    );
+    assert_eq!(server.identities().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -950,4 +991,52 @@ async fn serve_keeps_its_own_flags_and_completions_are_printed() {
         "{}",
         stdout(&completions)
     );
+}
+
+/// Issue 16: `keys create --principal default` (or `anonymous`) made a key that
+/// silently joined the principal of the legacy `ATTESTIX_API_KEY` (or of every
+/// caller when authentication is off), sharing its identities and idempotency
+/// records. Those names are refused with a clear error, and no key is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_create_refuses_the_built_in_principals() {
+    let data = tempfile::tempdir().expect("a temporary directory can be made");
+    let data_dir = data.path().to_str().expect("a UTF-8 path");
+    for principal in ["default", "anonymous"] {
+        let output = run(attestix().args([
+            "keys",
+            "create",
+            "--principal",
+            principal,
+            "--data-dir",
+            data_dir,
+        ]))
+        .await;
+        assert_exit(&output, 2);
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("`{principal}`")) && message.contains("reserved"),
+            "{message}"
+        );
+        assert!(stdout(&output).is_empty(), "no key is printed");
+    }
+    let listed = run(attestix().args(["keys", "list", "--data-dir", data_dir])).await;
+    assert_exit(&listed, 0);
+    assert!(
+        stdout(&listed).is_empty(),
+        "no key was stored: {}",
+        stdout(&listed)
+    );
+
+    // An ordinary name still works.
+    let output = run(attestix().args([
+        "keys",
+        "create",
+        "--principal",
+        "ci-bot",
+        "--data-dir",
+        data_dir,
+    ]))
+    .await;
+    assert_exit(&output, 0);
+    assert!(stdout(&output).starts_with("atx_"), "{}", stdout(&output));
 }

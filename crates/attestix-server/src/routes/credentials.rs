@@ -17,8 +17,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    check_response_size, created, list_response, new_resource_id, next_resource_id,
-    parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
+    check_response_size, created, list_response, may_be_stored, new_resource_id, next_resource_id,
+    no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText,
+    Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -125,15 +126,31 @@ pub struct ExternalVerification {
     pub subject: Option<String>,
 }
 
-/// The result of revoking a credential.
+/// The result of revoking a credential: its revocation as recorded (the first
+/// one, when the credential was already revoked).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CredentialRevoked {
     /// Always true.
     pub revoked: bool,
     /// The credential revoked.
     pub credential_id: String,
-    /// The reason given.
+    /// The reason recorded.
     pub reason: String,
+    /// When it was revoked (RFC 3339, as in `credentialStatus.revoked_at`).
+    #[schema(value_type = String, example = "2026-11-28T06:42:10.099397+00:00")]
+    pub revoked_at: Option<attestix_core::Timestamp>,
+}
+
+impl CredentialRevoked {
+    fn of(credential: &VerifiableCredential) -> Self {
+        let status = &credential.credential_status;
+        Self {
+            revoked: true,
+            credential_id: credential.id.clone(),
+            reason: status.revocation_reason.clone().unwrap_or_default(),
+            revoked_at: status.revoked_at,
+        }
+    }
 }
 
 fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> {
@@ -149,6 +166,7 @@ fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> 
                 message: format!("{field} must not be empty"),
             });
         }
+        refuse_nul(&mut errors, field, value);
     }
     let claims = Claims::parse(body.claims)
         .map_err(|e| {
@@ -281,6 +299,16 @@ pub async fn list_credentials(
     ApiQuery(query): ApiQuery<ListCredentialsQuery>,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<JsonText, ApiError> {
+    let mut errors = Vec::new();
+    for (field, value) in [
+        ("agent_id", &query.agent_id),
+        ("credential_type", &query.credential_type),
+    ] {
+        if let Some(value) = value {
+            refuse_nul(&mut errors, field, value);
+        }
+    }
+    no_errors(errors)?;
     let filter = CredentialFilter {
         subject_id: query.agent_id,
         credential_type: query.credential_type,
@@ -310,11 +338,15 @@ pub async fn get_credential(
     Extension(caller): Extension<Caller>,
     ApiPath(credential_id): ApiPath<String>,
 ) -> Result<JsonText, ApiError> {
-    match state
-        .storage
-        .get_credential(&caller.scope(), &credential_id)
-        .await?
-    {
+    let found = if may_be_stored(&credential_id) {
+        state
+            .storage
+            .get_credential(&caller.scope(), &credential_id)
+            .await?
+    } else {
+        None
+    };
+    match found {
         Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
         None => Err(ApiError::NotFound {
             kind: "credential",
@@ -328,6 +360,9 @@ pub(crate) async fn load(
     owner: &str,
     credential_id: &str,
 ) -> Result<Option<VerifiableCredential>, ApiError> {
+    if !may_be_stored(credential_id) {
+        return Ok(None);
+    }
     let Some(document) = state.storage.get_credential(owner, credential_id).await? else {
         return Ok(None);
     };
@@ -427,6 +462,9 @@ pub async fn verify_external(
 }
 
 /// Revoke a credential. The body `{"reason": "…"}` is optional.
+///
+/// Revoking a credential already revoked changes nothing: the answer carries the
+/// first revocation's reason and time (a retried DELETE must not rewrite them).
 #[utoipa::path(
     delete,
     path = "/v1/credentials/{credential_id}",
@@ -434,7 +472,7 @@ pub async fn verify_external(
     params(("credential_id" = String, Path, description = "The credential id")),
     request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
     responses(
-        (status = 200, description = "Revoked", body = CredentialRevoked),
+        (status = 200, description = "Revoked; for a credential already revoked, the first revocation's reason and time", body = CredentialRevoked),
         (status = 400, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such credential", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is not a `{reason}` object with a string reason", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -448,28 +486,31 @@ pub async fn revoke_credential(
 ) -> Result<Json<CredentialRevoked>, ApiError> {
     let request = parse_revoke_body(&body)?;
     let owner = caller.scope();
-    let Some(mut credential) = load(&state, &owner, &credential_id).await? else {
-        return Err(ApiError::NotFound {
-            kind: "credential",
-            id: credential_id,
-        });
+    let not_found = || ApiError::NotFound {
+        kind: "credential",
+        id: credential_id.clone(),
     };
-    credential.revoke(request.reason.clone(), OffsetDateTime::now_utc());
+    let Some(mut credential) = load(&state, &owner, &credential_id).await? else {
+        return Err(not_found());
+    };
+    if credential.credential_status.revoked {
+        return Ok(Json(CredentialRevoked::of(&credential)));
+    }
+    credential.revoke(request.reason, OffsetDateTime::now_utc());
     let document =
         serde_json::to_string(&credential).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !state
+    if state
         .storage
-        .update_credential(&owner, &credential_id, &document, true)
+        .revoke_credential(&owner, &credential_id, &document)
         .await?
     {
-        return Err(ApiError::NotFound {
-            kind: "credential",
-            id: credential_id,
-        });
+        return Ok(Json(CredentialRevoked::of(&credential)));
     }
-    Ok(Json(CredentialRevoked {
-        revoked: true,
-        credential_id,
-        reason: request.reason,
-    }))
+    // Revoked by a concurrent request since it was read: that revocation stands.
+    match load(&state, &owner, &credential_id).await? {
+        Some(stored) if stored.credential_status.revoked => {
+            Ok(Json(CredentialRevoked::of(&stored)))
+        }
+        _ => Err(not_found()),
+    }
 }

@@ -13,8 +13,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    check_response_size, created, list_response, new_resource_id, next_resource_id,
-    parse_revoke_body, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText, Paging,
+    check_response_size, created, list_response, may_be_stored, new_resource_id, next_resource_id,
+    no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText,
+    Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -25,7 +26,8 @@ use crate::storage::{IdentityFilter, NewIdentity, StorageError};
 /// The body of `POST /v1/identities`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateIdentityRequest {
-    /// The agent's name: trimmed, 1 to 500 characters, no control characters but tab.
+    /// The agent's name: trimmed, 1 to 500 characters, no control characters but
+    /// tab, at least one visible character, no bidirectional overrides or isolates.
     #[schema(min_length = 1, max_length = 500, example = "Report Bot")]
     pub display_name: String,
     /// Where the identity comes from (`api_key`, `oauth2`, `did`, …).
@@ -109,6 +111,17 @@ fn validate(body: CreateIdentityRequest) -> Result<IdentityParams, ApiError> {
             field: "source_protocol".into(),
             message: "source_protocol must not be empty".into(),
         });
+    }
+    for (field, value) in [
+        ("source_protocol", &body.source_protocol),
+        ("identity_token", &body.identity_token),
+        ("description", &body.description),
+        ("issuer_name", &body.issuer_name),
+    ] {
+        refuse_nul(&mut errors, field, value);
+    }
+    for (index, capability) in body.capabilities.iter().flatten().enumerate() {
+        refuse_nul(&mut errors, &format!("capabilities[{index}]"), capability);
     }
     let (Some(display_name), Some(expiry_days), true) =
         (display_name, expiry_days, errors.is_empty())
@@ -199,6 +212,11 @@ pub async fn list_identities(
     ApiQuery(query): ApiQuery<ListIdentitiesQuery>,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<JsonText, ApiError> {
+    let mut errors = Vec::new();
+    if let Some(protocol) = &query.source_protocol {
+        refuse_nul(&mut errors, "source_protocol", protocol);
+    }
+    no_errors(errors)?;
     let filter = IdentityFilter {
         source_protocol: query.source_protocol,
         include_revoked: query.include_revoked,
@@ -210,7 +228,15 @@ pub async fn list_identities(
     Ok(list_response(page))
 }
 
-async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
+/// The identity's stored document and its parsed form, if it exists for `caller`.
+async fn load_stored(
+    state: &AppState,
+    caller: &Caller,
+    agent_id: &str,
+) -> Result<Option<(String, Uait)>, ApiError> {
+    if !may_be_stored(agent_id) {
+        return Ok(None);
+    }
     let Some(document) = state
         .storage
         .get_identity(&caller.scope(), agent_id)
@@ -218,9 +244,16 @@ async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Optio
     else {
         return Ok(None);
     };
-    serde_json::from_str(&document)
-        .map(Some)
-        .map_err(|e| ApiError::Internal(format!("stored identity {agent_id} is unreadable: {e}")))
+    let uait = serde_json::from_str(&document).map_err(|e| {
+        ApiError::Internal(format!("stored identity {agent_id} is unreadable: {e}"))
+    })?;
+    Ok(Some((document, uait)))
+}
+
+async fn load(state: &AppState, caller: &Caller, agent_id: &str) -> Result<Option<Uait>, ApiError> {
+    Ok(load_stored(state, caller, agent_id)
+        .await?
+        .map(|(_, uait)| uait))
 }
 
 /// Get one identity.
@@ -239,11 +272,15 @@ pub async fn get_identity(
     Extension(caller): Extension<Caller>,
     ApiPath(agent_id): ApiPath<String>,
 ) -> Result<JsonText, ApiError> {
-    match state
-        .storage
-        .get_identity(&caller.scope(), &agent_id)
-        .await?
-    {
+    let found = if may_be_stored(&agent_id) {
+        state
+            .storage
+            .get_identity(&caller.scope(), &agent_id)
+            .await?
+    } else {
+        None
+    };
+    match found {
         Some(document) => Ok(JsonText::new(StatusCode::OK, document)),
         None => Err(ApiError::NotFound {
             kind: "identity",
@@ -293,6 +330,10 @@ pub async fn verify_identity(
 }
 
 /// Revoke an identity. The body `{"reason": "…"}` is optional.
+///
+/// Revoking an identity already revoked changes nothing: the answer is the
+/// identity as revoked the first time, with that revocation's reason and time
+/// (a retried DELETE must not rewrite them).
 #[utoipa::path(
     delete,
     path = "/v1/identities/{agent_id}",
@@ -300,7 +341,7 @@ pub async fn verify_identity(
     params(("agent_id" = String, Path, description = "The agent id")),
     request_body(content = Option<super::RevokeRequest>, description = "Optional reason"),
     responses(
-        (status = 200, description = "The revoked UAIT", body = Object, content_type = "application/json"),
+        (status = 200, description = "The revoked UAIT; for an identity already revoked, unchanged, with the first revocation's reason and time", body = Object, content_type = "application/json"),
         (status = 400, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such identity", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is not a `{reason}` object with a string reason", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -313,23 +354,28 @@ pub async fn revoke_identity(
     body: Bytes,
 ) -> Result<JsonText, ApiError> {
     let request = parse_revoke_body(&body)?;
-    let Some(mut uait) = load(&state, &caller, &agent_id).await? else {
-        return Err(ApiError::NotFound {
-            kind: "identity",
-            id: agent_id,
-        });
+    let not_found = || ApiError::NotFound {
+        kind: "identity",
+        id: agent_id.clone(),
     };
+    let Some((stored, mut uait)) = load_stored(&state, &caller, &agent_id).await? else {
+        return Err(not_found());
+    };
+    if uait.revoked {
+        return Ok(JsonText::new(StatusCode::OK, stored));
+    }
     uait.revoke(request.reason, OffsetDateTime::now_utc());
     let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !state
+    if state
         .storage
-        .update_identity(&caller.scope(), &agent_id, &document, true)
+        .revoke_identity(&caller.scope(), &agent_id, &document)
         .await?
     {
-        return Err(ApiError::NotFound {
-            kind: "identity",
-            id: agent_id,
-        });
+        return Ok(JsonText::new(StatusCode::OK, document));
     }
-    Ok(JsonText::new(StatusCode::OK, document))
+    // Revoked by a concurrent request since it was read: that revocation stands.
+    match load_stored(&state, &caller, &agent_id).await? {
+        Some((stored, uait)) if uait.revoked => Ok(JsonText::new(StatusCode::OK, stored)),
+        _ => Err(not_found()),
+    }
 }

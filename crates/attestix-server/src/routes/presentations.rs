@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiJson, JsonText};
+use super::{no_errors, refuse_nul, ApiJson, JsonText};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -77,6 +77,18 @@ pub async fn create_presentation(
             "may name at most 100 credentials",
         ));
     }
+    let mut errors = Vec::new();
+    refuse_nul(&mut errors, "agent_id", &body.agent_id);
+    for (index, credential_id) in body.credential_ids.iter().enumerate() {
+        refuse_nul(
+            &mut errors,
+            &format!("credential_ids[{index}]"),
+            credential_id,
+        );
+    }
+    refuse_nul(&mut errors, "audience_did", &body.audience_did);
+    refuse_nul(&mut errors, "challenge", &body.challenge);
+    no_errors(errors)?;
     let owner = caller.scope();
     if state
         .storage

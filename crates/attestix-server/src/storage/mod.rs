@@ -216,13 +216,16 @@ pub trait Storage: Send + Sync + 'static {
         filter: &IdentityFilter,
         page: PageRequest,
     ) -> Result<Page, StorageError>;
-    /// Replaces the document of `owner`'s identity (revocation); `false` if absent.
-    async fn update_identity(
+    /// Stores `document`, the revoked form of `owner`'s identity, and marks it
+    /// revoked, unless it is absent or already revoked: then `false`, and nothing
+    /// changes. The check is in the same statement as the write, so of two
+    /// revocations at once exactly one is recorded, and a revocation's reason and
+    /// time are never overwritten.
+    async fn revoke_identity(
         &self,
         owner: &str,
         agent_id: &str,
         document: &str,
-        revoked: bool,
     ) -> Result<bool, StorageError>;
 
     /// Inserts a credential; recovery points as for identities.
@@ -241,13 +244,13 @@ pub trait Storage: Send + Sync + 'static {
         filter: &CredentialFilter,
         page: PageRequest,
     ) -> Result<Page, StorageError>;
-    /// Replaces the document of `owner`'s credential (revocation); `false` if absent.
-    async fn update_credential(
+    /// Stores `document`, the revoked form of `owner`'s credential, unless it is
+    /// absent or already revoked; as [`Storage::revoke_identity`].
+    async fn revoke_credential(
         &self,
         owner: &str,
         credential_id: &str,
         document: &str,
-        revoked: bool,
     ) -> Result<bool, StorageError>;
 
     /// Stores a new API key.

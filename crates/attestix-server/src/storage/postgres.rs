@@ -396,18 +396,17 @@ impl Storage for PostgresStorage {
         self.list(query, page).await
     }
 
-    async fn update_identity(
+    async fn revoke_identity(
         &self,
         owner: &str,
         agent_id: &str,
         document: &str,
-        revoked: bool,
     ) -> Result<bool, StorageError> {
         let done = sqlx::query(
-            "UPDATE identities SET document = $1, revoked = $2 WHERE agent_id = $3 AND owner = $4",
+            "UPDATE identities SET document = $1, revoked = TRUE \
+             WHERE agent_id = $2 AND owner = $3 AND NOT revoked",
         )
         .bind(document)
-        .bind(revoked)
         .bind(agent_id)
         .bind(owner)
         .execute(&self.pool)
@@ -462,19 +461,17 @@ impl Storage for PostgresStorage {
         self.list(query, page).await
     }
 
-    async fn update_credential(
+    async fn revoke_credential(
         &self,
         owner: &str,
         credential_id: &str,
         document: &str,
-        revoked: bool,
     ) -> Result<bool, StorageError> {
         let done = sqlx::query(
-            "UPDATE credentials SET document = $1, revoked = $2 \
-             WHERE credential_id = $3 AND owner = $4",
+            "UPDATE credentials SET document = $1, revoked = TRUE \
+             WHERE credential_id = $2 AND owner = $3 AND NOT revoked",
         )
         .bind(document)
-        .bind(revoked)
         .bind(credential_id)
         .bind(owner)
         .execute(&self.pool)

@@ -180,9 +180,13 @@ async fn issued_credentials_verify_tampered_ones_do_not_revoked_ones_are_invalid
     )
     .await
     .json();
+    // The Python API's three fields, and the revocation time (issue 16: a second
+    // revocation answers the first one's reason and time).
+    let revoked_at = revoked["revoked_at"].clone();
+    assert!(revoked_at.is_string(), "{revoked}");
     assert_eq!(
         revoked,
-        json!({"revoked": true, "credential_id": id, "reason": "superseded"})
+        json!({"revoked": true, "credential_id": id, "reason": "superseded", "revoked_at": revoked_at})
     );
     let after = Reply::of(
         server

@@ -20,8 +20,9 @@ pub async fn run(args: CredentialArgs) -> anyhow::Result<Outcome> {
             session.print(&response, |credential| {
                 format!(
                     "{} credential {} ({}) about {}\n  issuer:  {}\n  expires: {}",
+                    // As for identities: done, without saying by whom.
                     if response.replayed {
-                        "Already issued:"
+                        "Done: stored result for"
                     } else {
                         "Issued"
                     },

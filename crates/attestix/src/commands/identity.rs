@@ -18,8 +18,10 @@ pub async fn run(args: IdentityArgs) -> anyhow::Result<Outcome> {
             session.print(&response, |uait| {
                 format!(
                     "{} identity {} ({})\n  did:     {}\n  expires: {}",
+                    // A replay may be of this command's own timed-out attempt, so
+                    // it says the work is done, not that someone else did it.
                     if response.replayed {
-                        "Already created:"
+                        "Done: stored result for"
                     } else {
                         "Created"
                     },

@@ -42,7 +42,8 @@ struct ImportLine {
 enum LineResult {
     /// A new identity.
     Created { agent_id: String },
-    /// An identity an earlier run had already created.
+    /// An identity already created (by an earlier run, or by this one's own
+    /// timed-out attempt): its stored result was returned.
     Replayed { agent_id: String },
     /// The server refused the line; the import goes on.
     Failed { reason: String },
@@ -232,7 +233,7 @@ pub async fn run(session: &Session, args: &ImportArgs) -> anyhow::Result<Outcome
         emit(&summary.to_string())?;
     } else {
         let mut summary = format!(
-            "Imported {source}: {created} created, {replayed} replayed (done by an earlier run; not created again), {} failed",
+            "Imported {source}: {created} created, {replayed} replayed (already done: the stored results were returned, nothing created twice), {} failed",
             failures.len()
         );
         if not_sent > 0 {

@@ -184,10 +184,11 @@ pub fn idempotency_key(args: &IdempotencyArgs) -> String {
     }
 }
 
-/// Says on stderr that a response was a replay.
+/// Says on stderr that a response was a replay. Not who did the work: the
+/// first attempt may have been this very command's, timed out and retried.
 pub fn note_replay(response: &ApiResponse) {
     if response.replayed {
-        eprintln!("(replayed: this operation had already been done; nothing new was created)");
+        eprintln!("(replayed: the operation is done; the server returned its stored result)");
     }
 }
 

@@ -16,6 +16,8 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
         public_metrics: args.public_metrics,
         max_body_bytes: args.max_body_bytes,
         max_response_bytes: args.max_response_bytes,
+        request_head_timeout: args.request_head_timeout,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         idempotency: IdempotencySettings {
             enabled: !args.no_idempotency,
             store: match args.idempotency_store {
