@@ -406,6 +406,8 @@ pub async fn verify_external(
         not_expired,
         not_revoked,
         valid,
+        // Not yet consulted: this handler reads only the embedded status.
+        revocation_checked: _,
     } = verify_credential(&body.credential, OffsetDateTime::now_utc());
     Json(ExternalVerification {
         valid,
