@@ -75,7 +75,7 @@ use sqlx::{Connection, QueryBuilder};
 
 use super::{
     ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity, Page,
-    PageRequest, RecoveryPoint, Storage, StorageError,
+    PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -581,6 +581,19 @@ impl Storage for SqliteStorage {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn identity_state(&self, agent_id: &str) -> Result<Option<RecordState>, StorageError> {
+        let row: Option<(bool, i64)> =
+            sqlx::query_as("SELECT revoked, expires_at_ms FROM identities WHERE agent_id = ?1")
+                .bind(agent_id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(StorageError::database)?;
+        Ok(row.map(|(revoked, expires_at_ms)| RecordState {
+            revoked,
+            expires_at_ms,
+        }))
+    }
+
     async fn insert_credential(
         &self,
         credential: &NewCredential,
@@ -646,6 +659,23 @@ impl Storage for SqliteStorage {
         .await
         .map_err(StorageError::database)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn credential_state(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<RecordState>, StorageError> {
+        let row: Option<(bool, i64)> = sqlx::query_as(
+            "SELECT revoked, expires_at_ms FROM credentials WHERE credential_id = ?1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(row.map(|(revoked, expires_at_ms)| RecordState {
+            revoked,
+            expires_at_ms,
+        }))
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {
