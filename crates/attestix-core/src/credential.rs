@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::canonical::canonical_bytes_without;
+use crate::document::{is_nfc_value, to_nfc};
 use crate::error::IssueError;
 use crate::keys::{verify_base64url_signature, DidKey, SigningKey};
 use crate::timestamp::Timestamp;
@@ -27,6 +28,17 @@ pub const CREDENTIAL_UNSIGNED_FIELDS: [&str; 2] = ["proof", "credentialStatus"];
 
 /// The proof type this crate writes and expects.
 pub const PROOF_TYPE: &str = "Ed25519Signature2020";
+
+/// The `proofPurpose` of a credential's proof.
+pub const CREDENTIAL_PROOF_PURPOSE: &str = "assertionMethod";
+
+/// The `type` entry every credential has.
+pub const CREDENTIAL_TYPE: &str = "VerifiableCredential";
+
+/// The `type` entry every presentation has, and no credential may have (a credential's
+/// proof covers everything but `proof` and `credentialStatus`, so without its status a
+/// credential typed as a presentation would be signed like one).
+pub const PRESENTATION_TYPE: &str = "VerifiablePresentation";
 
 /// The status type of a credential's `credentialStatus`.
 pub const STATUS_TYPE: &str = "RevocationList2021Status";
@@ -138,25 +150,61 @@ pub struct NewCredential {
 /// The outcome of checking a credential given as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CredentialVerification {
-    /// It is an object whose `type` includes `VerifiableCredential`.
+    /// It is an object whose `type` includes `VerifiableCredential` and not
+    /// `VerifiablePresentation`.
     pub structure_valid: bool,
-    /// Its proof is a valid signature by the key of `issuer.id`.
+    /// Its proof is an `Ed25519Signature2020` for `assertionMethod`, a valid signature
+    /// by the key of `issuer.id` over a document whose strings are all NFC.
     pub signature_valid: bool,
     /// It has no `expirationDate`, or `now` is before it (an unreadable date is expired).
     pub not_expired: bool,
-    /// Its embedded `credentialStatus` does not say it is revoked. (A server that keeps
-    /// its own record of revocations should consult that too.)
+    /// Not revoked: by the issuer's records when `revocation_checked`, otherwise only by
+    /// the embedded `credentialStatus`, which is outside the proof (anyone can rewrite it).
     pub not_revoked: bool,
-    /// All of the above.
+    /// Whether `not_revoked` comes from the issuer's records
+    /// ([`CredentialVerification::apply_issuer_record`]).
+    pub revocation_checked: bool,
+    /// All of the above but `revocation_checked`.
     pub valid: bool,
 }
 
+/// What an issuer's own records say about a document it issued (a credential, or the
+/// identity of a presentation's holder): the authority on revocation, since the
+/// embedded status is not signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuerRecord {
+    /// The issuer has revoked it.
+    pub revoked: bool,
+    /// Its recorded expiry has passed.
+    pub expired: bool,
+}
+
+impl IssuerRecord {
+    /// Whether the record says the document is still good.
+    pub fn is_active(&self) -> bool {
+        !self.revoked && !self.expired
+    }
+}
+
 impl CredentialVerification {
-    /// Set `valid` from the four checks (after a caller has changed one of them, for
-    /// example `not_revoked` from its own records).
+    /// Set `valid` from the four checks (after a caller has changed one of them).
     pub fn update_validity(&mut self) {
         self.valid =
             self.structure_valid && self.signature_valid && self.not_expired && self.not_revoked;
+    }
+
+    /// Replace the embedded status by the issuer's record of the credential. `None`,
+    /// no record, counts as revoked: an issuer that signed a credential and keeps no
+    /// record of it cannot vouch that it still stands.
+    pub fn apply_issuer_record(&mut self, record: Option<IssuerRecord>) {
+        let record = record.unwrap_or(IssuerRecord {
+            revoked: true,
+            expired: false,
+        });
+        self.not_revoked = !record.revoked;
+        self.not_expired &= !record.expired;
+        self.revocation_checked = true;
+        self.update_validity();
     }
 }
 
@@ -169,23 +217,29 @@ impl VerifiableCredential {
         now: OffsetDateTime,
         id: Uuid,
     ) -> Result<Self, IssueError> {
+        if params.credential_type == PRESENTATION_TYPE {
+            return Err(IssueError::PresentationTypedCredential);
+        }
         let issued = Timestamp::from_datetime(now);
         let expires = issued
             .checked_add_days(params.expiry_days.get())
             .ok_or(IssueError::ExpiryOutOfRange)?;
         let id = format!("urn:uuid:{}", id.hyphenated());
+        // Verification refuses strings not in NFC (see `document`), so every string
+        // written here is NFC; the claims already are (`Claims`).
+        let credential_type = to_nfc(params.credential_type);
         let mut credential = Self {
             context: VC_CONTEXT.iter().map(|c| (*c).to_owned()).collect(),
             id: id.clone(),
-            types: vec!["VerifiableCredential".to_owned(), params.credential_type],
+            types: vec![CREDENTIAL_TYPE.to_owned(), credential_type],
             issuer: CredentialIssuer {
                 id: signer.did().to_owned(),
-                name: params.issuer_name,
+                name: to_nfc(params.issuer_name),
             },
             issuance_date: issued,
             expiration_date: expires,
             credential_subject: CredentialSubject {
-                id: params.subject_id,
+                id: to_nfc(params.subject_id),
                 claims: params.claims.into_map(),
             },
             credential_status: CredentialStatus {
@@ -199,7 +253,7 @@ impl VerifiableCredential {
                 proof_type: PROOF_TYPE.to_owned(),
                 created: issued,
                 verification_method: signer.verification_method(),
-                proof_purpose: "assertionMethod".to_owned(),
+                proof_purpose: CREDENTIAL_PROOF_PURPOSE.to_owned(),
                 proof_value: String::new(),
                 challenge: None,
                 domain: None,
@@ -261,18 +315,29 @@ pub fn credential_subject_id(credential: &Value) -> Option<&str> {
     credential.get("credentialSubject")?.get("id")?.as_str()
 }
 
-/// Whether `document`'s `proof.proofValue` is a valid signature by `expected_did`'s key
-/// over `document` without `unsigned_fields`. The key comes from `expected_did` (the
-/// trust anchor), never from `proof.verificationMethod`, which is outside the signature;
-/// a `verificationMethod` naming another DID fails the check.
+/// Whether `document`'s `proof` is an [`PROOF_TYPE`] proof for `purpose` whose
+/// `proofValue` is a valid signature by `expected_did`'s key over `document` without
+/// `unsigned_fields`. The key comes from `expected_did` (the trust anchor), never from
+/// `proof.verificationMethod`, which is outside the signature; a `verificationMethod`
+/// naming another DID fails the check. The proof's type and purpose are outside the
+/// signature too, so they are checked here: a presentation's proof must not pass for a
+/// credential's, nor the other way round. A document with a string not in NFC fails:
+/// signing normalises, so the signature vouches only for the NFC text.
 pub(crate) fn proof_is_valid(
     document: &Value,
     expected_did: &str,
     unsigned_fields: &[&str],
+    purpose: &str,
 ) -> bool {
     let Some(proof) = document.get("proof").filter(|proof| proof.is_object()) else {
         return false;
     };
+    if proof.get("type").and_then(Value::as_str) != Some(PROOF_TYPE)
+        || proof.get("proofPurpose").and_then(Value::as_str) != Some(purpose)
+        || !is_nfc_value(document)
+    {
+        return false;
+    }
     let Some(proof_value) = proof
         .get("proofValue")
         .and_then(Value::as_str)
@@ -300,8 +365,14 @@ pub(crate) fn proof_is_valid(
 
 /// Whether a credential's JSON carries a valid proof by the key of its own `issuer.id`.
 pub fn verify_credential_signature(credential: &Value) -> bool {
-    credential_issuer_did(credential)
-        .is_some_and(|did| proof_is_valid(credential, did, &CREDENTIAL_UNSIGNED_FIELDS))
+    credential_issuer_did(credential).is_some_and(|did| {
+        proof_is_valid(
+            credential,
+            did,
+            &CREDENTIAL_UNSIGNED_FIELDS,
+            CREDENTIAL_PROOF_PURPOSE,
+        )
+    })
 }
 
 /// Whether the verifying key of a credential's issuer is `key` (a server checking that
@@ -324,17 +395,23 @@ pub(crate) fn is_truthy(value: &Value) -> bool {
     }
 }
 
+/// Whether a document's `type` (a string or a list) names `wanted`.
+pub(crate) fn has_type(document: &Value, wanted: &str) -> bool {
+    match document.get("type") {
+        Some(Value::Array(types)) => types.iter().any(|t| t.as_str() == Some(wanted)),
+        Some(Value::String(t)) => t == wanted,
+        _ => false,
+    }
+}
+
 /// Check any JSON as a credential: structure, proof (against the key of `issuer.id`),
-/// expiry at `now`, and the embedded revocation status. Never panics, whatever the JSON.
+/// expiry at `now`, and the embedded revocation status (which the issuer's records
+/// should replace: [`CredentialVerification::apply_issuer_record`]). Never panics,
+/// whatever the JSON.
 pub fn verify_credential(credential: &Value, now: OffsetDateTime) -> CredentialVerification {
     let structure_valid = credential.is_object()
-        && match credential.get("type") {
-            Some(Value::Array(types)) => types
-                .iter()
-                .any(|t| t.as_str() == Some("VerifiableCredential")),
-            Some(Value::String(t)) => t == "VerifiableCredential",
-            _ => false,
-        };
+        && has_type(credential, CREDENTIAL_TYPE)
+        && !has_type(credential, PRESENTATION_TYPE);
     let not_revoked = !credential
         .get("credentialStatus")
         .and_then(|status| status.get("revoked"))
@@ -353,6 +430,7 @@ pub fn verify_credential(credential: &Value, now: OffsetDateTime) -> CredentialV
         signature_valid,
         not_expired,
         not_revoked,
+        revocation_checked: false,
         valid: false,
     };
     verification.update_validity();
@@ -411,6 +489,7 @@ mod tests {
                 signature_valid: true,
                 not_expired: true,
                 not_revoked: true,
+                revocation_checked: false,
                 valid: true
             }
         );
@@ -544,6 +623,123 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn another_proof_type_or_purpose_fails_the_signature_check() {
+        for (field, value) in [
+            ("type", json!("JsonWebSignature2020")),
+            ("proofPurpose", json!("authentication")),
+            ("proofPurpose", json!(null)),
+        ] {
+            let mut edited = issue().to_value();
+            edited["proof"][field] = value;
+            let verification = verify_credential(&edited, NOW);
+            assert!(
+                !verification.signature_valid && !verification.valid,
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_credential_typed_as_a_presentation_is_neither_issued_nor_valid() {
+        let mut params = NewCredential {
+            subject_id: "attestix:4556112f7bb94b91".to_owned(),
+            credential_type: PRESENTATION_TYPE.to_owned(),
+            issuer_name: "Acme".to_owned(),
+            claims: Claims::default(),
+            expiry_days: ExpiryDays::DEFAULT,
+        };
+        assert_eq!(
+            VerifiableCredential::issue(params.clone(), &signer(), NOW, Uuid::from_u128(1)),
+            Err(IssueError::PresentationTypedCredential)
+        );
+        // Signed anyway, as another signer might.
+        params.credential_type = "AgentIdentityCredential".to_owned();
+        let mut value = VerifiableCredential::issue(params, &signer(), NOW, Uuid::from_u128(1))
+            .expect("issues")
+            .to_value();
+        value["type"] = json!(["VerifiableCredential", "VerifiablePresentation"]);
+        let signed =
+            canonical_bytes_without(&value, &CREDENTIAL_UNSIGNED_FIELDS).expect("canonical");
+        value["proof"]["proofValue"] = json!(signer().sign_base64url(&signed));
+        assert!(
+            verify_credential_signature(&value),
+            "the signature itself is good"
+        );
+        let verification = verify_credential(&value, NOW);
+        assert!(!verification.structure_valid && !verification.valid);
+    }
+
+    #[test]
+    fn strings_not_in_nfc_fail_though_their_normal_form_was_signed() {
+        let mut value = issue().to_value();
+        value["credentialSubject"]["role"] = json!("repo\u{212a}ter");
+        let signed =
+            canonical_bytes_without(&value, &CREDENTIAL_UNSIGNED_FIELDS).expect("canonical");
+        value["proof"]["proofValue"] = json!(signer().sign_base64url(&signed));
+        assert!(!verify_credential(&value, NOW).signature_valid);
+        value["credentialSubject"]["role"] = json!("repoKter");
+        assert!(
+            verify_credential(&value, NOW).valid,
+            "the NFC form verifies"
+        );
+    }
+
+    #[test]
+    fn issued_strings_are_nfc() {
+        let credential = VerifiableCredential::issue(
+            NewCredential {
+                subject_id: "did:example:\u{212b}".to_owned(),
+                credential_type: "\u{212a}Credential".to_owned(),
+                issuer_name: "\u{212b}cme".to_owned(),
+                claims: Claims::parse(json!({"unit": "\u{212a}"})).expect("claims"),
+                expiry_days: ExpiryDays::DEFAULT,
+            },
+            &signer(),
+            NOW,
+            Uuid::from_u128(2),
+        )
+        .expect("issues");
+        let value = credential.to_value();
+        assert!(crate::document::is_nfc_value(&value), "{value}");
+        assert_eq!(value["issuer"]["name"], "\u{c5}cme");
+        assert!(verify_credential(&value, NOW).valid);
+    }
+
+    #[test]
+    fn the_issuer_record_replaces_the_embedded_status() {
+        let mut revoked = issue();
+        revoked.revoke("superseded", NOW);
+        let mut check = issue().verify(NOW);
+        assert!(check.valid && !check.revocation_checked);
+        check.apply_issuer_record(Some(IssuerRecord {
+            revoked: true,
+            expired: false,
+        }));
+        assert!(check.revocation_checked && !check.not_revoked && !check.valid);
+
+        let mut check = revoked.verify(NOW);
+        check.apply_issuer_record(Some(IssuerRecord {
+            revoked: false,
+            expired: false,
+        }));
+        assert!(check.valid, "the record, not the unsigned copy, decides");
+
+        let mut check = issue().verify(NOW);
+        check.apply_issuer_record(None);
+        assert!(
+            !check.not_revoked && !check.valid,
+            "no record: not vouched for"
+        );
+
+        let mut check = issue().verify(NOW);
+        check.apply_issuer_record(Some(IssuerRecord {
+            revoked: false,
+            expired: true,
+        }));
+        assert!(!check.not_expired && !check.valid);
     }
 
     #[test]

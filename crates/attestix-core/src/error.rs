@@ -13,4 +13,8 @@ pub enum IssueError {
     /// credential with keys equal after Unicode normalisation, for example).
     #[error("the document cannot be signed: {0}")]
     NotCanonical(#[from] CanonicalError),
+    /// A credential whose type is `VerifiablePresentation`: with its unsigned status
+    /// removed it would carry a valid signature over a presentation-typed document.
+    #[error("a credential's type must not be VerifiablePresentation")]
+    PresentationTypedCredential,
 }

@@ -34,12 +34,14 @@
 //! - [`uait`]: agent identities.
 //! - [`credential`]: Verifiable Credentials.
 //! - [`presentation`]: Verifiable Presentations.
+//! - [`document`]: documents read strictly for verification (no repeated keys, NFC).
 //! - [`identity_token`]: what a UAIT keeps of an identity token (masked form, metadata).
 //! - [`timestamp`]: times written as Python's `isoformat()` writes them.
 //! - [`validation`]: checked request inputs (display name, expiry, claims).
 
 pub mod canonical;
 pub mod credential;
+pub mod document;
 pub mod error;
 pub mod identity_token;
 pub mod keys;
@@ -52,8 +54,10 @@ pub use canonical::{canonical_bytes, canonical_bytes_without, CanonicalError};
 pub use credential::{
     credential_is_issued_by, credential_issuer_did, credential_subject_id, verify_credential,
     verify_credential_signature, CredentialIssuer, CredentialStatus, CredentialSubject,
-    CredentialVerification, NewCredential, Proof, VerifiableCredential, VC_CONTEXT,
+    CredentialVerification, IssuerRecord, NewCredential, Proof, VerifiableCredential,
+    CREDENTIAL_PROOF_PURPOSE, CREDENTIAL_TYPE, PRESENTATION_TYPE, VC_CONTEXT,
 };
+pub use document::{SignedDocument, UniqueKeys};
 pub use ed25519_dalek::VerifyingKey;
 pub use error::IssueError;
 pub use identity_token::{describe_identity_token, mask_identity_token, TokenKind};
@@ -63,7 +67,7 @@ pub use keys::{
 };
 pub use presentation::{
     verify_presentation, ExpectedBinding, NewPresentation, PresentationVerification,
-    VerifiablePresentation,
+    VerifiablePresentation, PRESENTATION_PROOF_PURPOSE,
 };
 pub use timestamp::{format_isoformat, Timestamp};
 pub use uait::{

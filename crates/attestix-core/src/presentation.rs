@@ -12,15 +12,19 @@ use uuid::Uuid;
 
 use crate::canonical::canonical_bytes_without;
 use crate::credential::{
-    credential_subject_id, proof_is_valid, verify_credential, CredentialVerification, Proof,
-    PROOF_TYPE, VC_CONTEXT,
+    credential_subject_id, has_type, proof_is_valid, verify_credential, CredentialVerification,
+    IssuerRecord, Proof, CREDENTIAL_TYPE, PRESENTATION_TYPE, PROOF_TYPE, VC_CONTEXT,
 };
+use crate::document::to_nfc;
 use crate::error::IssueError;
 use crate::keys::{DidKey, SigningKey};
 use crate::timestamp::Timestamp;
 
 /// Top-level presentation fields the proof does not cover.
 pub const PRESENTATION_UNSIGNED_FIELDS: [&str; 1] = ["proof"];
+
+/// The `proofPurpose` of a presentation's proof.
+pub const PRESENTATION_PROOF_PURPOSE: &str = "authentication";
 
 /// A Verifiable Presentation, fields in the reference's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,10 +79,11 @@ pub struct ExpectedBinding<'a> {
 /// The outcome of checking a presentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PresentationVerification {
-    /// It is an object whose `type` includes `VerifiablePresentation` and whose
-    /// `verifiableCredential`, if present, is a list.
+    /// It is an object whose `type` includes `VerifiablePresentation` and not
+    /// `VerifiableCredential`, and whose `verifiableCredential`, if present, is a list.
     pub structure_valid: bool,
-    /// Its proof is a valid signature by the expected signer over all but `proof`.
+    /// Its proof is an `Ed25519Signature2020` for `authentication`, a valid signature by
+    /// the expected signer over all but `proof`, of a document whose strings are NFC.
     pub signature_valid: bool,
     /// `proof.challenge` is absent or equals the signed `challenge`.
     pub challenge_consistent: bool,
@@ -90,6 +95,9 @@ pub struct PresentationVerification {
     pub domain_matches: Option<bool>,
     /// Every embedded credential's subject is the holder.
     pub holder_matches_subjects: bool,
+    /// The holder's identity is neither revoked nor expired by the issuer's records
+    /// ([`PresentationVerification::apply_holder_record`]); `None`: not consulted.
+    pub holder_active: Option<bool>,
     /// Each embedded credential's own verification, in order.
     pub credentials: Vec<CredentialVerification>,
     /// Every embedded credential is valid.
@@ -110,7 +118,15 @@ impl PresentationVerification {
             && self.challenge_matches.unwrap_or(true)
             && self.domain_matches.unwrap_or(true)
             && self.holder_matches_subjects
+            && self.holder_active.unwrap_or(true)
             && self.credentials_valid;
+    }
+
+    /// Set `holder_active` from the issuer's record of the holder's identity; `None`,
+    /// no record, counts as inactive (the issuer cannot vouch for the holder).
+    pub fn apply_holder_record(&mut self, record: Option<IssuerRecord>) {
+        self.holder_active = Some(record.is_some_and(|record| record.is_active()));
+        self.update_validity();
     }
 }
 
@@ -122,13 +138,20 @@ impl VerifiablePresentation {
         now: OffsetDateTime,
         id: Uuid,
     ) -> Result<Self, IssueError> {
-        let domain = params.domain.filter(|domain| !domain.is_empty());
-        let challenge = params.challenge.filter(|challenge| !challenge.is_empty());
+        // NFC, as every string this crate signs (verification refuses other strings).
+        let domain = params
+            .domain
+            .filter(|domain| !domain.is_empty())
+            .map(to_nfc);
+        let challenge = params
+            .challenge
+            .filter(|challenge| !challenge.is_empty())
+            .map(to_nfc);
         let mut presentation = Self {
             context: VC_CONTEXT.iter().map(|c| (*c).to_owned()).collect(),
             id: format!("urn:uuid:{}", id.hyphenated()),
-            types: vec!["VerifiablePresentation".to_owned()],
-            holder: params.holder,
+            types: vec![PRESENTATION_TYPE.to_owned()],
+            holder: to_nfc(params.holder),
             verifiable_credential: params.credentials,
             domain: domain.clone(),
             challenge: challenge.clone(),
@@ -136,7 +159,7 @@ impl VerifiablePresentation {
                 proof_type: PROOF_TYPE.to_owned(),
                 created: Timestamp::from_datetime(now),
                 verification_method: signer.verification_method(),
-                proof_purpose: "authentication".to_owned(),
+                proof_purpose: PRESENTATION_PROOF_PURPOSE.to_owned(),
                 proof_value: String::new(),
                 challenge,
                 domain,
@@ -163,13 +186,8 @@ pub fn verify_presentation(
     expected: ExpectedBinding<'_>,
     now: OffsetDateTime,
 ) -> PresentationVerification {
-    let is_presentation = match presentation.get("type") {
-        Some(Value::Array(types)) => types
-            .iter()
-            .any(|t| t.as_str() == Some("VerifiablePresentation")),
-        Some(Value::String(t)) => t == "VerifiablePresentation",
-        _ => false,
-    };
+    let is_presentation =
+        has_type(presentation, PRESENTATION_TYPE) && !has_type(presentation, CREDENTIAL_TYPE);
     let embedded = match presentation.get("verifiableCredential") {
         None | Some(Value::Null) => Some(&[][..]),
         Some(Value::Array(credentials)) => Some(credentials.as_slice()),
@@ -179,16 +197,24 @@ pub fn verify_presentation(
     let embedded = embedded.unwrap_or_default();
 
     let signature_valid = structure_valid
-        && proof_is_valid(presentation, signer.as_str(), &PRESENTATION_UNSIGNED_FIELDS);
+        && proof_is_valid(
+            presentation,
+            signer.as_str(),
+            &PRESENTATION_UNSIGNED_FIELDS,
+            PRESENTATION_PROOF_PURPOSE,
+        );
 
     let proof = presentation.get("proof");
     let consistent = |field: &str| match proof.and_then(|proof| proof.get(field)) {
         None | Some(Value::Null) => true,
         Some(in_proof) => presentation.get(field) == Some(in_proof),
     };
+    // The verifier's value is compared in NFC, the form a presentation is made with.
     let matches = |field: &str, wanted: Option<&str>| {
         wanted.map(|wanted| {
-            !wanted.is_empty() && presentation.get(field).and_then(Value::as_str) == Some(wanted)
+            !wanted.is_empty()
+                && presentation.get(field).and_then(Value::as_str)
+                    == Some(to_nfc(wanted.to_owned()).as_str())
         })
     };
 
@@ -210,6 +236,7 @@ pub fn verify_presentation(
         challenge_matches: matches("challenge", expected.challenge),
         domain_matches: matches("domain", expected.domain),
         holder_matches_subjects,
+        holder_active: None,
         credentials,
         credentials_valid: false,
         valid: false,
@@ -404,6 +431,98 @@ mod tests {
         assert!(!verification.signature_valid);
         assert!(!verification.credentials_valid);
         assert!(!verification.credentials[0].signature_valid);
+    }
+
+    #[test]
+    fn a_proof_for_another_purpose_or_of_another_type_fails() {
+        for (field, value) in [
+            ("proofPurpose", json!("assertionMethod")),
+            ("type", json!("Ed25519Signature2018")),
+        ] {
+            let mut edited = present("", "").to_value();
+            edited["proof"][field] = value;
+            let verification = verify(&edited, ExpectedBinding::default());
+            assert!(
+                !verification.signature_valid && !verification.valid,
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_credential_without_its_status_does_not_pass_for_a_presentation() {
+        // The signature of a credential covers all but `proof` (and the status), the
+        // same bytes a presentation's covers once the status is gone.
+        let mut value = credential(HOLDER);
+        value["type"] = json!(["VerifiableCredential", "VerifiablePresentation"]);
+        value
+            .as_object_mut()
+            .expect("object")
+            .remove("credentialStatus");
+        let signed =
+            canonical_bytes_without(&value, &PRESENTATION_UNSIGNED_FIELDS).expect("canonical");
+        value["proof"]["proofValue"] = json!(signer().sign_base64url(&signed));
+        let verification = verify(&value, ExpectedBinding::default());
+        assert!(!verification.structure_valid && !verification.valid);
+        value["type"] = json!(["VerifiablePresentation"]);
+        let signed =
+            canonical_bytes_without(&value, &PRESENTATION_UNSIGNED_FIELDS).expect("canonical");
+        value["proof"]["proofValue"] = json!(signer().sign_base64url(&signed));
+        let verification = verify(&value, ExpectedBinding::default());
+        assert!(
+            !verification.signature_valid,
+            "assertionMethod is not authentication"
+        );
+    }
+
+    #[test]
+    fn the_holder_record_decides_holder_active() {
+        let value = present("", "").to_value();
+        let mut verification = verify(&value, ExpectedBinding::default());
+        assert_eq!(verification.holder_active, None);
+        assert!(verification.valid);
+        for (record, active) in [
+            (
+                Some(IssuerRecord {
+                    revoked: false,
+                    expired: false,
+                }),
+                true,
+            ),
+            (
+                Some(IssuerRecord {
+                    revoked: true,
+                    expired: false,
+                }),
+                false,
+            ),
+            (
+                Some(IssuerRecord {
+                    revoked: false,
+                    expired: true,
+                }),
+                false,
+            ),
+            (None, false),
+        ] {
+            verification.apply_holder_record(record);
+            assert_eq!(verification.holder_active, Some(active), "{record:?}");
+            assert_eq!(verification.valid, active, "{record:?}");
+        }
+    }
+
+    #[test]
+    fn challenge_and_domain_are_signed_in_nfc_and_compared_in_nfc() {
+        let value = present("nonce-\u{212a}", "did:web:\u{212b}").to_value();
+        assert_eq!(value["challenge"], "nonce-K");
+        let verification = verify(
+            &value,
+            ExpectedBinding {
+                challenge: Some("nonce-\u{212a}"),
+                domain: Some("did:web:\u{c5}"),
+            },
+        );
+        assert!(verification.valid, "{verification:?}");
     }
 
     #[test]

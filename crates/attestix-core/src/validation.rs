@@ -17,6 +17,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::canonical::{canonical_object_bytes, CanonicalError};
+use crate::document::nfc_value;
 
 /// A create request's field that breaks its rule. The message names the field and the
 /// rule; [`ValidationError::field`] gives the field alone (for a problem document's
@@ -57,7 +58,14 @@ pub enum ValidationError {
     ClaimNamedId,
     /// `claims` cannot be signed (keys equal after Unicode normalisation).
     #[error("claims cannot be signed: {0}")]
-    ClaimsNotCanonical(CanonicalError),
+    ClaimsNotCanonical(#[source] CanonicalError),
+    /// `claims` nests deeper than [`Claims::MAX_DEPTH`].
+    #[error(
+        "claims must nest at most {} levels of objects and arrays (the claims object is \
+         the first), so that the credential still verifies inside a presentation",
+        Claims::MAX_DEPTH
+    )]
+    ClaimsTooDeep,
 }
 
 impl ValidationError {
@@ -70,7 +78,10 @@ impl ValidationError {
             | Self::DisplayNameInvisible(_)
             | Self::DisplayNameBidiControl(_) => "display_name",
             Self::ExpiryDaysOutOfRange(_) => "expiry_days",
-            Self::ClaimsNotAnObject | Self::ClaimNamedId | Self::ClaimsNotCanonical(_) => "claims",
+            Self::ClaimsNotAnObject
+            | Self::ClaimNamedId
+            | Self::ClaimsNotCanonical(_)
+            | Self::ClaimsTooDeep => "claims",
         }
     }
 }
@@ -234,11 +245,34 @@ impl Default for ExpiryDays {
 }
 
 /// A credential's claims: a JSON object with no claim named `id`, whose keys stay
-/// distinct after Unicode normalisation (so it can be signed). Key order is kept.
+/// distinct after Unicode normalisation (so it can be signed), at most
+/// [`Claims::MAX_DEPTH`] deep. Every string and key is NFC-normalised (the form that is
+/// signed, and the only one verification accepts). Key order is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims(Map<String, Value>);
 
+/// Whether `value` holds more than `levels` nested arrays and objects (itself included).
+/// Recurses at most `levels + 1` deep, whatever the input.
+fn nests_deeper_than(value: &Value, levels: usize) -> bool {
+    let mut children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    levels == 0 || children.any(|child| nests_deeper_than(child, levels - 1))
+}
+
 impl Claims {
+    /// The deepest claims object, in nested objects and arrays, the object itself
+    /// counting as one (`{"a":{"b":1}}` is 2 deep).
+    ///
+    /// Everything the server issues it must be able to verify, and the deepest place a
+    /// credential travels is `POST /v1/presentations/verify`: body → `presentation` →
+    /// `verifiableCredential` → credential → `credentialSubject` (the claims object),
+    /// four levels around the claims. serde_json refuses a 128th level (its recursion
+    /// limit, which bounds the stack every request may use), so 127 − 4 = 123.
+    pub const MAX_DEPTH: usize = 123;
+
     /// Check a request's `claims` value.
     pub fn parse(value: Value) -> Result<Self, ValidationError> {
         match value {
@@ -247,15 +281,25 @@ impl Claims {
         }
     }
 
-    /// Check a claims object.
+    /// Check a claims object, and normalise its strings and keys to NFC.
     pub fn from_map(map: Map<String, Value>) -> Result<Self, ValidationError> {
         if map.contains_key("id") {
             return Err(ValidationError::ClaimNamedId);
         }
+        if map
+            .values()
+            .any(|value| nests_deeper_than(value, Self::MAX_DEPTH - 1))
+        {
+            return Err(ValidationError::ClaimsTooDeep);
+        }
         // `credentialSubject` is `{"id": …, ...claims}`: since "id" is absent, the claims
         // can be signed exactly when the object can.
         canonical_object_bytes(&map).map_err(ValidationError::ClaimsNotCanonical)?;
-        Ok(Self(map))
+        // No two keys collide after NFC (checked just above), so none is lost.
+        match nfc_value(Value::Object(map)) {
+            Value::Object(map) => Ok(Self(map)),
+            _ => unreachable!("NFC normalisation keeps an object an object"),
+        }
     }
 
     /// The claims.
@@ -396,6 +440,36 @@ mod tests {
             Err(ValidationError::ClaimsNotCanonical(_))
         ));
         assert_eq!(colliding.unwrap_err().field(), "claims");
+    }
+
+    /// `{"a":{"a":…1}}`, `depth` objects deep.
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!(1), |inner, _| json!({ "a": inner }))
+    }
+
+    #[test]
+    fn claims_nest_at_most_max_depth_levels() {
+        assert!(Claims::parse(nested(Claims::MAX_DEPTH)).is_ok());
+        // Arrays count as levels too.
+        let arrays = |depth: usize| (0..depth).fold(json!(1), |inner, _| json!([inner]));
+        assert!(Claims::parse(json!({ "a": arrays(Claims::MAX_DEPTH - 1) })).is_ok());
+        assert_eq!(
+            Claims::parse(json!({ "a": arrays(Claims::MAX_DEPTH) })),
+            Err(ValidationError::ClaimsTooDeep)
+        );
+        let error = Claims::parse(nested(Claims::MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(error, ValidationError::ClaimsTooDeep);
+        assert_eq!(error.field(), "claims");
+        assert!(error.to_string().contains("123"), "{error}");
+    }
+
+    #[test]
+    fn claims_are_normalised_to_nfc() {
+        let claims = Claims::parse(json!({"\u{212b}": ["\u{212a}elvin"]})).expect("valid");
+        assert_eq!(
+            claims.as_map(),
+            json!({"\u{c5}": ["Kelvin"]}).as_object().unwrap()
+        );
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub enum ApiError {
         /// The id that was asked for.
         id: String,
     },
+    /// The request conflicts with the state of a resource (409): for example a
+    /// presentation of a revoked credential, or a credential about a revoked identity.
+    #[error("{0}")]
+    Conflict(String),
     /// The body is larger than the server accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -101,6 +105,7 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -117,6 +122,7 @@ impl ApiError {
             Self::Validation(_) => ("validation-error", "The request is invalid"),
             Self::BadRequest(_) => ("bad-request", "The request cannot be understood"),
             Self::NotFound { .. } => ("not-found", "Not found"),
+            Self::Conflict(_) => ("conflict", "Conflict with the resource's state"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),

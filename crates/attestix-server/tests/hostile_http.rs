@@ -1735,12 +1735,16 @@ async fn a_second_revocation_keeps_the_first_reason_and_time() {
             "{backend:?}"
         );
 
+        // A revoked identity gets no new credentials: the credential is about another.
+        let subject = exchange(s.addr, s.post_json("/v1/identities", b"", IDENTITY)).await;
+        assert_eq!(subject.status, 201, "{backend:?}: {subject:?}");
+        let subject_id = subject.json()["agent_id"].as_str().unwrap_or_default().to_owned();
         let issued = exchange(
             s.addr,
             s.post_json(
                 "/v1/credentials",
                 b"",
-                format!(r#"{{"subject_id":"{agent_id}","credential_type":"T","issuer_name":"I","claims":{{}}}}"#)
+                format!(r#"{{"subject_id":"{subject_id}","credential_type":"T","issuer_name":"I","claims":{{}}}}"#)
                     .as_bytes(),
             ),
         )

@@ -14,7 +14,7 @@ use attestix_core::SigningKey;
 use attestix_server::recovery::{RecoveryIds, ResourceKind};
 use attestix_server::storage::{
     ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity,
-    PageRequest, RecoveryPoint, Storage, StorageError,
+    PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
 };
 use common::SharedStorage;
 use uuid::Uuid;
@@ -1085,6 +1085,78 @@ async fn a_ping_succeeds(storage: SharedStorage) {
     storage.ping().await.expect("the database answers");
 }
 
+async fn record_states_are_read_across_owners_and_follow_revocation(storage: SharedStorage) {
+    let identity = identity("alice", 7, "api_key");
+    let credential = credential("alice", 7, &identity.agent_id, "AgentIdentityCredential");
+    storage
+        .insert_identity(&identity)
+        .await
+        .expect("insert succeeds");
+    storage
+        .insert_credential(&credential)
+        .await
+        .expect("insert succeeds");
+    let active = Some(RecordState {
+        revoked: false,
+        expires_at_ms: NOW + 365 * DAY_MS,
+    });
+    let revoked = Some(RecordState {
+        revoked: true,
+        expires_at_ms: NOW + 365 * DAY_MS,
+    });
+    // Verification reads them without an owner: the verifier is not the issuer's caller.
+    assert_eq!(
+        storage
+            .identity_state(&identity.agent_id)
+            .await
+            .expect("read"),
+        active
+    );
+    assert_eq!(
+        storage
+            .credential_state(&credential.credential_id)
+            .await
+            .expect("read"),
+        active
+    );
+    assert!(storage
+        .revoke_identity("alice", &identity.agent_id, "{}")
+        .await
+        .expect("update succeeds"));
+    assert!(storage
+        .revoke_credential("alice", &credential.credential_id, "{}")
+        .await
+        .expect("update succeeds"));
+    assert_eq!(
+        storage
+            .identity_state(&identity.agent_id)
+            .await
+            .expect("read"),
+        revoked
+    );
+    assert_eq!(
+        storage
+            .credential_state(&credential.credential_id)
+            .await
+            .expect("read"),
+        revoked
+    );
+    assert_eq!(
+        storage
+            .identity_state("attestix:unknown")
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        storage
+            .credential_state("urn:uuid:unknown")
+            .await
+            .expect("read"),
+        None
+    );
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         /// The contract on a SQLite database file.
@@ -1129,6 +1201,7 @@ on_both_backends!(
     a_key_reused_after_the_retention_makes_a_new_row_at_its_next_id,
     concurrent_reuses_of_an_expired_recovery_point_make_exactly_one_new_row,
     api_keys_are_found_by_digest_until_revoked,
+    record_states_are_read_across_owners_and_follow_revocation,
     many_tasks_writing_at_once_all_succeed,
     a_revocation_is_recorded_once_and_never_overwritten,
     a_ping_succeeds,

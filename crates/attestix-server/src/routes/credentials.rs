@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use attestix_core::document::to_nfc;
 use attestix_core::{
-    verify_credential, Claims, CredentialVerification, ExpiryDays,
-    NewCredential as CredentialParams, VerifiableCredential,
+    verify_credential, Claims, ExpiryDays, NewCredential as CredentialParams, SignedDocument, Uait,
+    UniqueKeys, VerifiableCredential, PRESENTATION_TYPE,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,9 +40,10 @@ pub struct IssueCredentialRequest {
     /// The issuing authority's name.
     #[schema(min_length = 1, example = "Acme")]
     pub issuer_name: String,
-    /// Claims about the subject; a claim named `id` is rejected.
+    /// Claims about the subject: an object, at most 123 levels deep (itself included),
+    /// no key repeated, no claim named `id`. Strings and keys are stored in Unicode NFC.
     #[schema(value_type = Object)]
-    pub claims: Value,
+    pub claims: UniqueKeys,
     /// Days until the credential expires, 1 to 36500 (default 365).
     #[schema(minimum = 1, maximum = 36500)]
     #[serde(default, deserialize_with = "super::whole_number")]
@@ -64,9 +66,10 @@ pub struct ListCredentialsQuery {
 /// The body of `POST /v1/credentials/verify-external`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyExternalRequest {
-    /// A Verifiable Credential as JSON.
+    /// A Verifiable Credential as JSON. A key repeated in any object, or a string or
+    /// key not in Unicode NFC, is refused with 422.
     #[schema(value_type = Object)]
-    pub credential: Value,
+    pub credential: SignedDocument,
 }
 
 /// The checks of a stored credential's verification.
@@ -101,23 +104,33 @@ pub struct StoredCredentialVerification {
 /// The checks of an external credential's verification.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExternalChecks {
-    /// It is shaped like a Verifiable Credential.
+    /// It is shaped like a Verifiable Credential (and its type is not a presentation's).
     pub structure_valid: bool,
-    /// Its status does not say revoked.
-    pub not_revoked: bool,
+    /// For a credential this server issued: its record says it is not revoked (the
+    /// embedded `credentialStatus` is not signed, so it is ignored). For another
+    /// issuer's: `null`, revocation could not be checked; `false` if the embedded
+    /// status itself says revoked.
+    pub not_revoked: Option<bool>,
     /// It has not expired.
     pub not_expired: bool,
-    /// Its proof verifies against the key of its issuer DID.
+    /// Its proof is an `Ed25519Signature2020` for `assertionMethod` that verifies
+    /// against the key of its issuer DID.
     pub signature_valid: bool,
 }
 
 /// The result of `POST /v1/credentials/verify-external`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExternalVerification {
-    /// All checks passed.
+    /// No check failed. When `revocation_checked` is false, this says nothing about
+    /// revocation.
     pub valid: bool,
     /// Each check.
     pub checks: ExternalChecks,
+    /// Whether revocation was checked against the issuer's records: true exactly when
+    /// the issuer is this server.
+    pub revocation_checked: bool,
+    /// What the verdict does not cover, or why a check failed, in words.
+    pub warnings: Vec<String>,
     /// The credential's id, if it has one.
     pub credential_id: Option<String>,
     /// The issuer DID, if readable.
@@ -168,7 +181,15 @@ fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> 
         }
         refuse_nul(&mut errors, field, value);
     }
-    let claims = Claims::parse(body.claims)
+    if to_nfc(body.credential_type.clone()) == PRESENTATION_TYPE {
+        errors.push(FieldError {
+            field: "credential_type".into(),
+            message: format!(
+                "must not be {PRESENTATION_TYPE}: a credential must not pass for a presentation"
+            ),
+        });
+    }
+    let claims = Claims::parse(body.claims.0)
         .map_err(|e| {
             errors.push(FieldError {
                 field: e.field().into(),
@@ -187,14 +208,24 @@ fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> 
     let (Some(claims), Some(expiry_days), true) = (claims, expiry_days, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    // NFC now, as the credential will hold them, so the subject looked up is the one
+    // signed (the core normalises again, idempotently).
     Ok(CredentialParams {
-        subject_id: body.subject_id,
-        credential_type: body.credential_type,
-        issuer_name: body.issuer_name,
+        subject_id: to_nfc(body.subject_id),
+        credential_type: to_nfc(body.credential_type),
+        issuer_name: to_nfc(body.issuer_name),
         claims,
         expiry_days,
     })
 }
+
+/// What the OpenAPI document says of both issue paths: which subjects may be named.
+const ISSUE_DESCRIPTION: &str = "Issues a credential signed with the server's key. \
+    `subject_id` may be any string: a subject need not be an identity of this server \
+    (external DIDs are allowed, and unknown ids are not refused). If it names an identity \
+    of the caller's that is revoked or expired, the request is refused with 409. Strings \
+    and keys are stored in Unicode NFC (the form that is signed). `claims` nests at most \
+    123 levels, so that the credential verifies even inside a presentation.";
 
 /// Issue a Verifiable Credential signed with the server's key.
 #[utoipa::path(
@@ -202,9 +233,11 @@ fn validate(body: IssueCredentialRequest) -> Result<CredentialParams, ApiError> 
     path = "/v1/credentials",
     tag = "credentials",
     request_body = IssueCredentialRequest,
+    description = ISSUE_DESCRIPTION,
     responses(
         (status = 201, description = "The signed credential", body = Object, content_type = "application/json"),
-        (status = 422, description = "A field breaks its rule (for example a claim named `id`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The subject is an identity of the caller's that is revoked or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rule (for example a claim named `id`, claims nested too deep, or the type `VerifiablePresentation`)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn issue_credential(
@@ -222,8 +255,10 @@ pub async fn issue_credential(
     path = "/v1/credentials/issue",
     tag = "credentials",
     request_body = IssueCredentialRequest,
+    description = ISSUE_DESCRIPTION,
     responses(
         (status = 201, description = "The signed credential", body = Object, content_type = "application/json"),
+        (status = 409, description = "The subject is an identity of the caller's that is revoked or expired", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks its rule", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -244,6 +279,7 @@ async fn issue(
 ) -> Result<JsonText, ApiError> {
     let params = validate(body)?;
     let now = OffsetDateTime::now_utc();
+    refuse_inactive_subject(&state, &caller.scope(), &params.subject_id, now).await?;
     let (id, recovery) = new_resource_id(&state, ResourceKind::Credential, context.as_deref(), now);
     let mut credential = VerifiableCredential::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("claims", error.to_string()))?;
@@ -275,6 +311,39 @@ async fn issue(
     }
     let inserted = inserted?;
     created(&state, inserted, record.document, "credential.after_commit")
+}
+
+/// A credential may name any subject (an external DID, an agent of another system), but
+/// not an identity of the caller's that is revoked or expired: this server would be
+/// vouching for an agent it has itself withdrawn. Only the caller's own identities are
+/// looked at, so a caller learns nothing about other scopes.
+async fn refuse_inactive_subject(
+    state: &AppState,
+    owner: &str,
+    subject_id: &str,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    // Every agent id has this prefix: other subjects cost no lookup.
+    if !subject_id.starts_with("attestix:") {
+        return Ok(());
+    }
+    let Some(document) = state.storage.get_identity(owner, subject_id).await? else {
+        return Ok(());
+    };
+    let identity: Uait = serde_json::from_str(&document).map_err(|e| {
+        ApiError::Internal(format!("stored identity {subject_id} is unreadable: {e}"))
+    })?;
+    if identity.revoked {
+        return Err(ApiError::Conflict(format!(
+            "identity {subject_id} is revoked; credentials about it are not issued"
+        )));
+    }
+    if now >= identity.expires_at.datetime() {
+        return Err(ApiError::Conflict(format!(
+            "identity {subject_id} has expired; credentials about it are not issued"
+        )));
+    }
+    Ok(())
 }
 
 fn serialize(credential: &VerifiableCredential) -> Result<String, ApiError> {
@@ -428,37 +497,69 @@ pub async fn verify_stored_credential(
     path = "/v1/credentials/verify-external",
     tag = "credentials",
     request_body = VerifyExternalRequest,
+    description = "Checks structure, proof (type `Ed25519Signature2020`, purpose \
+        `assertionMethod`, signed by the key of `issuer`) and expiry. `credentialStatus` is \
+        outside the proof, so it is not trusted: for a credential this server issued, \
+        revocation is read from this server's records (whoever owns the credential; a \
+        credential signed with this server's key of which it has no record counts as \
+        revoked); for another issuer's, `checks.not_revoked` is `null`, \
+        `revocation_checked` is false and `warnings` says so. A document with a key \
+        repeated in any object, or a string or key not in Unicode NFC, is refused with 422.",
     responses(
         (status = 200, description = "The verification result", body = ExternalVerification),
-        (status = 422, description = "The body has no `credential`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body has no `credential`, or the credential repeats a key or has a string not in NFC", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn verify_external(
+    State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<VerifyExternalRequest>,
-) -> Json<ExternalVerification> {
-    let CredentialVerification {
-        structure_valid,
-        signature_valid,
-        not_expired,
-        not_revoked,
-        valid,
-    } = verify_credential(&body.credential, OffsetDateTime::now_utc());
-    Json(ExternalVerification {
-        valid,
+) -> Result<Json<ExternalVerification>, ApiError> {
+    let credential = body.credential.0;
+    let now = OffsetDateTime::now_utc();
+    let mut check = verify_credential(&credential, now);
+    let issued_here =
+        attestix_core::credential_is_issued_by(&credential, &state.signer.verifying_key());
+    let mut warnings = Vec::new();
+    let not_revoked = if issued_here {
+        let record = match credential.get("id").and_then(Value::as_str) {
+            Some(id) => state.storage.credential_state(id).await?,
+            None => None,
+        };
+        if record.is_none() {
+            warnings.push(
+                "signed with this server's key, but this server has no record of it: \
+                 counted as revoked"
+                    .to_owned(),
+            );
+        }
+        check.apply_issuer_record(record.map(|record| record.at(unix_ms(now))));
+        Some(check.not_revoked)
+    } else {
+        warnings.push(
+            "revocation not checked: the issuer is not this server, and the embedded \
+             credentialStatus is outside the proof, so anyone may have rewritten it"
+                .to_owned(),
+        );
+        // The unsigned status can still admit revocation; it cannot prove its absence.
+        (!check.not_revoked).then_some(false)
+    };
+    Ok(Json(ExternalVerification {
+        valid: check.valid,
         checks: ExternalChecks {
-            structure_valid,
+            structure_valid: check.structure_valid,
             not_revoked,
-            not_expired,
-            signature_valid,
+            not_expired: check.not_expired,
+            signature_valid: check.signature_valid,
         },
-        credential_id: body
-            .credential
+        revocation_checked: check.revocation_checked,
+        warnings,
+        credential_id: credential
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        issuer: attestix_core::credential_issuer_did(&body.credential).map(str::to_owned),
-        subject: attestix_core::credential_subject_id(&body.credential).map(str::to_owned),
-    })
+        issuer: attestix_core::credential_issuer_did(&credential).map(str::to_owned),
+        subject: attestix_core::credential_subject_id(&credential).map(str::to_owned),
+    }))
 }
 
 /// Revoke a credential. The body `{"reason": "…"}` is optional.

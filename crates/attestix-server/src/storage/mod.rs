@@ -161,6 +161,27 @@ pub struct Page {
     pub next: Option<i64>,
 }
 
+/// What the database records about an identity or credential, whoever owns it: the
+/// authority on revocation when a document this server signed is verified (the
+/// revocation fields inside a document are outside its signature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordState {
+    /// Revoked.
+    pub revoked: bool,
+    /// Expiry, unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+impl RecordState {
+    /// The record as `attestix-core` weighs it, at `now_ms`.
+    pub fn at(self, now_ms: i64) -> attestix_core::IssuerRecord {
+        attestix_core::IssuerRecord {
+            revoked: self.revoked,
+            expired: now_ms >= self.expires_at_ms,
+        }
+    }
+}
+
 /// An API key as stored: never the key itself, only its SHA-256 digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
@@ -228,6 +249,12 @@ pub trait Storage: Send + Sync + 'static {
         document: &str,
     ) -> Result<bool, StorageError>;
 
+    /// The recorded state of the identity `agent_id` in any scope. Unscoped on purpose:
+    /// whoever holds a presentation this server signed may learn whether its holder
+    /// was revoked, as a public revocation list would tell them; ids are unique
+    /// across scopes.
+    async fn identity_state(&self, agent_id: &str) -> Result<Option<RecordState>, StorageError>;
+
     /// Inserts a credential; recovery points as for identities.
     async fn insert_credential(&self, credential: &NewCredential)
         -> Result<Inserted, StorageError>;
@@ -252,6 +279,13 @@ pub trait Storage: Send + Sync + 'static {
         credential_id: &str,
         document: &str,
     ) -> Result<bool, StorageError>;
+
+    /// The recorded state of the credential `credential_id` in any scope (unscoped for
+    /// the reason given at [`Storage::identity_state`]).
+    async fn credential_state(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<RecordState>, StorageError>;
 
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;

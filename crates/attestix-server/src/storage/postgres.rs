@@ -37,7 +37,7 @@ use sqlx::QueryBuilder;
 
 use super::{
     ApiKeyRecord, CredentialFilter, Holder, IdentityFilter, Inserted, NewCredential, NewIdentity,
-    Page, PageRequest, RecoveryPoint, Storage, StorageError,
+    Page, PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a call waits for a pooled connection before failing.
@@ -415,6 +415,19 @@ impl Storage for PostgresStorage {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn identity_state(&self, agent_id: &str) -> Result<Option<RecordState>, StorageError> {
+        let row: Option<(bool, i64)> =
+            sqlx::query_as("SELECT revoked, expires_at_ms FROM identities WHERE agent_id = $1")
+                .bind(agent_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::database)?;
+        Ok(row.map(|(revoked, expires_at_ms)| RecordState {
+            revoked,
+            expires_at_ms,
+        }))
+    }
+
     async fn insert_credential(
         &self,
         credential: &NewCredential,
@@ -478,6 +491,23 @@ impl Storage for PostgresStorage {
         .await
         .map_err(StorageError::database)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn credential_state(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<RecordState>, StorageError> {
+        let row: Option<(bool, i64)> = sqlx::query_as(
+            "SELECT revoked, expires_at_ms FROM credentials WHERE credential_id = $1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(row.map(|(revoked, expires_at_ms)| RecordState {
+            revoked,
+            expires_at_ms,
+        }))
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {

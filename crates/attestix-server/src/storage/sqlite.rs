@@ -75,7 +75,7 @@ use sqlx::{Connection, QueryBuilder};
 
 use super::{
     ApiKeyRecord, CredentialFilter, Holder, IdentityFilter, Inserted, NewCredential, NewIdentity,
-    Page, PageRequest, RecoveryPoint, Storage, StorageError,
+    Page, PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -589,6 +589,19 @@ impl Storage for SqliteStorage {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn identity_state(&self, agent_id: &str) -> Result<Option<RecordState>, StorageError> {
+        let row: Option<(bool, i64)> =
+            sqlx::query_as("SELECT revoked, expires_at_ms FROM identities WHERE agent_id = ?1")
+                .bind(agent_id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(StorageError::database)?;
+        Ok(row.map(|(revoked, expires_at_ms)| RecordState {
+            revoked,
+            expires_at_ms,
+        }))
+    }
+
     async fn insert_credential(
         &self,
         credential: &NewCredential,
@@ -652,6 +665,23 @@ impl Storage for SqliteStorage {
         .await
         .map_err(StorageError::database)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn credential_state(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<RecordState>, StorageError> {
+        let row: Option<(bool, i64)> = sqlx::query_as(
+            "SELECT revoked, expires_at_ms FROM credentials WHERE credential_id = ?1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StorageError::database)?;
+        Ok(row.map(|(revoked, expires_at_ms)| RecordState {
+            revoked,
+            expires_at_ms,
+        }))
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {

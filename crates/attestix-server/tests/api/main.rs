@@ -9,3 +9,4 @@ mod identities;
 mod openapi;
 mod outage;
 mod restart;
+mod verification;
