@@ -18,8 +18,8 @@ use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use idempotency::{
-    CacheConfig, CachedStore, IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore,
-    MemoryStoreConfig, MismatchStatus, Store, SystemClock,
+    IdempotencyConfig, IdempotencyLayer, InFlightBehavior, MemoryStore, MemoryStoreConfig,
+    MismatchStatus, Store, SystemClock,
 };
 use tokio::sync::Semaphore;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
@@ -41,7 +41,7 @@ use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
 use crate::telemetry;
-use idempotency_sql::{ExclusiveOpenError, ExclusiveSqliteStore, ImportedRecord};
+use idempotency_sql::{OpenError, SqliteLog};
 
 /// The SQLite database file inside the data directory.
 pub const DATABASE_FILE: &str = "attestix.db";
@@ -59,10 +59,11 @@ pub const IDEMPOTENCY_FILE: &str = "idempotency.db";
 pub struct Backends {
     /// Identities, credentials, API keys.
     pub storage: Arc<dyn Storage>,
-    /// Idempotency records in the database: PostgreSQL's shared table, or for SQLite
-    /// a file of their own that this process holds alone. `None` when the
-    /// configuration keeps them in memory or turns the layer off.
-    pub database_store: Option<Arc<dyn Store>>,
+    /// The idempotency store: PostgreSQL's shared table, the embedded store (on
+    /// SQLite), or memory alone, as configured; `None` when the layer is off.
+    pub idempotency: Option<Arc<dyn Store>>,
+    /// The embedded store's log, closed at shutdown after the store is flushed.
+    pub log: Option<SqliteLog>,
 }
 
 /// Opens (and migrates) the storage the configuration names: PostgreSQL for a
@@ -107,16 +108,26 @@ async fn open_sqlite(config: &ServerConfig) -> anyhow::Result<SqliteStorage> {
 
 /// Opens the storage and, when the configuration keeps idempotency records in the
 /// database, their store: on PostgreSQL the shared table (every instance reserves
-/// through it), on SQLite an [`ExclusiveSqliteStore`] in [`IDEMPOTENCY_FILE`], which
-/// reserves in memory and writes completed records behind (see its docs; a second
-/// server on the same data directory is refused).
+/// through it); on SQLite the embedded store, a [`MemoryStore`] whose completions are
+/// written behind to an [`SqliteLog`] in [`IDEMPOTENCY_FILE`] (a second server on the
+/// same data directory is refused).
 pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
     let wants_store =
         config.idempotency.enabled && config.idempotency.store == IdempotencyStoreChoice::Database;
+    let memory = MemoryStoreConfig {
+        max_bytes: config.idempotency.memory_max_bytes,
+        ..MemoryStoreConfig::default()
+    };
+    let in_memory = || -> Option<Arc<dyn Store>> {
+        config
+            .idempotency
+            .enabled
+            .then(|| Arc::new(MemoryStore::new(memory.clone())) as Arc<dyn Store>)
+    };
     match &config.database_url {
         Some(url) => {
             let storage = open_postgres(url, config).await?;
-            let database_store: Option<Arc<dyn Store>> = if wants_store {
+            let idempotency: Option<Arc<dyn Store>> = if wants_store {
                 let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone());
                 store
                     .migrate()
@@ -124,108 +135,59 @@ pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
                     .context("cannot migrate the PostgreSQL idempotency table")?;
                 Some(Arc::new(store))
             } else {
-                None
+                in_memory()
             };
             Ok(Backends {
                 storage: Arc::new(storage),
-                database_store,
+                idempotency,
+                log: None,
             })
         }
         None => {
             let storage = open_sqlite(config).await?;
-            let database_store: Option<Arc<dyn Store>> = if wants_store {
+            let log = if wants_store {
                 let path = config.data_dir.join(IDEMPOTENCY_FILE);
-                let store =
-                    ExclusiveSqliteStore::open(&path)
-                        .await
-                        .map_err(|error| match error {
-                            ExclusiveOpenError::InUse(_) => anyhow::anyhow!(
-                                "{error}; is another `attestix serve` running on {}?",
-                                config.data_dir.display()
-                            ),
-                            other => anyhow::Error::new(other),
-                        })?;
-                move_records_out_of_the_main_file(&storage, &store).await?;
-                Some(Arc::new(store))
+                let log = SqliteLog::open(&path).await.map_err(|error| match error {
+                    OpenError::InUse(_) => anyhow::anyhow!(
+                        "{error}; is another `attestix serve` running on {}?",
+                        config.data_dir.display()
+                    ),
+                    other => anyhow::Error::new(other),
+                })?;
+                // Releases before this one kept idempotency records in attestix.db.
+                let mut writer = storage
+                    .writer()
+                    .acquire()
+                    .await
+                    .context("cannot write attestix.db")?;
+                let moved = log
+                    .import_legacy_table(&mut writer)
+                    .await
+                    .context("cannot move idempotency records out of attestix.db")?;
+                if moved > 0 {
+                    tracing::info!(
+                        moved,
+                        "moved completed idempotency records from attestix.db to {IDEMPOTENCY_FILE}"
+                    );
+                }
+                Some(log)
             } else {
                 None
             };
+            let idempotency = match &log {
+                Some(log) => Some(
+                    Arc::new(MemoryStore::with_log(memory, Arc::new(log.clone())))
+                        as Arc<dyn Store>,
+                ),
+                None => in_memory(),
+            };
             Ok(Backends {
                 storage: Arc::new(storage),
-                database_store,
+                idempotency,
+                log,
             })
         }
     }
-}
-
-/// Releases before this one kept idempotency records in `attestix.db` itself. Their
-/// live completed records move to the idempotency file, so that retries of requests
-/// made just before an upgrade still replay; the old table is left empty.
-async fn move_records_out_of_the_main_file(
-    storage: &SqliteStorage,
-    store: &ExclusiveSqliteStore,
-) -> anyhow::Result<()> {
-    let has_old_table: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'idempotency_records'",
-    )
-    .fetch_optional(storage.reader_pool())
-    .await
-    .context("cannot read the SQLite schema")?;
-    if has_old_table.is_none() {
-        return Ok(());
-    }
-    let now = idempotency::store::unix_millis(std::time::SystemTime::now());
-    type OldRow = (String, String, Vec<u8>, i32, Vec<u8>, Vec<u8>, i64, i64);
-    let rows: Vec<OldRow> = sqlx::query_as(
-        "SELECT scope, key, fingerprint, status, headers, body, created_at, expires_at \
-         FROM idempotency_records WHERE state = 'completed' AND expires_at > ?1",
-    )
-    .bind(now)
-    .fetch_all(storage.reader_pool())
-    .await
-    .context("cannot read the idempotency records of attestix.db")?;
-    let mut records = Vec::with_capacity(rows.len());
-    for (scope, key, fingerprint, status, headers, body, created_at, expires_at) in rows {
-        let (Some(fingerprint), Ok(status), Ok(headers)) = (
-            idempotency::Fingerprint::from_slice(&fingerprint),
-            u16::try_from(status),
-            idempotency::StoredResponse::decode_headers(&headers),
-        ) else {
-            tracing::warn!("skipped an unreadable idempotency record of attestix.db");
-            continue;
-        };
-        records.push(ImportedRecord {
-            id: idempotency::RecordId::new(scope, key),
-            fingerprint,
-            response: idempotency::StoredResponse {
-                status,
-                headers,
-                body: body.into(),
-            },
-            created_at: idempotency::store::from_unix_millis(created_at),
-            expires_at: idempotency::store::from_unix_millis(expires_at),
-        });
-    }
-    let moved = store
-        .import(records)
-        .await
-        .context("cannot move idempotency records into their own file")?;
-    let mut writer = storage
-        .writer()
-        .acquire()
-        .await
-        .context("cannot write attestix.db")?;
-    sqlx::query("DELETE FROM idempotency_records")
-        .execute(&mut *writer)
-        .await
-        .context("cannot clear the old idempotency records of attestix.db")?;
-    if moved > 0 {
-        tracing::info!(
-            moved,
-            "moved completed idempotency records from attestix.db to {IDEMPOTENCY_FILE}"
-        );
-    }
-    Ok(())
 }
 
 /// A server ready to accept connections.
@@ -240,6 +202,8 @@ pub struct Application {
     grace: Duration,
     /// The layer's store, flushed at shutdown (it may write completions behind).
     store: Option<Arc<dyn Store>>,
+    /// The embedded store's log, closed after the flush.
+    log: Option<SqliteLog>,
     request_head_timeout: Duration,
     max_connections: usize,
 }
@@ -261,23 +225,9 @@ impl Application {
         };
 
         let settings = &config.idempotency;
-        let store: Arc<dyn Store> = match backends.database_store.clone() {
-            // Completed records are immutable until they expire, so replays can be
-            // answered from process memory instead of a database read per replay.
-            Some(database_store) => {
-                Arc::new(CachedStore::new(database_store, CacheConfig::default()))
-            }
-            None => Arc::new(MemoryStore::new(MemoryStoreConfig {
-                max_bytes: settings.memory_max_bytes,
-                ..MemoryStoreConfig::default()
-            })),
-        };
-        let purger = settings.enabled.then(|| {
-            idempotency::spawn_purger(
-                store.clone(),
-                Arc::new(SystemClock),
-                Duration::from_secs(60),
-            )
+        let store = backends.idempotency.clone();
+        let purger = store.clone().map(|store| {
+            idempotency::spawn_purger(store, Arc::new(SystemClock), Duration::from_secs(60))
         });
         let mut layer_config = IdempotencyConfig::default()
             .with_scope(auth::idempotency_scope)
@@ -291,10 +241,8 @@ impl Application {
         if settings.ietf_status_codes {
             layer_config = layer_config.with_mismatch_status(MismatchStatus::UnprocessableContent);
         }
-        let flushed_at_shutdown = settings.enabled.then(|| store.clone());
-        let layer = settings
-            .enabled
-            .then(|| IdempotencyLayer::with_shared_store(store, layer_config));
+        let flushed_at_shutdown = store.clone();
+        let layer = store.map(|store| IdempotencyLayer::with_shared_store(store, layer_config));
 
         let did = signer.did().to_owned();
         let state = Arc::new(AppState {
@@ -330,6 +278,7 @@ impl Application {
             purger,
             grace: config.shutdown_grace,
             store: flushed_at_shutdown,
+            log: backends.log,
             request_head_timeout: config.request_head_timeout,
             max_connections: config.max_connections.max(1),
         })
@@ -456,6 +405,10 @@ impl Application {
                     "completed idempotency records were still being written when the grace period ended"
                 ),
             }
+        }
+        if let Some(log) = &self.log {
+            // Bounded: closing writes what is queued, which a failing disk never does.
+            let _ = tokio::time::timeout(self.grace, log.close()).await;
         }
         Ok(())
     }

@@ -1466,69 +1466,9 @@ mod sqlite_specifics {
         storage.close().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sharing_the_writer_with_the_idempotency_store_causes_no_busy_errors() {
-        use idempotency::{FencingToken, Fingerprint, RecordId, ReserveRequest, Store};
-        use std::time::{Duration, SystemTime};
-
-        let (storage, _directory) = common::sqlite_storage().await;
-        let store = idempotency_sql::SqliteStore::from_writer(
-            storage.writer().clone(),
-            storage.reader_pool().clone(),
-        );
-        store
-            .migrate()
-            .await
-            .expect("the idempotency migrations apply too");
-        let storage = Arc::new(storage);
-        let store = Arc::new(store);
-
-        let tasks: Vec<_> = (0..32_u64)
-            .map(|task| {
-                let storage = Arc::clone(&storage);
-                let store = Arc::clone(&store);
-                tokio::spawn(async move {
-                    let mut n = task;
-                    while n < 200 {
-                        let id = RecordId::new("alice|default", format!("key-{n}"));
-                        let fingerprint = Fingerprint::from_bytes([7; 32]);
-                        store
-                            .reserve(ReserveRequest {
-                                id: &id,
-                                fingerprint: &fingerprint,
-                                token: FencingToken::generate(),
-                                now: SystemTime::now(),
-                                lease: Duration::from_secs(60),
-                                retention: Duration::from_secs(3600),
-                            })
-                            .await
-                            .expect("reservations never fail with SQLITE_BUSY");
-                        storage
-                            .insert_identity(&identity("alice", n, "mcp"))
-                            .await
-                            .expect("inserts never fail with SQLITE_BUSY");
-                        n += 32;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("the task does not panic");
-        }
-        assert_eq!(all_identity_documents(&*storage, "alice").await.len(), 200);
-        storage.close().await;
-    }
-
     #[tokio::test]
     async fn migrations_tolerate_other_components_in_the_same_database() {
         let (storage, _directory) = common::sqlite_storage().await;
-        idempotency_sql::SqliteStore::from_writer(
-            storage.writer().clone(),
-            storage.reader_pool().clone(),
-        )
-        .migrate()
-        .await
-        .expect("the idempotency store migrates the same file");
         sqlx::query(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              VALUES (?1, 'another component', TRUE, ?2, 0)",

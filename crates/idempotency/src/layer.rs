@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::metrics::LayerMetrics;
-use crate::replay_hints::ReplayHints;
 
 use tower::Layer;
 
@@ -16,7 +15,6 @@ use crate::store::{MemoryStore, Store};
 pub(crate) struct Shared {
     pub(crate) config: IdempotencyConfig,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) replay_hints: ReplayHints,
     pub(crate) metrics: LayerMetrics,
 }
 
@@ -41,7 +39,6 @@ impl IdempotencyLayer {
             shared: Arc::new(Shared {
                 config,
                 store,
-                replay_hints: ReplayHints::default(),
                 metrics: LayerMetrics::default(),
             }),
         }

@@ -78,11 +78,13 @@
 //!
 //! # Stores
 //!
-//! [`MemoryStore`] is built in; [`CachedStore`] puts a bounded cache of completed
-//! records in front of any store, so repeated replays skip the database; SQLite and PostgreSQL stores live in the
-//! `idempotency-sql` crate. Any backend implementing [`Store`] can be checked
-//! against the shared conformance suite with the `testkit` feature and
-//! [`store_conformance_tests!`].
+//! [`MemoryStore`] is the engine: reservations, leases, takeovers and fencing, in
+//! process memory. With a [`CompletionLog`] ([`MemoryStore::with_log`]) the same
+//! engine is the embedded, durable store: its completions are written behind to the
+//! log and read back when memory no longer holds them (`idempotency-sql` has a SQLite
+//! log, and PostgreSQL for many instances). Any backend implementing [`Store`] can be
+//! checked against the shared conformance suite with the `testkit` feature and
+//! `store_conformance_tests!`.
 //!
 //! # Observability
 //!
@@ -98,7 +100,6 @@ pub mod key;
 mod layer;
 pub mod metrics;
 pub mod problem;
-mod replay_hints;
 mod service;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -117,8 +118,9 @@ pub use layer::IdempotencyLayer;
 pub use problem::{ProblemKind, PROBLEM_JSON};
 pub use service::{Idempotency, IdempotencyContext, IDEMPOTENCY_REPLAYED};
 pub use store::{
-    CacheConfig, CachedStore, ExistingRecord, FencingToken, MemoryStore, MemoryStoreConfig,
-    RecordId, RecordState, ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
+    CompletedRecord, CompletionLog, ExistingRecord, FencingToken, LogPosition, MemoryStore,
+    MemoryStoreConfig, RecordId, RecordState, ReserveOutcome, ReserveRequest, Store, StoreError,
+    StoredResponse,
 };
 
 /// Spawns a task that purges expired records every `every`, for any store.

@@ -21,7 +21,6 @@ use crate::key::{IdempotencyKey, IDEMPOTENCY_KEY};
 use crate::layer::Shared;
 use crate::metrics::{LayerMetrics, NotStored, Outcome, StoreCall};
 use crate::problem::{self, problem_response, ProblemKind};
-use crate::replay_hints::RawDigest;
 use crate::store::{
     ExistingRecord, FencingToken, RecordId, RecordState, ReserveOutcome, ReserveRequest,
     StoreError, StoredResponse,
@@ -211,29 +210,6 @@ where
         // A replay known in process memory is answered here: no task, no store
         // round trip. Only completed records are peeked, and they never change.
         let known = shared.store.peek_completed(&record, config.clock.now());
-        // A retry that resends the bytes of a request already matched against this
-        // record needs no canonical JSON (see `replay_hints`).
-        let raw = known.as_ref().map(|_| {
-            RawDigest::of_request(
-                &parts.method,
-                parts.uri.path(),
-                parts.uri.query(),
-                content_type,
-                &body,
-            )
-        });
-        if let (Some(existing), Some(raw)) = (&known, raw) {
-            if let RecordState::Completed(stored) = &existing.state {
-                if shared
-                    .replay_hints
-                    .confirms(&record, raw, &existing.fingerprint)
-                {
-                    shared.metrics.count(Outcome::Replayed);
-                    tracing::Span::current().record("outcome", "replayed");
-                    return Ok(replay(stored));
-                }
-            }
-        }
         let fingerprint = Fingerprint::of_request(
             &parts.method,
             parts.uri.path(),
@@ -246,9 +222,6 @@ where
                 return Ok(mismatch(&shared.metrics, config.mismatch_status.status()));
             }
             if let RecordState::Completed(stored) = &existing.state {
-                if let Some(raw) = raw {
-                    shared.replay_hints.remember(&record, raw, fingerprint);
-                }
                 shared.metrics.count(Outcome::Replayed);
                 tracing::Span::current().record("outcome", "replayed");
                 return Ok(replay(stored));

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_batch;
+pub mod sqlite_writer;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;

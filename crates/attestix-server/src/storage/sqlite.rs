@@ -7,7 +7,7 @@
 //! lock, fails with `SQLITE_BUSY` at once whatever the busy timeout. So
 //! [`SqliteStorage::open`] keeps two kinds of connection on the file:
 //!
-//! - one dedicated **writer** connection (an [`idempotency_sql::SqliteWriter`]),
+//! - one dedicated **writer** connection (a [`SqliteWriter`](super::sqlite_writer::SqliteWriter)),
 //!   through which every statement that writes goes: writers queue fairly for it
 //!   inside the process instead of contending for the file lock (it is not a pool of
 //!   one: sqlx pings a pooled connection on every return, which doubled the cost of
@@ -30,21 +30,9 @@
 //! caller moves to the key's next id). That keeps a keyed insert as cheap as an
 //! unkeyed one; the index it replaces took a random page write per keyed row.
 //!
-//! Share [`SqliteStorage::writer`] with the SQLite idempotency store, so its writes
-//! queue on the same connection rather than fight for the file lock:
-//!
-//! ```no_run
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use attestix_server::storage::SqliteStorage;
-//! use idempotency_sql::SqliteStore;
-//!
-//! let storage = SqliteStorage::open(std::path::Path::new("attestix.db")).await?;
-//! storage.migrate().await?;
-//! let store = SqliteStore::from_writer(storage.writer().clone(), storage.reader_pool().clone());
-//! store.migrate().await?;
-//! # Ok(())
-//! # }
-//! ```
+//! The idempotency records are not in this file: they live in their own
+//! (`idempotency.db`, an `idempotency_sql::SqliteLog`), whose writes never wait for
+//! these.
 //!
 //! # Migrations
 //!
@@ -61,8 +49,8 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::sqlite_writer::{SqliteWriter, WriterConnection};
 use async_trait::async_trait;
-use idempotency_sql::{SqliteWriter, WriterConnection};
 
 use super::sqlite_batch::{InsertBatcher, OwnedRow};
 use sqlx::migrate::Migrator;
@@ -157,11 +145,9 @@ impl SqliteStorage {
         Self::from_writer(SqliteWriter::from_pool(writer), reader)
     }
 
-    /// Writes through `writer` (share it with the SQLite idempotency store) and reads
-    /// through `reader`; both must open the same database.
-    ///
-    /// Call [`SqliteStorage::migrate`] before first use.
-    pub fn from_writer(writer: SqliteWriter, reader: SqlitePool) -> Self {
+    /// Writes through `writer` and reads through `reader`; both must open the same
+    /// database.
+    fn from_writer(writer: SqliteWriter, reader: SqlitePool) -> Self {
         Self {
             batcher: InsertBatcher::new(writer.clone()),
             writer,
@@ -209,8 +195,7 @@ impl SqliteStorage {
             .map_err(StorageError::database)
     }
 
-    /// The writer: one connection, through which every write goes. Give it to the
-    /// SQLite idempotency store so that its writes queue with these.
+    /// The writer: one connection, through which every write goes.
     pub fn writer(&self) -> &SqliteWriter {
         &self.writer
     }

@@ -4,10 +4,9 @@
 //! Every write to a SQLite file goes through one connection, and each statement on it
 //! costs a hand-off to sqlx's worker thread and back (from a few µs to about 90 µs on
 //! the 2-core benchmark machine, the upper end when a sleeping thread must be woken),
-//! so the writer, not the CPU, bounded the server. This is the storage's half of the cure; the idempotency
-//! store batches its own writes the same way (`idempotency_sql`'s group commit).
+//! so the writer, not the CPU, bounded the server.
 //!
-//! An [`idempotency_sql::BatchQueue`] (the same batching loop as the store's) takes
+//! A [`BatchQueue`] takes
 //! the first queued insert, checks out the writer, takes every insert queued
 //! meanwhile (up to [`MAX_INSERT_ROWS`] per table), and runs one
 //! multi-row `INSERT … SELECT … WHERE NOT EXISTS (an earlier execution's resource)
@@ -20,8 +19,8 @@
 use tokio::sync::oneshot;
 
 use super::sqlite::{insert_error, NewRow, MAX_INSERT_ROWS};
+use super::sqlite_writer::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};
 use super::{NewCredential, NewIdentity, StorageError};
-use idempotency_sql::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};
 
 /// `Ok(true)`: inserted; `Ok(false)`: its recovery point is taken.
 type Reply = Result<bool, StorageError>;

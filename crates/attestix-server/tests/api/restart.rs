@@ -26,8 +26,9 @@ async fn a_retry_after_a_restart_replays_the_original_response(backend: Backend)
 async fn a_record_left_in_the_main_file_by_an_older_release_still_replays() {
     use std::time::SystemTime;
 
-    use idempotency::{FencingToken, RecordId, RecordState, ReserveOutcome, ReserveRequest, Store};
-    use idempotency_sql::{ExclusiveSqliteStore, SqliteStore};
+    use idempotency::{CompletionLog, RecordId};
+    use idempotency_sql::SqliteLog;
+    use sqlx::Connection;
 
     let server = TestServer::start(Backend::Sqlite)
         .await
@@ -46,39 +47,51 @@ async fn a_record_left_in_the_main_file_by_an_older_release_still_replays() {
             // attestix.db's own idempotency table, no idempotency file.
             let own_file = config.data_dir.join(attestix_server::IDEMPOTENCY_FILE);
             let id = RecordId::new("admin/default", "before-upgrade");
-            let store = ExclusiveSqliteStore::open(&own_file).await.unwrap();
-            let record = store
-                .lookup(&id, SystemTime::now())
+            let log = SqliteLog::open(&own_file).await.unwrap();
+            let record = log
+                .read(&id, SystemTime::now())
                 .await
                 .unwrap()
                 .expect("the server stored the record");
-            store.close().await;
-            drop(store);
+            log.close().await;
+            drop(log);
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", own_file.display()));
             }
-            let RecordState::Completed(response) = record.state else {
-                panic!("the record is completed");
-            };
-            let old = SqliteStore::open(config.data_dir.join(attestix_server::DATABASE_FILE))
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(config.data_dir.join(attestix_server::DATABASE_FILE));
+            let mut old = sqlx::SqliteConnection::connect_with(&options)
                 .await
                 .unwrap();
-            old.migrate().await.unwrap();
-            let token = FencingToken::generate();
-            let reserved = old
-                .reserve(ReserveRequest {
-                    id: &id,
-                    fingerprint: &record.fingerprint,
-                    token,
-                    now: SystemTime::now(),
-                    lease: std::time::Duration::from_secs(60),
-                    retention: std::time::Duration::from_secs(3600),
-                })
-                .await
-                .unwrap();
-            assert_eq!(reserved, ReserveOutcome::Reserved { took_over: false });
-            old.complete(&id, token, &response).await.unwrap();
-            old.close().await;
+            // The table as the older release's migration made it.
+            sqlx::raw_sql(
+                "CREATE TABLE idempotency_records (
+                     scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
+                     state TEXT NOT NULL, token INTEGER NOT NULL,
+                     lease_expires_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                     takeovers INTEGER NOT NULL DEFAULT 0, status INTEGER, headers BLOB,
+                     body BLOB, created_at INTEGER NOT NULL, PRIMARY KEY (scope, key))",
+            )
+            .execute(&mut old)
+            .await
+            .unwrap();
+            let millis = idempotency::store::unix_millis;
+            sqlx::query(
+                "INSERT INTO idempotency_records VALUES \
+                 (?1, ?2, ?3, 'completed', 7, ?4, ?5, 0, ?6, ?7, ?8, ?4)",
+            )
+            .bind(&id.scope)
+            .bind(&id.key)
+            .bind(record.fingerprint.as_bytes().as_slice())
+            .bind(millis(record.created_at))
+            .bind(millis(record.expires_at))
+            .bind(i32::from(record.response.status))
+            .bind(record.response.encode_headers())
+            .bind(record.response.body.as_ref())
+            .execute(&mut old)
+            .await
+            .unwrap();
+            old.close().await.unwrap();
         })
         .await;
     let retry = Reply::of(

@@ -11,6 +11,14 @@
 //! concurrent insert. When every record is in flight and the store is full, a new
 //! reservation fails with [`StoreError::Unavailable`] and the layer answers 503:
 //! refusing is safe, executing unguarded is not.
+//!
+//! With a [`CompletionLog`] ([`MemoryStore::with_log`]) the same engine is the
+//! embedded, durable store: completions are appended to the log as they happen, a
+//! completed record leaves memory only once the log holds it, and a key memory does
+//! not hold is read back from the log when the log may hold it (see [`super::log`]).
+//! Completions the log has not made durable yet cannot be evicted, so a log that
+//! falls behind fills the store and new reservations are refused (503) rather than
+//! queued without bound.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -24,9 +32,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use super::log::{CompletedRecord, CompletionLog, LogPosition};
 use super::{
-    unix_millis, ExistingRecord, FencingToken, RecordId, RecordState, ReserveOutcome,
-    ReserveRequest, Store, StoreError, StoredResponse,
+    from_unix_millis, unix_millis, ExistingRecord, FencingToken, RecordId, RecordState,
+    ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
 };
 use crate::fingerprint::Fingerprint;
 use crate::metrics::MemoryStoreGauges;
@@ -91,7 +100,11 @@ struct Entry {
     fingerprint: Fingerprint,
     token: FencingToken,
     state: EntryState,
+    /// When the key was reserved (or, for a record read back from the log, made).
+    created_at: i64,
     expires_at: i64,
+    /// Where the completion sits in the log; 0 when there is no log to wait for.
+    log_position: LogPosition,
     /// Disambiguates entries with the same expiry in the expiry index.
     expiry_seq: u64,
     /// Position in the completion index, once completed.
@@ -154,6 +167,9 @@ struct Shard {
     by_expiry: BTreeMap<(i64, u64), u64>,
     /// completion_seq → the entry's hash.
     by_completion: BTreeMap<u64, u64>,
+    /// Counts removals, so that a reservation that read the log without the lock can
+    /// tell whether a record of its key may have left memory for the log meanwhile.
+    removals: u64,
 }
 
 impl Shard {
@@ -186,6 +202,8 @@ pub struct MemoryStore {
     /// 32 locks per insert, for nothing until a day has passed.
     earliest_expiry: AtomicI64,
     gauges: MemoryStoreGauges,
+    /// Where completed records are made durable, for the embedded store.
+    log: Option<Arc<dyn CompletionLog>>,
     /// Tests set this to give every id the same hash, to check that entries with
     /// equal hashes are kept apart.
     #[cfg(test)]
@@ -225,9 +243,30 @@ impl MemoryStore {
             latest_now: AtomicI64::new(i64::MIN),
             earliest_expiry: AtomicI64::new(i64::MAX),
             gauges: MemoryStoreGauges::default(),
+            log: None,
             #[cfg(test)]
             same_hash_for_all: false,
         }
+    }
+
+    /// The embedded store: this engine with `log` keeping its completed records
+    /// durable (see the module docs). The bounds are those of memory; the log holds
+    /// every live completed record, evicted from memory or not.
+    pub fn with_log(config: MemoryStoreConfig, log: Arc<dyn CompletionLog>) -> Self {
+        Self {
+            log: Some(log),
+            ..Self::new(config)
+        }
+    }
+
+    /// The log behind this store, if it is an embedded one.
+    pub fn log(&self) -> Option<&Arc<dyn CompletionLog>> {
+        self.log.as_ref()
+    }
+
+    /// The log, when it may hold a record of `id`.
+    fn log_holding(&self, id: &RecordId) -> Option<&Arc<dyn CompletionLog>> {
+        self.log.as_ref().filter(|log| log.may_hold(id))
     }
 
     /// Records held now (live or expired but not yet purged).
@@ -289,6 +328,7 @@ impl MemoryStore {
         is_it: impl FnMut(&Box<Entry>) -> bool,
     ) -> Option<Box<Entry>> {
         let (mut entry, _) = shard.records.find_entry(hash, is_it).ok()?.remove();
+        shard.removals += 1;
         shard
             .by_expiry
             .remove(&(entry.expires_at, entry.expiry_seq));
@@ -375,11 +415,21 @@ impl MemoryStore {
         while self.over_budget(incoming_records, incoming_bytes) {
             let index = self.eviction_cursor.fetch_add(1, Ordering::Relaxed) % shard_count;
             let mut shard = self.lock(index);
-            match shard
+            let durable_through = self.log.as_ref().map(|log| log.durable_through());
+            let oldest = shard
                 .by_completion
                 .first_key_value()
                 .map(|(&seq, &hash)| (seq, hash))
-            {
+                // A completion the log does not hold yet would be lost with its copy here.
+                .filter(|&(seq, hash)| {
+                    durable_through.is_none_or(|through| {
+                        shard
+                            .records
+                            .find(hash, |entry| entry.completion_seq == Some(seq))
+                            .is_some_and(|entry| entry.log_position <= through)
+                    })
+                });
+            match oldest {
                 Some((seq, hash)) => {
                     self.remove_entry(&mut shard, hash, |entry| entry.completion_seq == Some(seq));
                     idle_passes = 0;
@@ -388,7 +438,9 @@ impl MemoryStore {
                     idle_passes += 1;
                     if idle_passes >= shard_count {
                         return Err(StoreError::Unavailable(
-                            "memory store is full of in-flight records".into(),
+                            "the idempotency store is full of records in flight or not yet \
+                             written"
+                                .into(),
                         ));
                     }
                 }
@@ -410,56 +462,40 @@ impl Store for MemoryStore {
         let now = unix_millis(request.now);
         let hash = self.hash(request.id);
         let index = self.shard_index(hash);
-        // The common cases (a live record exists, or there is room for a new one)
-        // decide under one lock.
-        let mut shard = self.lock(index);
-        if let Some(outcome) = self.try_existing(&mut shard, hash, &request, now) {
-            return Ok(outcome);
-        }
-        let incoming = record_bytes(request.id);
         self.latest_now.fetch_max(now, Ordering::Relaxed);
-        if self.over_budget(1, incoming) {
-            // Making room locks the shards in turn, so not while this one is held.
-            drop(shard);
-            self.make_room(1, incoming, now)?;
-            shard = self.lock(index);
-            // Re-check: another request may have reserved the key while room was made.
-            if let Some(outcome) = self.try_existing(&mut shard, hash, &request, now) {
-                return Ok(outcome);
+        let mut read_back = None;
+        let mut room_made = false;
+        loop {
+            // Every decision is made under the shard's lock; what needs I/O or other
+            // shards' locks (reading the log, making room) happens between turns.
+            let step = self.reserve_step(
+                &mut self.lock(index),
+                hash,
+                &request,
+                read_back.take(),
+                room_made,
+            );
+            match step {
+                ReserveStep::Done(outcome) => {
+                    self.report_size();
+                    return Ok(outcome);
+                }
+                ReserveStep::ReadLog { removals } => {
+                    let log = self
+                        .log
+                        .as_ref()
+                        .expect("only an embedded store reads its log");
+                    read_back = Some(ReadBack {
+                        record: log.read(request.id, request.now).await?,
+                        removals,
+                    });
+                }
+                ReserveStep::MakeRoom => {
+                    self.make_room(1, record_bytes(request.id), now)?;
+                    room_made = true;
+                }
             }
         }
-        let expires_at = unix_millis(request.expires_at());
-        let expiry_seq = self.next_sequence();
-        shard.by_expiry.insert((expires_at, expiry_seq), hash);
-        self.lower_earliest_expiry(expires_at);
-        let id = &request.id;
-        let mut joined = String::with_capacity(id.scope.len() + id.key.len());
-        joined.push_str(&id.scope);
-        joined.push_str(&id.key);
-        shard.records.insert_unique(
-            hash,
-            Box::new(Entry {
-                hash,
-                id: joined.into_boxed_str(),
-                scope_len: id.scope.len(),
-                fingerprint: *request.fingerprint,
-                token: request.token,
-                state: EntryState::InFlight {
-                    lease_expires_at: unix_millis(request.lease_expires_at()),
-                },
-                expires_at,
-                expiry_seq,
-                completion_seq: None,
-                bytes: incoming,
-                waiters: None,
-            }),
-            |entry| entry.hash,
-        );
-        drop(shard);
-        self.records.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(incoming, Ordering::Relaxed);
-        self.report_size();
-        Ok(ReserveOutcome::Reserved { took_over: false })
     }
 
     async fn complete(
@@ -473,6 +509,17 @@ impl Store for MemoryStore {
         let entry = shard.get_mut(hash, id).ok_or(StoreError::NotOwner)?;
         if entry.token != token || !matches!(entry.state, EntryState::InFlight { .. }) {
             return Err(StoreError::NotOwner);
+        }
+        // Appended before the record changes here, so that a log that refuses leaves
+        // the key in flight, as a failed completion must.
+        if let Some(log) = &self.log {
+            entry.log_position = log.append(CompletedRecord {
+                id: id.clone(),
+                fingerprint: entry.fingerprint,
+                response: response.clone(),
+                created_at: from_unix_millis(entry.created_at),
+                expires_at: from_unix_millis(entry.expires_at),
+            })?;
         }
         let added = response.size_bytes();
         entry.state = EntryState::Completed(response.clone());
@@ -513,12 +560,22 @@ impl Store for MemoryStore {
         id: &RecordId,
         now: SystemTime,
     ) -> Result<Option<ExistingRecord>, StoreError> {
-        let now = unix_millis(now);
-        let (hash, shard) = self.shard_of(id);
-        Ok(shard
-            .get(hash, id)
-            .filter(|entry| entry.expires_at > now)
-            .map(|entry| entry.view()))
+        let millis = unix_millis(now);
+        let in_memory = {
+            let (hash, shard) = self.shard_of(id);
+            if let Some(entry) = shard.get(hash, id) {
+                return Ok((entry.expires_at > millis).then(|| entry.view()));
+            }
+            self.log_holding(id).cloned()
+        };
+        match in_memory {
+            Some(log) => Ok(log.read(id, now).await?.map(|record| ExistingRecord {
+                fingerprint: record.fingerprint,
+                state: RecordState::Completed(record.response),
+                expires_at: record.expires_at,
+            })),
+            None => Ok(None),
+        }
     }
 
     async fn wait(&self, id: &RecordId, timeout: Duration) -> Result<(), StoreError> {
@@ -549,15 +606,152 @@ impl Store for MemoryStore {
     }
 
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        let purged = self.purge_all(unix_millis(now));
+        let mut purged = self.purge_all(unix_millis(now));
         if purged > 0 {
             self.report_size();
         }
+        if let Some(log) = &self.log {
+            // A record may be in memory, in the log or in both: the larger count is
+            // the closest to the number of records gone that is known without a join.
+            purged = purged.max(log.purge_expired(now).await?);
+        }
         Ok(purged)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        match &self.log {
+            Some(log) => log.flush().await,
+            None => Ok(()),
+        }
     }
 }
 
+/// What a reservation does next, decided under its shard's lock.
+enum ReserveStep {
+    Done(ReserveOutcome),
+    /// Read the key's record from the log; `removals` is the shard's count when the
+    /// decision was made.
+    ReadLog {
+        removals: u64,
+    },
+    /// Free room in the store, then decide again.
+    MakeRoom,
+}
+
+/// What a reservation read from the log without the lock.
+struct ReadBack {
+    record: Option<CompletedRecord>,
+    removals: u64,
+}
+
 impl MemoryStore {
+    /// One turn of [`Store::reserve`] under the shard's lock.
+    fn reserve_step(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        request: &ReserveRequest<'_>,
+        read_back: Option<ReadBack>,
+        room_made: bool,
+    ) -> ReserveStep {
+        let now = unix_millis(request.now);
+        let mut log_read = false;
+        if let Some(read) = read_back {
+            // Another caller may have put the key in memory meanwhile: that decides.
+            if shard.get(hash, request.id).is_none() {
+                match read.record {
+                    Some(record) => self.insert_read_back(shard, hash, record),
+                    // A record of this key may have left memory for the log while it
+                    // was read: read again.
+                    None if shard.removals != read.removals => {
+                        return ReserveStep::ReadLog {
+                            removals: shard.removals,
+                        }
+                    }
+                    None => log_read = true,
+                }
+            }
+        }
+        if let Some(outcome) = self.try_existing(shard, hash, request, now) {
+            return ReserveStep::Done(outcome);
+        }
+        if !log_read && self.log_holding(request.id).is_some() {
+            return ReserveStep::ReadLog {
+                removals: shard.removals,
+            };
+        }
+        let incoming = record_bytes(request.id);
+        if !room_made && self.over_budget(1, incoming) {
+            return ReserveStep::MakeRoom;
+        }
+        let entry = Entry {
+            hash,
+            id: Box::default(),
+            scope_len: 0,
+            fingerprint: *request.fingerprint,
+            token: request.token,
+            state: EntryState::InFlight {
+                lease_expires_at: unix_millis(request.lease_expires_at()),
+            },
+            created_at: now,
+            expires_at: unix_millis(request.expires_at()),
+            log_position: 0,
+            expiry_seq: 0,
+            completion_seq: None,
+            bytes: incoming,
+            waiters: None,
+        };
+        self.insert(shard, hash, request.id, entry);
+        ReserveStep::Done(ReserveOutcome::Reserved { took_over: false })
+    }
+
+    /// Inserts `entry` as the record of `id`, which the shard does not hold, with the
+    /// id's strings, an expiry position, and its bytes counted.
+    fn insert(&self, shard: &mut Shard, hash: u64, id: &RecordId, mut entry: Entry) {
+        let mut joined = String::with_capacity(id.scope.len() + id.key.len());
+        joined.push_str(&id.scope);
+        joined.push_str(&id.key);
+        entry.id = joined.into_boxed_str();
+        entry.scope_len = id.scope.len();
+        entry.expiry_seq = self.next_sequence();
+        shard
+            .by_expiry
+            .insert((entry.expires_at, entry.expiry_seq), hash);
+        self.lower_earliest_expiry(entry.expires_at);
+        if let EntryState::Completed(_) = entry.state {
+            let completion_seq = self.next_sequence();
+            entry.completion_seq = Some(completion_seq);
+            shard.by_completion.insert(completion_seq, hash);
+        }
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(entry.bytes, Ordering::Relaxed);
+        shard
+            .records
+            .insert_unique(hash, Box::new(entry), |entry| entry.hash);
+    }
+
+    /// Puts a completed record read back from the log into memory; the log holds it,
+    /// so it may be evicted again at once.
+    fn insert_read_back(&self, shard: &mut Shard, hash: u64, record: CompletedRecord) {
+        let bytes = record_bytes(&record.id) + record.response.size_bytes();
+        let entry = Entry {
+            hash,
+            id: Box::default(),
+            scope_len: 0,
+            fingerprint: record.fingerprint,
+            token: FencingToken::from_i64(0),
+            state: EntryState::Completed(record.response),
+            created_at: unix_millis(record.created_at),
+            expires_at: unix_millis(record.expires_at),
+            log_position: 0,
+            expiry_seq: 0,
+            completion_seq: None,
+            bytes,
+            waiters: None,
+        };
+        self.insert(shard, hash, &record.id, entry);
+    }
+
     /// Answers from a live record, takes over a dead worker's record, or clears an
     /// expired one and answers `None` (the caller then inserts).
     fn try_existing(

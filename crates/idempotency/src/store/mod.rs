@@ -11,7 +11,7 @@
 //! a test can move a clock forward by a day without sleeping, and so that all the
 //! decisions of one request use one instant.
 
-mod cached;
+pub mod log;
 mod memory;
 
 use std::fmt;
@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use cached::{CacheConfig, CachedStore};
+pub use log::{CompletedRecord, CompletionLog, LogPosition};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
 use crate::fingerprint::Fingerprint;

@@ -1,9 +1,9 @@
-//! [`SqliteWriter`]: the one connection through which a SQLite database is written,
-//! shared by [`SqliteStore`](crate::SqliteStore) and its host.
+//! [`SqliteWriter`]: the one connection through which the SQLite storage file is
+//! written, and [`BatchQueue`], which lets concurrent writes share its turns.
 //!
-//! SQLite admits one writer at a time, so a host that writes the same file should
-//! queue its writes with the store's rather than race it for the lock (SQLite's busy
-//! handler sleeps up to 100 ms between attempts). Sharing a [`SqliteWriter`] does that.
+//! SQLite admits one writer at a time, so writes queue for this connection inside the
+//! process rather than race for the file lock (SQLite's busy handler sleeps up to
+//! 100 ms between attempts).
 //!
 //! # Why not a pool of one connection
 //!
@@ -135,8 +135,8 @@ impl SqliteWriter {
 /// Operations that can share one turn of a [`SqliteWriter`]: the state of one batch
 /// being gathered, for a [`BatchQueue`].
 ///
-/// The store's group commit and a host's batched inserts both implement it, so the
-/// loop that gathers and runs batches is written once, in [`BatchQueue`].
+/// The loop that gathers and runs batches is written once, in [`BatchQueue`]; each
+/// kind of batched write says only how to add to a batch and how to run it.
 pub trait WriterBatch: Send + 'static {
     /// One queued operation, carrying whatever its caller awaits the answer on.
     type Operation: Send + 'static;
