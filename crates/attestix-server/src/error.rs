@@ -13,6 +13,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Base of the problem `type` URIs.
 pub const PROBLEM_BASE: &str = "https://attestix.dev/problems/";
 
+/// Base of the idempotency layer's problem `type` URIs, under [`PROBLEM_BASE`].
+pub const IDEMPOTENCY_PROBLEM_BASE: &str = "https://attestix.dev/problems/idempotency/";
+
 /// One offending field of a validation error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -37,6 +40,25 @@ pub struct Problem {
     /// For validation errors: every offending field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+}
+
+/// Any error, kept as the source of the error that wraps it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Displays an error followed by each of its sources, `outer: inner: innermost`,
+/// for logs (an error's own `Display` names only itself).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// Everything a handler can fail with.
@@ -83,15 +105,20 @@ pub enum ApiError {
         status: StatusCode,
     },
     /// The database cannot be reached (503); the cause is logged, not shown.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
     /// A bug or an unexpected failure (500); the cause is logged, not shown.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] BoxError),
 }
 
 impl ApiError {
-    /// A validation error about one field.
+    /// An unexpected failure (500), keeping its cause for the log.
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    /// A single-field validation error.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError {
             field: field.into(),
@@ -170,8 +197,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
-            Self::Unavailable(cause) => tracing::error!(%cause, "storage unavailable"),
+            Self::Internal(_) => tracing::error!(error = %ErrorChain(&self), "request failed"),
+            Self::Unavailable(_) => {
+                tracing::error!(error = %ErrorChain(&self), "storage unavailable")
+            }
             _ => {}
         }
         let status = self.status();
@@ -191,9 +220,9 @@ impl IntoResponse for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        match error {
-            StorageError::Duplicate => Self::Internal("generated id collided".into()),
-            StorageError::Database(cause) => Self::Unavailable(cause),
+        match &error {
+            StorageError::Duplicate => Self::Internal(Box::new(error)),
+            StorageError::Database(_) => Self::Unavailable(Box::new(error)),
         }
     }
 }
@@ -269,6 +298,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_log_line_of_an_error_names_every_cause() {
+        let error = ApiError::from(StorageError::database(std::io::Error::other("disk full")));
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "storage unavailable: database error: disk full"
+        );
+        assert_eq!(
+            format!("{IDEMPOTENCY_PROBLEM_BASE}"),
+            format!("{PROBLEM_BASE}idempotency/"),
+            "the layer's problems sit under the server's base"
+        );
+    }
+
+    #[test]
     fn serde_messages_name_the_field() {
         assert_eq!(
             split_serde_path("missing field `display_name` at line 1 column 2"),
@@ -299,7 +342,10 @@ mod tests {
             status: StatusCode::CONFLICT,
         }
         .problem();
-        assert_eq!(problem.kind, idempotency::ProblemKind::Mismatch.type_uri());
+        assert_eq!(
+            problem.kind,
+            idempotency::ProblemKind::Mismatch.type_uri(IDEMPOTENCY_PROBLEM_BASE)
+        );
         assert_eq!(problem.status, 409);
     }
 }

@@ -229,20 +229,23 @@ impl Application {
         let purger = store.clone().map(|store| {
             idempotency::spawn_purger(store, Arc::new(SystemClock), Duration::from_secs(60))
         });
-        let mut layer_config = IdempotencyConfig::default()
-            .with_scope(auth::idempotency_scope)
-            .with_retention(settings.retention)
-            .with_lease(settings.lease)
-            .with_max_request_body(config.max_body_bytes)
-            .with_max_response_body(config.max_response_bytes);
-        if let Some(wait) = settings.wait {
-            layer_config = layer_config.with_in_flight(InFlightBehavior::Wait(wait));
-        }
-        if settings.ietf_status_codes {
-            layer_config = layer_config.with_mismatch_status(MismatchStatus::UnprocessableContent);
-        }
         let flushed_at_shutdown = store.clone();
-        let layer = store.map(|store| IdempotencyLayer::with_shared_store(store, layer_config));
+        let layer = store.map(|store| {
+            let mut layer = IdempotencyLayer::with_config(store, IdempotencyConfig::default())
+                .scope(auth::idempotency_scope)
+                .retention(settings.retention)
+                .lease(settings.lease)
+                .max_request_body(config.max_body_bytes)
+                .max_response_body(config.max_response_bytes)
+                .problem_type_base(crate::error::IDEMPOTENCY_PROBLEM_BASE);
+            if let Some(wait) = settings.wait {
+                layer = layer.in_flight(InFlightBehavior::Wait(wait));
+            }
+            if settings.ietf_status_codes {
+                layer = layer.mismatch_status(MismatchStatus::UnprocessableContent);
+            }
+            layer
+        });
 
         let did = signer.did().to_owned();
         let state = Arc::new(AppState {
@@ -398,7 +401,10 @@ impl Application {
             match tokio::time::timeout(self.grace, store.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
-                    tracing::error!(%error, "completed idempotency records could not be written at shutdown");
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "completed idempotency records could not be written at shutdown"
+                    );
                 }
                 Err(_) => tracing::error!(
                     grace = ?self.grace,

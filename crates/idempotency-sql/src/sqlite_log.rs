@@ -427,7 +427,10 @@ impl SqliteLog {
     /// fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
         if let Err(error) = self.flush().await {
-            tracing::warn!(%error, "closing the idempotency log with completions unwritten");
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "closing the idempotency log with completions unwritten"
+            );
         }
         if let Some(connection) = self.inner.connection.lock().await.take() {
             if let Err(error) = connection.close().await {

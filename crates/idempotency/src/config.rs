@@ -54,6 +54,7 @@ impl Clock for ManualClock {
 
 /// The status answered when a key is reused with a different request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum MismatchStatus {
     /// `409 Conflict`: this project's documented default.
     #[default]
@@ -73,6 +74,7 @@ impl MismatchStatus {
 
 /// What a duplicate does while the first request with its key is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InFlightBehavior {
     /// Answer `409` at once, with `Retry-After`.
     Reject,
@@ -105,6 +107,7 @@ pub struct IdempotencyConfig {
     pub(crate) store_policy: StorePolicy,
     pub(crate) scope: ScopeResolver,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) problem_type_base: Option<Arc<str>>,
 }
 
 impl Default for IdempotencyConfig {
@@ -120,10 +123,11 @@ impl Default for IdempotencyConfig {
             max_request_body: 1024 * 1024,
             max_response_body: 1024 * 1024,
             store_policy: Arc::new(|status: StatusCode| status.is_success()),
-            // Without a host hook, every caller shares one scope: right only for
-            // services without authentication.
-            scope: Arc::new(|_: &Parts| Some(String::new())),
+            // Without a host hook there is no scope, and keyed requests are refused:
+            // sharing one scope between all callers must be asked for.
+            scope: Arc::new(|_: &Parts| None),
             clock: Arc::new(SystemClock),
+            problem_type_base: None,
         }
     }
 }
@@ -139,6 +143,7 @@ impl fmt::Debug for IdempotencyConfig {
             .field("in_flight", &self.in_flight)
             .field("max_request_body", &self.max_request_body)
             .field("max_response_body", &self.max_response_body)
+            .field("problem_type_base", &self.problem_type_base)
             .finish_non_exhaustive()
     }
 }
@@ -211,12 +216,26 @@ impl IdempotencyConfig {
         self
     }
 
-    /// The hook that names the scope (authenticated principal) of a request.
+    /// The hook that names the scope (authenticated principal) of a request. A
+    /// keyed request for which it answers `None` is refused (500), never run under a
+    /// scope shared with other callers. Without this hook every keyed request is
+    /// refused; a service without authentication that wants one scope for all says
+    /// so: `with_scope(|_| Some(String::new()))`.
     pub fn with_scope(
         mut self,
         resolver: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.scope = Arc::new(resolver);
+        self
+    }
+
+    /// The base of the `type` URIs of the layer's problems: each is `base` followed
+    /// by the [`ProblemKind::slug`](crate::ProblemKind::slug), for example
+    /// `https://example.com/problems/idempotency/` gives
+    /// `https://example.com/problems/idempotency/key-reused`. Unset, every problem's
+    /// type is `about:blank` and only its title and status tell them apart.
+    pub fn with_problem_type_base(mut self, base: impl Into<String>) -> Self {
+        self.problem_type_base = Some(Arc::from(base.into()));
         self
     }
 

@@ -10,6 +10,7 @@
 use std::fmt;
 
 use http::Method;
+#[cfg(any(test, feature = "fuzzing"))]
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -103,7 +104,7 @@ fn body_digest(content_type: Option<&[u8]>, body: &[u8]) -> [u8; 32] {
 /// The canonical form of the JSON text `body` (as [`canonical_json`] writes it for the
 /// parsed value), or `None` when `body` is not one JSON value.
 ///
-/// Written straight from the parser, without building a [`Value`]: a `Value` costs an
+/// Written straight from the parser, without building a [`serde_json::Value`]: a `Value` costs an
 /// allocation per key, string and container, which was most of the fingerprint's time
 /// on every keyed request. Object members are written into one scratch buffer as they
 /// are parsed and copied out in key order; a key given twice keeps its last value, as
@@ -257,12 +258,16 @@ impl<'de> serde::de::Visitor<'de> for CanonicalWriter<'_> {
 ///
 /// Sorting is done here rather than relying on `serde_json::Map` iteration order,
 /// because any crate in a build can turn on serde_json's `preserve_order` feature.
+/// The streaming [`canonicalize`] is what the layer runs; this tree-walking form is
+/// the reference the tests and fuzz targets compare it with.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn canonical_json(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     write_canonical(value, &mut out);
     out
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {

@@ -111,6 +111,7 @@ fn unquote_sf_string(raw: &[u8]) -> Result<Vec<u8>, KeyError> {
 
 /// Why an `Idempotency-Key` header was rejected. Each variant names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The request carried the header more than once.
     #[error("the Idempotency-Key header must appear at most once")]

@@ -9,19 +9,18 @@
 //!
 //! ```
 //! use axum::{routing::post, Router};
-//! use idempotency::{IdempotencyConfig, IdempotencyLayer, MemoryStore};
+//! use idempotency::{IdempotencyLayer, MemoryStore};
+//! use std::time::Duration;
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let layer = IdempotencyLayer::new(
-//!     MemoryStore::default(),
+//! let layer = IdempotencyLayer::new(MemoryStore::default())
 //!     // The scope hook names the authenticated principal; here, a header that an
 //!     // authentication layer in front of this one has already checked.
-//!     IdempotencyConfig::default().with_scope(|request| {
-//!         request.headers.get("x-principal")?.to_str().ok().map(str::to_owned)
-//!     }),
-//! );
+//!     .scope(|request| request.headers.get("x-principal")?.to_str().ok().map(str::to_owned))
+//!     .lease(Duration::from_secs(30))
+//!     .problem_type_base("https://example.com/problems/idempotency/");
 //! let app = Router::new()
 //!     .route("/orders", post(|| async { "order #1 created" }))
 //!     .layer(layer);
@@ -74,7 +73,10 @@
 //! - If storing the response fails after the handler ran, the response still goes
 //!   to the client and the key stays in flight until its lease ends. Hosts that
 //!   create resources should keep a recovery point (see [`IdempotencyContext`]).
-//! - Without [`IdempotencyConfig::with_scope`], all callers share one scope.
+//! - Without a scope ([`IdempotencyLayer::scope`]) keyed requests are refused (500):
+//!   callers are never silently put in one shared scope.
+//! - Problem `type` URIs are the host's base ([`IdempotencyLayer::problem_type_base`])
+//!   followed by a [`ProblemKind::slug`]; `about:blank` when no base is set.
 //!
 //! # Stores
 //!
@@ -88,18 +90,33 @@
 //!
 //! # Observability
 //!
-//! See [`metrics`] for the counters and histograms; every keyed request gets a
+//! With the `metrics` feature (on by default), through the `metrics` facade, so that
+//! whatever recorder the host installs (for example `metrics-exporter-prometheus`)
+//! receives them:
+//!
+//! - `idempotency_requests_total{outcome}`: one per keyed request (and per rejected
+//!   key), by outcome (`executed`, `replayed`, `mismatch`, `in_flight`,
+//!   `invalid_key`, `not_stored`, `store_error`);
+//! - `idempotency_not_stored_total{reason}`: executions whose response was not kept;
+//! - `idempotency_store_duration_seconds{operation}`: store latency;
+//! - `idempotency_memory_records` / `idempotency_memory_bytes`: held by a
+//!   [`MemoryStore`].
+//!
+//! Every keyed request gets a
 //! tracing span `idempotency` at DEBUG level (like tower-http's request spans) with
 //! `key_hash` (a short hash, never the key) and `outcome`. Warnings and errors about a
 //! keyed request carry `key_hash` themselves, so they keep it at INFO.
 
-pub mod config;
+mod config;
+#[cfg(feature = "fuzzing")]
 pub mod fingerprint;
+#[cfg(not(feature = "fuzzing"))]
+mod fingerprint;
 mod future;
-pub mod key;
+mod key;
 mod layer;
-pub mod metrics;
-pub mod problem;
+mod metrics;
+mod problem;
 mod service;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -109,7 +126,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{
-    Clock, IdempotencyConfig, InFlightBehavior, ManualClock, MismatchStatus, SystemClock,
+    Clock, IdempotencyConfig, InFlightBehavior, ManualClock, MismatchStatus, ScopeResolver,
+    StorePolicy, SystemClock,
 };
 pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
@@ -140,7 +158,10 @@ pub fn spawn_purger(
             match store.purge_expired(clock.now()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "expired idempotency records purged"),
-                Err(error) => tracing::warn!(%error, "purging expired idempotency records failed"),
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "purging expired idempotency records failed"
+                ),
             }
         }
     })

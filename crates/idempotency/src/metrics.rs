@@ -8,15 +8,22 @@
 //! - `idempotency_memory_records` / `idempotency_memory_bytes`: held by a
 //!   [`MemoryStore`](crate::MemoryStore).
 
+//!
+//! Without the `metrics` feature (on by default) nothing is recorded and the calls
+//! below cost nothing.
+
 use std::future::Future;
+#[cfg(feature = "metrics")]
 use std::sync::OnceLock;
+#[cfg(feature = "metrics")]
 use std::time::Instant;
 
+#[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge, Histogram};
 
 /// The outcome of one keyed request, the label of `idempotency_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The handler ran and its response was stored.
     Executed,
     /// A stored response was replayed.
@@ -36,7 +43,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Executed => "executed",
             Self::Replayed => "replayed",
@@ -135,15 +142,29 @@ impl StoreCall {
 /// receives them.
 #[derive(Default)]
 pub(crate) struct LayerMetrics {
+    #[cfg(feature = "metrics")]
     handles: OnceLock<Handles>,
 }
 
+#[cfg(feature = "metrics")]
 struct Handles {
     outcomes: [Counter; Outcome::ALL.len()],
     not_stored: [Counter; NotStored::ALL.len()],
     store_duration: [Histogram; StoreCall::ALL.len()],
 }
 
+#[cfg(not(feature = "metrics"))]
+impl LayerMetrics {
+    pub(crate) fn count(&self, _outcome: Outcome) {}
+
+    pub(crate) fn count_not_stored(&self, _reason: NotStored) {}
+
+    pub(crate) async fn timed<T>(&self, _call: StoreCall, future: impl Future<Output = T>) -> T {
+        future.await
+    }
+}
+
+#[cfg(feature = "metrics")]
 impl LayerMetrics {
     fn handles(&self) -> &Handles {
         self.handles.get_or_init(|| Handles {
@@ -183,10 +204,15 @@ impl LayerMetrics {
 /// The memory store's gauges, registered on first use as [`LayerMetrics`] are.
 #[derive(Default)]
 pub(crate) struct MemoryStoreGauges {
+    #[cfg(feature = "metrics")]
     handles: OnceLock<(Gauge, Gauge)>,
 }
 
 impl MemoryStoreGauges {
+    #[cfg(not(feature = "metrics"))]
+    pub(crate) fn set(&self, _records: usize, _bytes: usize) {}
+
+    #[cfg(feature = "metrics")]
     pub(crate) fn set(&self, records: usize, bytes: usize) {
         let (held, size) = self.handles.get_or_init(|| {
             (
@@ -199,7 +225,7 @@ impl MemoryStoreGauges {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
 

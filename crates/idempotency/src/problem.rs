@@ -6,16 +6,17 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
+use crate::config::IdempotencyConfig;
 use crate::key::KeyError;
 
 /// The media type of every error body the layer produces.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Base of the stable `type` URIs, one per kind of problem.
-pub const PROBLEM_TYPE_BASE: &str = "https://attestix.dev/problems/idempotency/";
-
-/// The kinds of problem the layer answers with. Each has a stable `type` URI.
+/// The kinds of problem the layer answers with. Each has a stable slug; its `type`
+/// URI is the host's base followed by the slug (see
+/// [`IdempotencyLayer::problem_type_base`](crate::IdempotencyLayer::problem_type_base)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProblemKind {
     /// The `Idempotency-Key` header is malformed or repeated (400).
     InvalidKey,
@@ -53,9 +54,9 @@ impl ProblemKind {
         }
     }
 
-    /// The full `type` URI.
-    pub fn type_uri(self) -> String {
-        format!("{PROBLEM_TYPE_BASE}{}", self.slug())
+    /// The `type` URI under `base`: `base` followed by the slug.
+    pub fn type_uri(self, base: &str) -> String {
+        format!("{base}{}", self.slug())
     }
 
     fn title(self) -> &'static str {
@@ -73,15 +74,20 @@ impl ProblemKind {
     }
 }
 
-/// Builds a problem response of `kind` with `status` and `detail`.
-pub fn problem_response<B: From<Bytes>>(
+/// Builds a problem response of `kind` with `status` and `detail`, typed under the
+/// configured base (`about:blank` when the host set none).
+pub(crate) fn problem_response<B: From<Bytes>>(
+    config: &IdempotencyConfig,
     kind: ProblemKind,
     status: StatusCode,
     detail: &str,
     retry_after: Option<Duration>,
 ) -> Response<B> {
     let body = json!({
-        "type": kind.type_uri(),
+        "type": match config.problem_type_base.as_deref() {
+            Some(base) => kind.type_uri(base),
+            None => "about:blank".to_owned(),
+        },
         "title": kind.title(),
         "status": status.as_u16(),
         "detail": detail,
@@ -99,8 +105,12 @@ pub fn problem_response<B: From<Bytes>>(
     response
 }
 
-pub(crate) fn invalid_key<B: From<Bytes>>(error: &KeyError) -> Response<B> {
+pub(crate) fn invalid_key<B: From<Bytes>>(
+    config: &IdempotencyConfig,
+    error: &KeyError,
+) -> Response<B> {
     problem_response(
+        config,
         ProblemKind::InvalidKey,
         StatusCode::BAD_REQUEST,
         &error.to_string(),

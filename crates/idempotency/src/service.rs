@@ -12,15 +12,16 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tower::Service;
+use tower_service::Service;
 use tracing::Instrument;
 
+use crate::config::IdempotencyConfig;
 use crate::fingerprint::Fingerprint;
 use crate::future::{DetachOnDrop, ResponseFuture};
 use crate::key::{IdempotencyKey, IDEMPOTENCY_KEY};
-use crate::layer::Shared;
 use crate::metrics::{LayerMetrics, NotStored, Outcome, StoreCall};
 use crate::problem::{self, problem_response, ProblemKind};
+use crate::store::Store;
 use crate::store::{
     ExistingRecord, FencingToken, RecordId, RecordState, ReserveOutcome, ReserveRequest,
     StoreError, StoredResponse,
@@ -62,8 +63,25 @@ impl fmt::Debug for IdempotencyContext {
     }
 }
 
+/// What every clone of one [`Idempotency`] service shares.
+pub(crate) struct Shared {
+    pub(crate) config: IdempotencyConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: LayerMetrics,
+}
+
+impl Shared {
+    pub(crate) fn new(store: Arc<dyn Store>, config: IdempotencyConfig) -> Self {
+        Self {
+            config,
+            store,
+            metrics: LayerMetrics::default(),
+        }
+    }
+}
+
 /// Wraps a service with the `Idempotency-Key` contract. Made by
-/// [`IdempotencyLayer`](crate::IdempotencyLayer).
+/// [`IdempotencyLayer`](crate::IdempotencyLayer), or by [`Idempotency::layer`].
 pub struct Idempotency<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -90,6 +108,27 @@ impl<S: fmt::Debug> fmt::Debug for Idempotency<S> {
 impl<S> Idempotency<S> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
+    }
+
+    /// A layer over `store` that wraps services in this one; the same as
+    /// [`IdempotencyLayer::new`](crate::IdempotencyLayer::new).
+    pub fn layer(store: impl Store) -> crate::IdempotencyLayer {
+        crate::IdempotencyLayer::new(store)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -129,6 +168,7 @@ where
                     None => "this endpoint requires an Idempotency-Key header".to_owned(),
                 };
                 return ResponseFuture::ready(problem_response(
+                    config,
                     ProblemKind::KeyRequired,
                     StatusCode::BAD_REQUEST,
                     &detail,
@@ -142,7 +182,7 @@ where
             Ok(None) => unreachable!("the header was present a moment ago"),
             Err(error) => {
                 self.shared.metrics.count(Outcome::InvalidKey);
-                return ResponseFuture::ready(problem::invalid_key(&error));
+                return ResponseFuture::ready(problem::invalid_key(config, &error));
             }
         };
         // The instance that was polled ready handles this request; a fresh clone
@@ -175,6 +215,7 @@ where
         shared.metrics.count(Outcome::StoreError);
         tracing::error!("no idempotency scope for a keyed request; refusing it");
         return Ok(problem_response(
+            &shared.config,
             ProblemKind::ScopeUnavailable,
             StatusCode::INTERNAL_SERVER_ERROR,
             "the server could not determine who made this request",
@@ -182,9 +223,9 @@ where
         ));
     };
     let record = RecordId::new(scope, key.into_string());
-    // DEBUG, like tower-http's per-request spans: at INFO an enabled span costs about
-    // 6 µs per keyed request (measured: 6-7 % of keyed throughput), for context that
-    // only warnings and errors use, and those carry `key_hash` themselves.
+    // DEBUG, like tower-http's per-request spans: an enabled span has a measurable
+    // cost per keyed request (docs/BENCHMARKS.md), for context that only warnings and
+    // errors use, and those carry `key_hash` themselves.
     let span = tracing::debug_span!(
         "idempotency",
         key_hash = %record.log_tag(),
@@ -192,17 +233,11 @@ where
     );
     let answer = async move {
         let config = &shared.config;
-        let body = match read_request_body(
-            &shared.metrics,
-            &parts.headers,
-            body,
-            config.max_request_body,
-        )
-        .await
-        {
-            Ok(body) => body,
-            Err(response) => return Ok(response),
-        };
+        let body =
+            match read_request_body(&shared, &parts.headers, body, config.max_request_body).await {
+                Ok(body) => body,
+                Err(response) => return Ok(response),
+            };
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -219,7 +254,7 @@ where
         );
         if let Some(existing) = known {
             if existing.fingerprint != fingerprint {
-                return Ok(mismatch(&shared.metrics, config.mismatch_status.status()));
+                return Ok(mismatch(&shared, config.mismatch_status.status()));
             }
             if let RecordState::Completed(stored) = &existing.state {
                 shared.metrics.count(Outcome::Replayed);
@@ -245,6 +280,7 @@ where
                 // or the store's. The lease frees the key.
                 tracing::error!("keyed request failed with a panic outside the handler");
                 Ok(problem_response(
+                    &shared.config,
                     ProblemKind::HandlerPanicked,
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the request failed; it may be retried with the same key",
@@ -299,7 +335,7 @@ where
             .timed(StoreCall::Reserve, shared.store.reserve(reserve))
             .await;
         match outcome {
-            Err(error) => return Ok(store_unavailable(&shared.metrics, &error, &record)),
+            Err(error) => return Ok(store_unavailable(&shared, &error, &record)),
             Ok(ReserveOutcome::Reserved { took_over }) => {
                 parts.extensions.insert(IdempotencyContext {
                     record: record.clone(),
@@ -310,7 +346,7 @@ where
                 return execute(&shared, inner, request, &record, token).await;
             }
             Ok(ReserveOutcome::Existing(existing)) if existing.fingerprint != fingerprint => {
-                return Ok(mismatch(&shared.metrics, config.mismatch_status.status()));
+                return Ok(mismatch(&shared, config.mismatch_status.status()));
             }
             Ok(ReserveOutcome::Existing(ExistingRecord {
                 state: RecordState::Completed(stored),
@@ -328,10 +364,10 @@ where
                 match remaining {
                     Some(remaining) if !remaining.is_zero() => {
                         if let Err(error) = shared.store.wait(&record, remaining).await {
-                            return Ok(store_unavailable(&shared.metrics, &error, &record));
+                            return Ok(store_unavailable(&shared, &error, &record));
                         }
                     }
-                    _ => return Ok(in_flight(&shared.metrics)),
+                    _ => return Ok(in_flight(&shared)),
                 }
             }
         }
@@ -340,7 +376,7 @@ where
 
 /// Buffers the request body for fingerprinting, answering 413 past the limit.
 async fn read_request_body<ReqBody, ResBody>(
-    metrics: &LayerMetrics,
+    shared: &Shared,
     headers: &HeaderMap,
     body: ReqBody,
     limit: usize,
@@ -351,8 +387,9 @@ where
     ResBody: From<Bytes>,
 {
     let too_large = || {
-        metrics.count(Outcome::InvalidKey);
+        shared.metrics.count(Outcome::InvalidKey);
         problem_response(
+            &shared.config,
             ProblemKind::TooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("a request with an Idempotency-Key may carry at most {limit} bytes of body"),
@@ -372,6 +409,7 @@ where
         Err(error) => {
             tracing::debug!(%error, "request body could not be read");
             Err(problem_response(
+                &shared.config,
                 ProblemKind::UnreadableBody,
                 StatusCode::BAD_REQUEST,
                 "the request body could not be read completely",
@@ -409,6 +447,7 @@ where
                 "handler panicked while executing a keyed request"
             );
             Ok(problem_response(
+                &shared.config,
                 ProblemKind::HandlerPanicked,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the request failed; it was not recorded and may be retried with the same key",
@@ -453,6 +492,7 @@ where
             tracing::error!(key_hash = %record.log_tag(), %error, "response body failed while being stored");
             release(shared, record, token, NotStored::BodyError).await;
             return problem_response(
+                &shared.config,
                 ProblemKind::HandlerPanicked,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the response could not be produced; the request may be retried with the same key",
@@ -500,7 +540,7 @@ where
         }
         Err(error) => {
             shared.metrics.count(Outcome::StoreError);
-            tracing::error!(key_hash = %record.log_tag(), %error, "response could not be stored; key stays reserved until its lease ends");
+            tracing::error!(key_hash = %record.log_tag(), error = &error as &dyn std::error::Error, "response could not be stored; key stays reserved until its lease ends");
         }
     }
     Response::from_parts(parts, ResBody::from(body))
@@ -520,7 +560,7 @@ async fn release(shared: &Arc<Shared>, record: &RecordId, token: FencingToken, r
             tracing::warn!(key_hash = %record.log_tag(), reason, "lease lost before release; nothing to release");
         }
         Err(error) => {
-            tracing::error!(key_hash = %record.log_tag(), %error, reason, "reservation could not be released; retrying until the store answers or the lease ends");
+            tracing::error!(key_hash = %record.log_tag(), error = &error as &dyn std::error::Error, reason, "reservation could not be released; retrying until the store answers or the lease ends");
             retry_release_in_background(shared.clone(), record.clone(), token);
         }
     }
@@ -599,10 +639,11 @@ fn replay<B: From<Bytes>>(stored: &StoredResponse) -> Response<B> {
     response
 }
 
-fn mismatch<B: From<Bytes>>(metrics: &LayerMetrics, status: StatusCode) -> Response<B> {
-    metrics.count(Outcome::Mismatch);
+fn mismatch<B: From<Bytes>>(shared: &Shared, status: StatusCode) -> Response<B> {
+    shared.metrics.count(Outcome::Mismatch);
     tracing::Span::current().record("outcome", "mismatch");
     problem_response(
+        &shared.config,
         ProblemKind::Mismatch,
         status,
         "this Idempotency-Key was already used with a different request (method, path, query or body); use a new key for a new request",
@@ -610,10 +651,11 @@ fn mismatch<B: From<Bytes>>(metrics: &LayerMetrics, status: StatusCode) -> Respo
     )
 }
 
-fn in_flight<B: From<Bytes>>(metrics: &LayerMetrics) -> Response<B> {
-    metrics.count(Outcome::InFlight);
+fn in_flight<B: From<Bytes>>(shared: &Shared) -> Response<B> {
+    shared.metrics.count(Outcome::InFlight);
     tracing::Span::current().record("outcome", "in_flight");
     problem_response(
+        &shared.config,
         ProblemKind::InFlight,
         StatusCode::CONFLICT,
         "a request with this Idempotency-Key is still being processed; retry after the indicated delay",
@@ -622,14 +664,15 @@ fn in_flight<B: From<Bytes>>(metrics: &LayerMetrics) -> Response<B> {
 }
 
 fn store_unavailable<B: From<Bytes>>(
-    metrics: &LayerMetrics,
+    shared: &Shared,
     error: &StoreError,
     record: &RecordId,
 ) -> Response<B> {
-    metrics.count(Outcome::StoreError);
+    shared.metrics.count(Outcome::StoreError);
     tracing::Span::current().record("outcome", "store_error");
-    tracing::error!(key_hash = %record.log_tag(), %error, "idempotency store failed; request refused, not executed");
+    tracing::error!(key_hash = %record.log_tag(), error = error as &(dyn std::error::Error + 'static), "idempotency store failed; request refused, not executed");
     problem_response(
+        &shared.config,
         ProblemKind::StoreUnavailable,
         StatusCode::SERVICE_UNAVAILABLE,
         "the request was not executed because its Idempotency-Key could not be checked; retry later with the same key",

@@ -129,13 +129,15 @@ fn routes(counters: Counters) -> Router {
 }
 
 fn principal_scope(config: IdempotencyConfig) -> IdempotencyConfig {
-    config.with_scope(|parts| {
-        parts
-            .headers
-            .get("x-principal")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })
+    config
+        .with_problem_type_base("https://example.test/problems/idempotency/")
+        .with_scope(|parts| {
+            parts
+                .headers
+                .get("x-principal")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
 }
 
 struct TestApp {
@@ -157,8 +159,7 @@ impl TestApp {
     ) -> Self {
         let counters = Counters::default();
         let config = configure(principal_scope(IdempotencyConfig::default()));
-        let router =
-            routes(counters.clone()).layer(IdempotencyLayer::with_shared_store(store, config));
+        let router = routes(counters.clone()).layer(IdempotencyLayer::with_config(store, config));
         Self {
             router,
             counters,
@@ -1047,4 +1048,48 @@ async fn a_release_refused_by_a_store_outage_happens_once_the_store_is_back() {
     assert_eq!(retry.status, StatusCode::CREATED);
     assert_eq!(retry.body, "created on attempt 2");
     assert_eq!(app.executions(), 2);
+}
+
+/// A host that configures no scope gets its keyed requests refused, not run under one
+/// scope shared by every caller; and without a problem base, types are about:blank.
+#[tokio::test]
+async fn without_a_scope_keyed_requests_are_refused_and_never_run() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let app = Router::new()
+        .route(
+            "/orders",
+            axum::routing::post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    "created"
+                }
+            }),
+        )
+        .layer(IdempotencyLayer::new(MemoryStore::default()));
+    let request = |key: Option<&str>| {
+        let mut builder = http::Request::post("/orders");
+        if let Some(key) = key {
+            builder = builder.header("idempotency-key", key);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    };
+    let refused = app.clone().oneshot(request(Some("k1"))).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(refused.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["type"], "about:blank");
+    assert_eq!(problem["title"], "Idempotency scope unavailable");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the handler ran without a scope"
+    );
+    // Unkeyed requests are not the layer's business.
+    let unkeyed = app.clone().oneshot(request(None)).await.unwrap();
+    assert_eq!(unkeyed.status(), StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

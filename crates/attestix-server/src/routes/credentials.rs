@@ -304,7 +304,7 @@ async fn issue(
         let id = next_resource_id(&state, ResourceKind::Credential, recovery, n);
         credential = credential
             .with_new_id(&state.signer, id)
-            .map_err(|error| ApiError::Internal(error.to_string()))?;
+            .map_err(ApiError::internal)?;
         record.credential_id = credential.id.clone();
         record.document = serialize(&credential)?;
         inserted = state.storage.insert_credential(&record).await;
@@ -331,7 +331,7 @@ async fn refuse_inactive_subject(
         return Ok(());
     };
     let identity: Uait = serde_json::from_str(&document).map_err(|e| {
-        ApiError::Internal(format!("stored identity {subject_id} is unreadable: {e}"))
+        ApiError::internal(format!("stored identity {subject_id} is unreadable: {e}"))
     })?;
     if identity.revoked {
         return Err(ApiError::Conflict(format!(
@@ -347,7 +347,7 @@ async fn refuse_inactive_subject(
 }
 
 fn serialize(credential: &VerifiableCredential) -> Result<String, ApiError> {
-    serde_json::to_string(credential).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_string(credential).map_err(ApiError::internal)
 }
 
 /// List the caller's credentials, oldest first, with cursor paging.
@@ -436,7 +436,7 @@ pub(crate) async fn load(
         return Ok(None);
     };
     serde_json::from_str(&document).map(Some).map_err(|e| {
-        ApiError::Internal(format!(
+        ApiError::internal(format!(
             "stored credential {credential_id} is unreadable: {e}"
         ))
     })
@@ -598,8 +598,7 @@ pub async fn revoke_credential(
         return Ok(Json(CredentialRevoked::of(&credential)));
     }
     credential.revoke(request.reason, OffsetDateTime::now_utc());
-    let document =
-        serde_json::to_string(&credential).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let document = serde_json::to_string(&credential).map_err(ApiError::internal)?;
     if state
         .storage
         .revoke_credential(&owner, &credential_id, &document)

@@ -181,7 +181,7 @@ pub async fn create_identity(
         let id = next_resource_id(&state, ResourceKind::Identity, recovery, n);
         uait = uait
             .with_new_id(&state.signer, id)
-            .map_err(|error| ApiError::Internal(error.to_string()))?;
+            .map_err(ApiError::internal)?;
         record.agent_id = uait.agent_id.clone();
         record.document = serialize(&uait)?;
         inserted = state.storage.insert_identity(&record).await;
@@ -191,7 +191,7 @@ pub async fn create_identity(
 }
 
 fn serialize(uait: &Uait) -> Result<String, ApiError> {
-    serde_json::to_string(uait).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_string(uait).map_err(ApiError::internal)
 }
 
 /// List the caller's identities, oldest first, with cursor paging.
@@ -245,7 +245,7 @@ async fn load_stored(
         return Ok(None);
     };
     let uait = serde_json::from_str(&document).map_err(|e| {
-        ApiError::Internal(format!("stored identity {agent_id} is unreadable: {e}"))
+        ApiError::internal(format!("stored identity {agent_id} is unreadable: {e}"))
     })?;
     Ok(Some((document, uait)))
 }
@@ -365,7 +365,7 @@ pub async fn revoke_identity(
         return Ok(JsonText::new(StatusCode::OK, stored));
     }
     uait.revoke(request.reason, OffsetDateTime::now_utc());
-    let document = serde_json::to_string(&uait).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let document = serde_json::to_string(&uait).map_err(ApiError::internal)?;
     if state
         .storage
         .revoke_identity(&caller.scope(), &agent_id, &document)

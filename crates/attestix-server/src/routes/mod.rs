@@ -132,7 +132,7 @@ impl JsonText {
 
     /// 200 with a value serialised now.
     pub fn ok(value: &impl serde::Serialize) -> Result<Self, ApiError> {
-        let body = serde_json::to_string(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let body = serde_json::to_string(value).map_err(ApiError::internal)?;
         Ok(Self::new(StatusCode::OK, body))
     }
 
@@ -289,7 +289,7 @@ pub(crate) fn created(
         if action.as_deref() == Some("abort") {
             std::process::abort();
         }
-        Err(ApiError::Internal(format!("failpoint {after_commit}")))
+        Err(ApiError::internal(format!("failpoint {after_commit}")))
     });
     let mut answer = JsonText::new(StatusCode::CREATED, document);
     answer.replayed = replayed;

@@ -106,7 +106,7 @@ pub async fn create_presentation(
         });
     };
     let holder: Uait = serde_json::from_str(&holder).map_err(|e| {
-        ApiError::Internal(format!(
+        ApiError::internal(format!(
             "stored identity {} is unreadable: {e}",
             body.agent_id
         ))
@@ -129,7 +129,7 @@ pub async fn create_presentation(
             });
         };
         let credential: Value = serde_json::from_str(&document)
-            .map_err(|e| ApiError::Internal(format!("stored credential unreadable: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("stored credential unreadable: {e}")))?;
         if attestix_core::credential_subject_id(&credential) != Some(body.agent_id.as_str()) {
             return Err(ApiError::BadRequest(format!(
                 "credential {credential_id} is not about {}; a presentation holds only the holder's credentials",
@@ -166,9 +166,8 @@ pub async fn create_presentation(
         now,
         Uuid::new_v4(),
     )
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let document =
-        serde_json::to_string(&presentation).map_err(|e| ApiError::Internal(e.to_string()))?;
+    .map_err(ApiError::internal)?;
+    let document = serde_json::to_string(&presentation).map_err(ApiError::internal)?;
     super::check_response_size(&state, &document, "credential_ids", "presentation")?;
     Ok(JsonText::new(StatusCode::CREATED, document))
 }

@@ -205,14 +205,14 @@ pub enum StorageError {
     #[error("a record with this id already exists")]
     Duplicate,
     /// The database failed or could not be reached.
-    #[error("database error: {0}")]
-    Database(String),
+    #[error("database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StorageError {
-    /// Wraps a database driver error.
-    pub fn database(error: impl std::fmt::Display) -> Self {
-        Self::Database(error.to_string())
+    /// Wraps a database driver error (or a description of what failed).
+    pub fn database(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Database(error.into())
     }
 }
 

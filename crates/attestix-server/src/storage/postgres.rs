@@ -134,7 +134,7 @@ impl PostgresStorage {
                 return Ok(outcome);
             }
         }
-        Err(StorageError::Database(format!(
+        Err(StorageError::database(format!(
             "the recovery point of a new row in {} kept changing; gave up after {RECOVERY_ATTEMPTS} attempts",
             row.statements().table
         )))
@@ -344,7 +344,7 @@ type ApiKeyRow = (String, String, Vec<u8>, i64, Option<i64>);
 fn api_key_record(row: ApiKeyRow) -> Result<ApiKeyRecord, StorageError> {
     let (id, principal, digest, created_at_ms, revoked_at_ms) = row;
     let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| {
-        StorageError::Database(format!(
+        StorageError::database(format!(
             "api key {id}: stored digest is {} bytes, not 32",
             digest.len()
         ))

@@ -258,7 +258,7 @@ impl SqliteStorage {
             .await
             .map_err(insert_error)?;
         if inserted.is_none() {
-            return Err(StorageError::Database(format!(
+            return Err(StorageError::database(format!(
                 "a row of {} appeared during an exclusive transaction",
                 sql.table
             )));
@@ -503,7 +503,7 @@ type ApiKeyRow = (String, String, Vec<u8>, i64, Option<i64>);
 fn api_key_record(row: ApiKeyRow) -> Result<ApiKeyRecord, StorageError> {
     let (id, principal, digest, created_at_ms, revoked_at_ms) = row;
     let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| {
-        StorageError::Database(format!(
+        StorageError::database(format!(
             "api key {id}: stored digest is {} bytes, not 32",
             digest.len()
         ))

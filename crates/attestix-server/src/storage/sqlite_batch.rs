@@ -121,7 +121,7 @@ impl WriterBatch for Inserts {
 
     fn fail(&mut self, error: &sqlx::Error) {
         for (_, reply) in self.identities.drain(..).chain(self.credentials.drain(..)) {
-            let _ = reply.send(Err(StorageError::database(error)));
+            let _ = reply.send(Err(StorageError::database(error.to_string())));
         }
     }
 }

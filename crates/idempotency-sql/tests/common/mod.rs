@@ -389,6 +389,7 @@ where
             Ok(ReserveOutcome::Existing(existing)) => {
                 assert!(matches!(existing.state, RecordState::InFlight { .. }));
             }
+            Ok(other) => panic!("an outcome this test does not know: {other:?}"),
             Err(error) => panic!("a concurrent reservation failed: {error}"),
         }
     }

@@ -64,28 +64,9 @@ impl Default for MemoryStoreConfig {
 /// Bookkeeping bytes per record beyond its strings and response: the table slot,
 /// two B-tree index entries (a key and the entry's hash each), the boxed entry, and
 /// the allocator's own overhead on the record's small allocations. Calibrated
-/// against the process's resident memory, so the cap is a cap on real memory, not
-/// on a count that ignores half of it:
-/// - `attestix-bench footprint` (30,000 records): 2,038 bytes per stored UAIT
-///   response at first, against 1,102 estimated with 192 here; 1,128 matched it;
-/// - a full store at scale (1,000,000 keyed creates, 256 MiB cap, eviction
-///   churning): 2,168 bytes per record with three copies of each id; 1,360 charged
-///   that plus 5 %;
-/// - with one shared copy of the id (`Arc<RecordId>`), the same run held 123,114
-///   records in 223.0 MiB of anonymous memory growth: 1,899 bytes per record
-///   against 2,180 estimated with 1,360, so the store used only 87 % of its cap;
-///   1,175 (1,899 plus 5 %) was charged from then on;
-/// - with exact-size stored bodies and boxed map entries, the same run (2026-12-01)
-///   held 134,528 records in 189.8 MiB of growth: 1,479 bytes per record against
-///   1,995 estimated, 74 % of the cap used; 733 (1,479 plus 5 %) from then on;
-/// - with the id in one allocation inside the entry and hashes in the indexes
-///   instead of a shared `Arc<RecordId>` (sixth session), the same run held 172,807
-///   records in 228.0 MiB of growth: 1,384 bytes per record against 1,553
-///   estimated.
-///
-/// 633 charges 1,384 plus 5 % (1,453 per stored UAIT response) for allocator
-/// variance, so the estimate still errs high, never low (docs/BENCHMARKS.md,
-/// target 7b).
+/// against the process's resident memory plus 5 % for allocator variance, so that
+/// the cap is a cap on real memory and the estimate errs high, never low (the
+/// calibration runs are in docs/BENCHMARKS.md, target 7b).
 const RECORD_OVERHEAD: usize = 633;
 
 #[derive(Debug)]
@@ -152,14 +133,9 @@ struct Shard {
     // own (randomly seeded) foldhash: the hash picks the shard and the slot, and the
     // indexes hold it rather than a copy of the id, so evicting or purging a record
     // neither hashes nor compares its (by then cold) strings; a sequence number
-    // tells apart entries whose hashes are equal. Each record is then two
-    // allocations (entry, id) plus its response: with the id shared by the map and
-    // both indexes through an `Arc` it was four. On a full store every insert
-    // evicts, and finding, unlinking and freeing the evicted record (each step
-    // touching cold cache lines) was about 3 µs of a keyed request's CPU.
-    // Entries are boxed so that the table's buckets stay small (8 bytes, not about
-    // 180): the table doubles as the store grows, and each doubling moves and touches
-    // every bucket (4 µs of a keyed request's CPU went to the table's growth).
+    // tells apart entries whose hashes are equal. Each record is two allocations
+    // (entry, id) plus its response. Entries are boxed so that the table's buckets
+    // stay small (8 bytes) when the table doubles and moves them all.
     // Keys are scoped by the authenticated principal and the seed is random, so
     // collisions cannot be planned from outside.
     records: HashTable<Box<Entry>>,

@@ -121,6 +121,7 @@ impl ReserveRequest<'_> {
 
 /// The result of an atomic reservation attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReserveOutcome {
     /// The caller now owns the record with the token it passed in and must execute,
     /// then [`Store::complete`] or [`Store::release`].
@@ -146,6 +147,7 @@ pub struct ExistingRecord {
 
 /// The state of a live record.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordState {
     /// A worker holds the reservation until `lease_expires_at`.
     InFlight {
@@ -237,23 +239,25 @@ impl StoredResponse {
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The caller's fencing token is not the record's current one: its lease was
     /// taken over, or the record was released or expired. The caller must not touch it.
     #[error("the reservation is no longer owned by this worker")]
     NotOwner,
-    /// The backend could not be reached or failed; the layer answers 503.
-    #[error("idempotency store unavailable: {0}")]
-    Unavailable(String),
+    /// The backend could not be reached or failed (the cause is its source, or a
+    /// description of what failed); the layer answers 503.
+    #[error("idempotency store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored record could not be decoded.
     #[error("idempotency record is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl StoreError {
-    /// Wraps any backend error as [`StoreError::Unavailable`].
-    pub fn unavailable(error: impl fmt::Display) -> Self {
-        Self::Unavailable(error.to_string())
+    /// Wraps any backend error as [`StoreError::Unavailable`], keeping it as the source.
+    pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(error.into())
     }
 }
 
