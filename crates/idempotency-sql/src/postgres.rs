@@ -19,7 +19,9 @@
 //! duplicate key, so two batches (of this process or another) wait for each other
 //! in one order and cannot deadlock; if the database reports a deadlock or a
 //! serialization failure anyway, each row is retried alone. A lone request runs the
-//! single-row statement, as before.
+//! single-row statement, as before. The reservation and the completion queues keep
+//! up to two connections each (the pool's options, opened when first used) beside
+//! the pool; [`PostgresStore::with_max_batch`]`(1)` uses the pool alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -18,7 +18,8 @@
 //! row the statement skipped met a taken recovery point and is resolved alone as
 //! below; if the statement fails on a unique id, a deadlock or a serialization
 //! failure, nothing of it was applied and each row is inserted alone. A lone insert
-//! runs the single-row statement.
+//! runs the single-row statement. Each table's queue keeps up to two connections
+//! of its own (the pool's options, opened when first used) beside the pool.
 //!
 //! Pagination follows `seq`, an identity column. Its values are taken when rows are
 //! inserted, not when they commit, so a row whose transaction commits after a later
