@@ -34,6 +34,9 @@ pub enum Command {
     Footprint(FootprintArgs),
     /// Serve the ceiling: a minimal axum server answering a fixed body.
     Ceiling(CeilingArgs),
+    /// The PostgreSQL targets: pgbench's single-row inserts, and a PostgreSQL-backed
+    /// server's no-key and keyed creates, in rotating rounds on a fresh database.
+    Postgres(PostgresArgs),
 }
 
 /// Options shared by every command that drives load.
@@ -148,6 +151,46 @@ pub struct FootprintArgs {
     /// The `attestix` binary to start.
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
+}
+
+/// `attestix-bench postgres`.
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    /// A database URL of the PostgreSQL to use; the bench creates (and drops) a fresh
+    /// database beside the one named.
+    #[arg(
+        long,
+        env = "ATTESTIX_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub admin_url: String,
+    /// Rounds; each runs pgbench, no-key and keyed creates once, in rotating order.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// The pgbench executable (default: on the PATH, else PostgreSQL's bin directory).
+    #[arg(long)]
+    pub pgbench: Option<PathBuf>,
+    /// pgbench clients (default: --connections).
+    #[arg(long)]
+    pub pgbench_clients: Option<usize>,
+    /// pgbench threads.
+    #[arg(long, default_value_t = 2)]
+    pub pgbench_threads: usize,
+    /// Bytes of the row pgbench inserts per transaction.
+    #[arg(long, default_value_t = 700)]
+    pub row_bytes: usize,
+    /// Target for keyed / no-key create throughput.
+    #[arg(long, default_value_t = 0.85)]
+    pub expect_keyed: f64,
+    /// Target for no-key create throughput / pgbench's tps.
+    #[arg(long, default_value_t = 0.6)]
+    pub expect_pgbench: f64,
+    /// An extra argument for `attestix serve` (repeatable).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+    /// Load options (each measured phase).
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// `attestix-bench ceiling`.

@@ -15,13 +15,14 @@
 //! [`servers`] (starting the servers under test, `/proc` memory), [`scenario`]
 //! (the requests), [`prepare`] (set-up before measuring), [`load`] (the
 //! connection loops), [`report`] (histograms, percentiles, ratios), and the
-//! commands [`run`], [`compare`], [`footprint`] and [`ceiling`].
+//! commands [`run`], [`compare`], [`footprint`], [`ceiling`] and [`postgres`].
 
 pub mod ceiling;
 pub mod cli;
 pub mod compare;
 pub mod footprint;
 pub mod load;
+pub mod postgres;
 pub mod prepare;
 pub mod report;
 pub mod run;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use attestix_bench::{ceiling, compare, footprint, run, Cli, Command};
+use attestix_bench::{ceiling, compare, footprint, postgres, run, Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             Command::Compare(args) => compare::run(args).await,
             Command::Footprint(args) => footprint::run(args).await,
             Command::Ceiling(args) => ceiling::serve(args.bind, args.body_bytes).await,
+            Command::Postgres(args) => postgres::run(args).await,
         }
     });
     match result {

@@ -21,12 +21,17 @@ pub enum ServerKind {
     Off,
     /// The bench's own minimal axum server answering a fixed body.
     Ceiling,
+    /// `attestix serve --database-url URL` with the layer on: identities and
+    /// idempotency records in this PostgreSQL database (used as it is; the
+    /// `postgres` command makes a fresh one).
+    Postgres(String),
     /// A server already running at this base URL.
     External(String),
 }
 
 impl ServerKind {
-    /// Parses `sqlite` (or `on`), `memory`, `off`, `ceiling`, or an `http://` URL.
+    /// Parses `sqlite` (or `on`), `memory`, `off`, `ceiling`, a `postgres://`
+    /// database URL, or an `http://` URL.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         Ok(match text {
             "sqlite" | "on" | "database" => Self::Sqlite,
@@ -34,8 +39,11 @@ impl ServerKind {
             "off" => Self::Off,
             "ceiling" => Self::Ceiling,
             url if url.starts_with("http://") => Self::External(url.to_owned()),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::Postgres(url.to_owned())
+            }
             other => anyhow::bail!(
-                "unknown server `{other}`: expected sqlite, memory, off, ceiling or an http:// URL"
+                "unknown server `{other}`: expected sqlite, memory, off, ceiling, a postgres:// URL or an http:// URL"
             ),
         })
     }
@@ -47,6 +55,7 @@ impl ServerKind {
             Self::Memory => "attestix (layer on, memory store)".into(),
             Self::Off => "attestix (layer off)".into(),
             Self::Ceiling => "ceiling (fixed body)".into(),
+            Self::Postgres(_) => "attestix (layer on, PostgreSQL store)".into(),
             Self::External(url) => format!("external {url}"),
         }
     }
@@ -108,7 +117,7 @@ impl RunningServer {
                 command.args(["ceiling", "--bind", "127.0.0.1:0"]);
                 (command, None)
             }
-            ServerKind::Sqlite | ServerKind::Memory | ServerKind::Off => {
+            ServerKind::Sqlite | ServerKind::Memory | ServerKind::Off | ServerKind::Postgres(_) => {
                 let data_dir = tempfile::Builder::new()
                     .prefix("attestix-bench-")
                     .tempdir()
@@ -124,6 +133,12 @@ impl RunningServer {
                     }
                     ServerKind::Off => {
                         command.arg("--no-idempotency");
+                    }
+                    ServerKind::Postgres(url) => {
+                        command
+                            .args(["--idempotency-store", "database"])
+                            .arg("--database-url")
+                            .arg(url);
                     }
                     _ => {
                         command.args(["--idempotency-store", "database"]);
@@ -287,6 +302,12 @@ mod tests {
         assert_eq!(
             ServerKind::parse("http://127.0.0.1:8001").ok(),
             Some(ServerKind::External("http://127.0.0.1:8001".into()))
+        );
+        assert_eq!(
+            ServerKind::parse("postgres://postgres@127.0.0.1:5432/db").ok(),
+            Some(ServerKind::Postgres(
+                "postgres://postgres@127.0.0.1:5432/db".into()
+            ))
         );
         assert!(ServerKind::parse("https://example.com").is_err());
     }

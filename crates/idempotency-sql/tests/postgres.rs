@@ -83,12 +83,13 @@ async fn concurrent_migrations_apply_once() {
                 .unwrap()
                 .expect("every concurrent migrate succeeds");
         }
-        let versions: Vec<(i64,)> =
-            sqlx::query_as(&format!("SELECT version FROM {MIGRATIONS_TABLE}"))
-                .fetch_all(store.pool())
-                .await
-                .unwrap();
-        assert_eq!(versions, vec![(1,)]);
+        let versions: Vec<(i64,)> = sqlx::query_as(&format!(
+            "SELECT version FROM {MIGRATIONS_TABLE} ORDER BY version"
+        ))
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(versions, vec![(1,), (2,)]);
     })
     .await;
 }

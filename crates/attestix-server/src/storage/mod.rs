@@ -16,6 +16,7 @@
 
 use async_trait::async_trait;
 
+mod pg_batch;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_batch;
