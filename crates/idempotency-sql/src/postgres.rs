@@ -662,7 +662,9 @@ async fn reserve_batch(
         Err(error) => {
             let message = error.to_string();
             for op in batch.into_iter().chain(duplicates) {
-                let _ = op.reply.send(Err(StoreError::Unavailable(message.clone())));
+                let _ = op
+                    .reply
+                    .send(Err(StoreError::Unavailable(message.clone().into())));
             }
             return None;
         }
@@ -715,7 +717,9 @@ async fn reserve_batch(
                 usable = still_usable(&error);
                 let message = error.to_string();
                 for op in batch {
-                    let _ = op.reply.send(Err(StoreError::Unavailable(message.clone())));
+                    let _ = op
+                        .reply
+                        .send(Err(StoreError::Unavailable(message.clone().into())));
                 }
             }
         }
@@ -786,7 +790,7 @@ async fn complete_batch(
         Err(error) => {
             let message = error.to_string();
             for op in ops {
-                op.answer(Err(StoreError::Unavailable(message.clone())));
+                op.answer(Err(StoreError::Unavailable(message.clone().into())));
             }
             return None;
         }
@@ -832,7 +836,7 @@ async fn complete_batch(
             usable = still_usable(&error);
             let message = error.to_string();
             for op in ops {
-                op.answer(Err(StoreError::Unavailable(message.clone())));
+                op.answer(Err(StoreError::Unavailable(message.clone().into())));
             }
         }
     }

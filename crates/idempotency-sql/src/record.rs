@@ -32,6 +32,7 @@ WHERE idempotency_records.expires_at <= excluded.created_at
        AND idempotency_records.fingerprint = excluded.fingerprint)"
     };
 }
+pub(crate) use reserve_on_conflict;
 
 /// The atomic reservation: insert, or replace a record that is expired or whose lease
 /// ended (same fingerprint only), in one statement.

@@ -580,7 +580,7 @@ async fn insert_batch(
         Err(error) => {
             let message = error.to_string();
             for op in ops {
-                let _ = op.reply.send(Err(StorageError::Database(message.clone())));
+                let _ = op.reply.send(Err(StorageError::database(message.clone())));
             }
             return None;
         }
@@ -617,7 +617,7 @@ async fn insert_batch(
             usable = still_usable(&error);
             let message = error.to_string();
             for op in ops {
-                let _ = op.reply.send(Err(StorageError::Database(message.clone())));
+                let _ = op.reply.send(Err(StorageError::database(message.clone())));
             }
         }
     }
