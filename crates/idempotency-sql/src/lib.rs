@@ -56,6 +56,7 @@
 //! sharing a PostgreSQL database should keep their clocks in sync (NTP): a skew of
 //! *s* shifts lease and expiry decisions by *s*.
 
+pub mod codec;
 #[cfg(feature = "postgres")]
 mod record;
 #[cfg(feature = "sqlite")]

@@ -68,5 +68,5 @@ VALUES ($1, $2, $3, $4)";
 /// Now, in Unix milliseconds, for the ledger's `installed_at`.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn now_millis() -> i64 {
-    idempotency::store::unix_millis(std::time::SystemTime::now())
+    crate::codec::unix_millis(std::time::SystemTime::now())
 }

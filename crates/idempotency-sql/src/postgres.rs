@@ -27,9 +27,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::codec::{encode_headers, unix_millis};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
-use idempotency::store::unix_millis;
 use idempotency::{
     ExistingRecord, FencingToken, RecordId, ReserveOutcome, ReserveRequest, Store, StoreError,
     StoredResponse,
@@ -312,7 +312,7 @@ impl Store for PostgresStore {
             key: id.key.clone(),
             token: token.as_i64(),
             status: i32::from(response.status),
-            headers: response.encode_headers(),
+            headers: encode_headers(&response.headers),
             body: response.body.to_vec(),
             reply: None,
         };

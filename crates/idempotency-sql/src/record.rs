@@ -1,8 +1,8 @@
 //! What both backends share: the statements (SQLite and PostgreSQL accept the same
 //! `$n` placeholders and the same upsert syntax) and the decoding of a stored row.
 
+use crate::codec::{decode_headers, from_unix_millis};
 use bytes::Bytes;
-use idempotency::store::from_unix_millis;
 use idempotency::{ExistingRecord, Fingerprint, RecordState, StoreError, StoredResponse};
 
 /// The conflict rule of every reservation, single-row ([`RESERVE`]) and batched (the
@@ -145,7 +145,7 @@ impl RecordRow {
                 })?;
                 RecordState::Completed(StoredResponse {
                     status,
-                    headers: StoredResponse::decode_headers(&headers)?,
+                    headers: decode_headers(&headers)?,
                     body: Bytes::from(body),
                 })
             }

@@ -55,10 +55,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::codec::{decode_headers, encode_headers, from_unix_millis, unix_millis};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use idempotency::store::{from_unix_millis, unix_millis};
 use idempotency::{
     CompletedRecord, CompletionLog, Fingerprint, LogPosition, RecordId, StoreError, StoredResponse,
 };
@@ -398,7 +398,7 @@ impl SqliteLog {
             let (Some(fingerprint), Ok(status), Ok(headers)) = (
                 Fingerprint::from_slice(&fingerprint),
                 u16::try_from(status),
-                StoredResponse::decode_headers(&headers),
+                decode_headers(&headers),
             ) else {
                 tracing::warn!("skipped an unreadable record of an old idempotency table");
                 continue;
@@ -634,7 +634,7 @@ impl StoredRow {
             fingerprint,
             response: StoredResponse {
                 status,
-                headers: StoredResponse::decode_headers(&self.headers)?,
+                headers: decode_headers(&self.headers)?,
                 body: Bytes::from(self.body),
             },
             created_at: from_unix_millis(self.created_at),
@@ -895,7 +895,7 @@ async fn insert_rows(
             .bind(record.id.key.as_str())
             .bind(record.fingerprint.as_bytes().as_slice())
             .bind(i32::from(record.response.status))
-            .bind(record.response.encode_headers())
+            .bind(encode_headers(&record.response.headers))
             .bind(record.response.body.as_ref())
             .bind(unix_millis(record.created_at))
             .bind(unix_millis(record.expires_at));

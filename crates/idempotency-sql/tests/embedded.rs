@@ -382,7 +382,7 @@ async fn records_of_the_old_table_move_into_the_log_and_reservations_do_not() {
     .execute(&mut old)
     .await
     .unwrap();
-    let now = idempotency::store::unix_millis(std::time::SystemTime::now());
+    let now = idempotency_sql::codec::unix_millis(std::time::SystemTime::now());
     let stored = response();
     for (key, state, expires_at) in [
         ("completed", "completed", now + 60_000),
@@ -398,7 +398,7 @@ async fn records_of_the_old_table_move_into_the_log_and_reservations_do_not() {
         .bind(state)
         .bind(expires_at)
         .bind(i32::from(stored.status))
-        .bind(stored.encode_headers())
+        .bind(idempotency_sql::codec::encode_headers(&stored.headers))
         .bind(stored.body.as_ref())
         .bind(now - 1_000)
         .execute(&mut old)

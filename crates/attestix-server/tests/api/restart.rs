@@ -75,7 +75,7 @@ async fn a_record_left_in_the_main_file_by_an_older_release_still_replays() {
             .execute(&mut old)
             .await
             .unwrap();
-            let millis = idempotency::store::unix_millis;
+            let millis = idempotency_sql::codec::unix_millis;
             sqlx::query(
                 "INSERT INTO idempotency_records VALUES \
                  (?1, ?2, ?3, 'completed', 7, ?4, ?5, 0, ?6, ?7, ?8, ?4)",
@@ -86,7 +86,9 @@ async fn a_record_left_in_the_main_file_by_an_older_release_still_replays() {
             .bind(millis(record.created_at))
             .bind(millis(record.expires_at))
             .bind(i32::from(record.response.status))
-            .bind(record.response.encode_headers())
+            .bind(idempotency_sql::codec::encode_headers(
+                &record.response.headers,
+            ))
             .bind(record.response.body.as_ref())
             .execute(&mut old)
             .await

@@ -190,51 +190,6 @@ impl StoredResponse {
             .sum();
         std::mem::size_of::<Self>() + headers + self.body.len()
     }
-
-    /// Serialises the header list into one compact byte string, for backends that
-    /// keep headers in a single column. Format: for each header, a u16 big-endian
-    /// name length, the name, a u32 big-endian value length, the value.
-    pub fn encode_headers(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 6)
-                .sum(),
-        );
-        for (name, value) in &self.headers {
-            // Header names are bounded by hyper far below u16::MAX; values by the
-            // response size limit far below u32::MAX.
-            out.extend_from_slice(&(name.len() as u16).to_be_bytes());
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-            out.extend_from_slice(value);
-        }
-        out
-    }
-
-    /// Parses the output of [`StoredResponse::encode_headers`].
-    pub fn decode_headers(mut encoded: &[u8]) -> Result<Vec<(String, Bytes)>, StoreError> {
-        let corrupt = || StoreError::Corrupt("stored header list is truncated or invalid".into());
-        let mut headers = Vec::new();
-        while !encoded.is_empty() {
-            let (len, rest) = encoded.split_first_chunk::<2>().ok_or_else(corrupt)?;
-            let len = u16::from_be_bytes(*len) as usize;
-            if rest.len() < len {
-                return Err(corrupt());
-            }
-            let (name, rest) = rest.split_at(len);
-            let name = std::str::from_utf8(name).map_err(|_| corrupt())?.to_owned();
-            let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
-            let len = u32::from_be_bytes(*len) as usize;
-            if rest.len() < len {
-                return Err(corrupt());
-            }
-            let (value, rest) = rest.split_at(len);
-            headers.push((name, Bytes::copy_from_slice(value)));
-            encoded = rest;
-        }
-        Ok(headers)
-    }
 }
 
 /// Why a store call failed.
@@ -328,8 +283,8 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// Milliseconds since the Unix epoch, the form SQL backends store instants in.
-pub fn unix_millis(instant: SystemTime) -> i64 {
+/// Milliseconds since the Unix epoch, the form the stores compare instants in.
+pub(crate) fn unix_millis(instant: SystemTime) -> i64 {
     match instant.duration_since(UNIX_EPOCH) {
         Ok(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
@@ -337,7 +292,7 @@ pub fn unix_millis(instant: SystemTime) -> i64 {
 }
 
 /// The inverse of [`unix_millis`].
-pub fn from_unix_millis(millis: i64) -> SystemTime {
+pub(crate) fn from_unix_millis(millis: i64) -> SystemTime {
     if millis >= 0 {
         UNIX_EPOCH + Duration::from_millis(millis as u64)
     } else {
