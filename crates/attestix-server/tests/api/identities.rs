@@ -61,7 +61,9 @@ async fn a_key_used_again_after_its_retention_creates_a_second_identity(backend:
     // first one's identity at the key's first id, too old to be its own, and moves on
     // to the key's next id; its retry then replays.
     let Some(server) = TestServer::start_with(backend, |mut config| {
-        config.idempotency.retention = std::time::Duration::from_millis(800);
+        // Long enough that the second use's retry, on a loaded machine, still falls
+        // inside its retention.
+        config.idempotency.retention = std::time::Duration::from_millis(2_000);
         config
     })
     .await
@@ -71,7 +73,7 @@ async fn a_key_used_again_after_its_retention_creates_a_second_identity(backend:
     let body = identity_body("Nightly Bot");
     let first = Reply::of(server.post_keyed("/v1/identities", "nightly", &body).send()).await;
     assert_eq!(first.status, 201);
-    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     let second = Reply::of(server.post_keyed("/v1/identities", "nightly", &body).send()).await;
     assert_eq!(second.status, 201);
     assert!(!second.replayed(), "the first use's record has expired");
