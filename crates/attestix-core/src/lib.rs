@@ -34,6 +34,7 @@
 //! - [`uait`]: agent identities.
 //! - [`credential`]: Verifiable Credentials.
 //! - [`presentation`]: Verifiable Presentations.
+//! - [`delegation`]: UCAN-style delegation tokens (EdDSA JWTs) and their proof chains.
 //! - [`document`]: documents read strictly for verification (no repeated keys, NFC).
 //! - [`identity_token`]: what a UAIT keeps of an identity token (masked form, metadata).
 //! - [`timestamp`]: times written as Python's `isoformat()` writes them.
@@ -41,6 +42,7 @@
 
 pub mod canonical;
 pub mod credential;
+pub mod delegation;
 pub mod document;
 pub mod error;
 pub mod identity_token;
