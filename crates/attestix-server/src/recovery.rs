@@ -45,6 +45,8 @@ pub enum ResourceKind {
     Identity,
     /// `credentials.credential_id`.
     Credential,
+    /// `delegations.jti` (the 16 bytes as 22 base64url characters).
+    Delegation,
 }
 
 impl ResourceKind {
@@ -52,6 +54,7 @@ impl ResourceKind {
         match self {
             Self::Identity => b"identity",
             Self::Credential => b"credential",
+            Self::Delegation => b"delegation",
         }
     }
 }

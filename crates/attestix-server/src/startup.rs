@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName};
+use axum::http::{header, HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
@@ -36,7 +36,7 @@ use crate::config::{IdempotencyStoreChoice, ServerConfig};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
-use crate::routes::{credentials, health, identities, presentations};
+use crate::routes::{credentials, delegations, health, identities, presentations};
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
@@ -280,6 +280,9 @@ impl Application {
             )
         });
         let mut layer_config = IdempotencyConfig::default()
+            // Every mutating request honours a key: a retried DELETE replays its first
+            // answer instead of meeting "already revoked".
+            .with_methods([Method::POST, Method::PATCH, Method::DELETE])
             .with_scope(auth::idempotency_scope)
             .with_retention(settings.retention)
             .with_lease(settings.lease)
@@ -559,6 +562,18 @@ pub fn router(
             post(presentations::create_presentation),
         )
         .route("/v1/presentations/verify", post(presentations::verify))
+        .route(
+            "/v1/delegations",
+            post(delegations::create_delegation).get(delegations::list_delegations),
+        )
+        .route(
+            "/v1/delegations/verify",
+            post(delegations::verify_delegation),
+        )
+        .route(
+            "/v1/delegations/{jti}",
+            delete(delegations::revoke_delegation),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)

@@ -1,6 +1,7 @@
 //! The HTTP routes, one module per resource.
 
 pub mod credentials;
+pub mod delegations;
 pub mod health;
 pub mod identities;
 pub mod presentations;

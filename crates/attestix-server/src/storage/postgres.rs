@@ -36,8 +36,9 @@ use sqlx::query::Query;
 use sqlx::QueryBuilder;
 
 use super::{
-    ApiKeyRecord, CredentialFilter, Holder, IdentityFilter, Inserted, NewCredential, NewIdentity,
-    Page, PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
+    delegations, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
+    Inserted, NewCredential, NewDelegation, NewIdentity, Page, PageRequest, RecordState,
+    RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a call waits for a pooled connection before failing.
@@ -508,6 +509,76 @@ impl Storage for PostgresStorage {
             revoked,
             expires_at_ms,
         }))
+    }
+
+    async fn insert_delegation(
+        &self,
+        delegation: &NewDelegation,
+    ) -> Result<Inserted, StorageError> {
+        let done = delegations::insert::<Postgres>(delegation)
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(insert_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(Inserted::Created);
+        }
+        if delegation.recovery.is_none() {
+            return Err(StorageError::Duplicate);
+        }
+        let mut find = QueryBuilder::<Postgres>::new(delegations::FIND_HOLDER);
+        find.push_bind(delegation.jti.as_str());
+        let holder: Option<delegations::HolderRow> = find
+            .build_query_as()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StorageError::database)?;
+        delegations::resolve(holder, delegation)
+    }
+
+    async fn get_delegation(&self, owner: &str, jti: &str) -> Result<Option<String>, StorageError> {
+        let mut query =
+            QueryBuilder::<Postgres>::new("SELECT document FROM delegations WHERE jti = ");
+        query.push_bind(jti).push(" AND owner = ").push_bind(owner);
+        query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn list_delegations(
+        &self,
+        owner: &str,
+        filter: &DelegationFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        self.list(delegations::list(owner, filter), page).await
+    }
+
+    async fn revoke_delegation(
+        &self,
+        owner: &str,
+        jti: &str,
+        document: &str,
+    ) -> Result<bool, StorageError> {
+        let done = delegations::revoke::<Postgres>(owner, jti, document)
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoked_delegations(&self, jtis: &[String]) -> Result<Vec<String>, StorageError> {
+        if jtis.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegations::revoked_among::<Postgres>(jtis)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StorageError::database)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod credentials;
+mod delegations;
 mod identities;
 mod openapi;
 mod outage;
