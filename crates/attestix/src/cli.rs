@@ -30,6 +30,8 @@ pub enum Command {
     Credential(CredentialArgs),
     /// Create and verify Verifiable Presentations.
     Presentation(PresentationArgs),
+    /// Create, verify, list and revoke UCAN-style delegation tokens.
+    Delegation(DelegationArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Print a shell completion script (for example `attestix completions bash`).
@@ -489,6 +491,104 @@ pub enum PresentationCommand {
         #[command(flatten)]
         idempotency: IdempotencyArgs,
     },
+}
+
+/// `attestix delegation …`
+#[derive(Debug, Args)]
+pub struct DelegationArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DelegationCommand,
+}
+
+/// The delegation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DelegationCommand {
+    /// Grant capabilities from one agent to another as a signed token
+    /// (POST /v1/delegations); prints the token on stdout.
+    Create(DelegationCreateArgs),
+    /// Check a token and its whole proof chain (POST /v1/delegations/verify);
+    /// exits with 1 when it is not valid.
+    Verify {
+        /// The token (`-` reads it from stdin).
+        token: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// List delegations, oldest first (GET /v1/delegations).
+    List(DelegationListArgs),
+    /// Revoke a delegation (DELETE /v1/delegations/{jti}); every token chained
+    /// to it stops verifying too.
+    Revoke {
+        /// The delegation's jti.
+        jti: String,
+        /// Why it is revoked.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The Idempotency-Key: a retried revocation replays its first answer.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+}
+
+/// Flags of `attestix delegation create`; they mirror the body's fields.
+#[derive(Debug, Args)]
+pub struct DelegationCreateArgs {
+    /// The agent granting the capabilities (`issuer_agent_id`): an identity of
+    /// yours; with --parent-token, the parent's audience.
+    #[arg(long)]
+    pub issuer: String,
+    /// The agent receiving them (`audience_agent_id`).
+    #[arg(long)]
+    pub audience: String,
+    /// A capability granted; repeat for several.
+    #[arg(long = "capability", value_name = "CAPABILITY")]
+    pub capabilities: Vec<String>,
+    /// Hours until the delegation expires, 1 to 87600 (the server's default is 24).
+    #[arg(long)]
+    pub expiry_hours: Option<i64>,
+    /// The token this one is chained to (`-` reads it from stdin); the new
+    /// capabilities must be a subset of its own.
+    #[arg(long, value_name = "TOKEN")]
+    pub parent_token: Option<String>,
+    /// The Idempotency-Key.
+    #[command(flatten)]
+    pub idempotency: IdempotencyArgs,
+}
+
+/// Which side of a delegation `--agent` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DelegationRoleArg {
+    /// The agent granted it.
+    Issuer,
+    /// The agent received it.
+    Audience,
+    /// Either side.
+    Any,
+}
+
+/// Flags of `attestix delegation list`.
+#[derive(Debug, Args)]
+pub struct DelegationListArgs {
+    /// Only delegations involving this agent (`agent_id`).
+    #[arg(long = "agent", value_name = "AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Which side of the delegation the agent is on.
+    #[arg(long, value_enum, requires = "agent_id")]
+    pub role: Option<DelegationRoleArg>,
+    /// Include expired delegations.
+    #[arg(long)]
+    pub include_expired: bool,
+    /// Include revoked delegations.
+    #[arg(long)]
+    pub include_revoked: bool,
+    /// Paging.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// `attestix health`

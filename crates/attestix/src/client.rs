@@ -471,6 +471,25 @@ impl ApiClient {
             .await
     }
 
+    /// `DELETE` a path, with an optional JSON body and an Idempotency-Key, so that
+    /// a retry replays the first answer instead of meeting the first's effect.
+    pub async fn delete_keyed(
+        &self,
+        segments: &[&str],
+        body: Option<&Value>,
+        idempotency_key: &str,
+    ) -> Result<ApiResponse, ClientError> {
+        let body = body
+            .map(|body| serde_json::to_vec(body).expect("a serde_json::Value always serialises"));
+        self.send(
+            Method::DELETE,
+            self.url(segments, &[]),
+            body,
+            Some(idempotency_key),
+        )
+        .await
+    }
+
     /// Sends the request, and resends the same request (same key, same bytes)
     /// while the failure is one a retry can cure and attempts are left.
     async fn send(
