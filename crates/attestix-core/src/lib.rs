@@ -34,6 +34,7 @@
 //! - [`uait`]: agent identities.
 //! - [`credential`]: Verifiable Credentials.
 //! - [`presentation`]: Verifiable Presentations.
+//! - [`did`]: DID documents for `did:key` and `did:web`, and `did:web` names.
 //! - [`delegation`]: UCAN-style delegation tokens (EdDSA JWTs) and their proof chains.
 //! - [`document`]: documents read strictly for verification (no repeated keys, NFC).
 //! - [`identity_token`]: what a UAIT keeps of an identity token (masked form, metadata).
@@ -43,6 +44,7 @@
 pub mod canonical;
 pub mod credential;
 pub mod delegation;
+pub mod did;
 pub mod document;
 pub mod error;
 pub mod identity_token;

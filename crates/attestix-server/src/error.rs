@@ -85,6 +85,10 @@ pub enum ApiError {
     /// The database cannot be reached (503); the cause is logged, not shown.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A feature this request needs is not configured or not available in this
+    /// server (503); the message says which.
+    #[error("{0}")]
+    NotConfigured(String),
     /// A bug or an unexpected failure (500); the cause is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,7 +116,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::KeyReused { status } => *status,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +138,7 @@ impl ApiError {
                 "Idempotency-Key reused with a different request",
             ),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
+            Self::NotConfigured(_) => ("not-configured", "Feature not configured"),
             Self::Internal(_) => ("internal-error", "Internal server error"),
         }
     }
@@ -180,7 +185,8 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // A retry cures an outage, not a missing feature.
+        if status == StatusCode::SERVICE_UNAVAILABLE && !matches!(self, Self::NotConfigured(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

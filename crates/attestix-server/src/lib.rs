@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod data_key;
 pub mod error;
 pub mod openapi;
 pub mod recovery;

@@ -10,7 +10,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{credentials, delegations, health, identities, presentations};
+use crate::routes::{credentials, delegations, dids, health, identities, presentations};
 
 /// The name of the request header, as documented.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -49,6 +49,9 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         delegations::verify_delegation,
         delegations::list_delegations,
         delegations::revoke_delegation,
+        dids::create_did_key,
+        dids::create_did_web,
+        dids::resolve_did,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -56,6 +59,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "identities", description = "Agent identities (UAITs)"),
         (name = "credentials", description = "Verifiable Credentials"),
         (name = "presentations", description = "Verifiable Presentations"),
+        (name = "dids", description = "did:key and did:web creation and resolution"),
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
         (name = "health", description = "Health and metrics"),
     )

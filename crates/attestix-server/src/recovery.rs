@@ -47,6 +47,8 @@ pub enum ResourceKind {
     Credential,
     /// `delegations.jti` (the 16 bytes as 22 base64url characters).
     Delegation,
+    /// `did_keys` (found by its (scope, key), not by a derived id).
+    Did,
 }
 
 impl ResourceKind {
@@ -55,6 +57,7 @@ impl ResourceKind {
             Self::Identity => b"identity",
             Self::Credential => b"credential",
             Self::Delegation => b"delegation",
+            Self::Did => b"did",
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::config::{IdempotencyStoreChoice, ServerConfig};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
-use crate::routes::{credentials, delegations, health, identities, presentations};
+use crate::routes::{credentials, delegations, dids, health, identities, presentations};
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
@@ -248,6 +248,7 @@ impl Application {
     /// Opens storage, loads or creates the signing key, binds the listener.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         let (signer, key_origin) = signing_key::load_or_create(&config.data_dir)?;
+        let data_key = crate::data_key::load_or_create(&config.data_dir)?;
         let backends = open_backends(&config).await?;
         let storage = backends.storage.clone();
 
@@ -304,6 +305,7 @@ impl Application {
             storage,
             recovery_ids: RecoveryIds::from_signing_key(&signer),
             signer,
+            data_key,
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
                 allow_no_auth: config.allow_no_auth,
@@ -570,6 +572,9 @@ pub fn router(
             "/v1/delegations/verify",
             post(delegations::verify_delegation),
         )
+        .route("/v1/dids/key", post(dids::create_did_key))
+        .route("/v1/dids/web", post(dids::create_did_web))
+        .route("/v1/dids/resolve/{*did}", get(dids::resolve_did))
         .route(
             "/v1/delegations/{jti}",
             delete(delegations::revoke_delegation),

@@ -14,8 +14,8 @@ use attestix_core::SigningKey;
 use attestix_server::recovery::{RecoveryIds, ResourceKind};
 use attestix_server::storage::{
     ApiKeyRecord, CredentialFilter, DelegationFilter, DelegationRole, IdentityFilter, Inserted,
-    NewCredential, NewDelegation, NewIdentity, PageRequest, RecordState, RecoveryPoint, Storage,
-    StorageError,
+    NewCredential, NewDelegation, NewDid, NewIdentity, PageRequest, RecordState, RecoveryPoint,
+    Storage, StorageError,
 };
 use common::SharedStorage;
 use uuid::Uuid;
@@ -1429,6 +1429,105 @@ async fn concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_
     );
 }
 
+// ---------------------------------------------------------------------------------
+// DIDs
+// ---------------------------------------------------------------------------------
+
+fn new_did(
+    owner: &str,
+    did: &str,
+    keypair_id: &str,
+    at_ms: i64,
+    recovery: Option<RecoveryPoint>,
+) -> NewDid {
+    NewDid {
+        did: did.to_owned(),
+        owner: owner.to_owned(),
+        method: "web".to_owned(),
+        keypair_id: keypair_id.to_owned(),
+        created_at_ms: at_ms,
+        document: format!(r#"{{"did":"{did}","keypair_id":"{keypair_id}"}}"#),
+        sealed_private_key: vec![1, 2, 3],
+        recovery,
+    }
+}
+
+fn point(key: &str, at_ms: i64, fingerprint: [u8; 32]) -> RecoveryPoint {
+    RecoveryPoint {
+        scope: "alice/default".to_owned(),
+        key: key.to_owned(),
+        valid_after_ms: at_ms - DAY_MS,
+        fingerprint,
+    }
+}
+
+async fn a_did_is_stored_once_per_owner_and_recovered_by_its_key(storage: SharedStorage) {
+    let first = new_did(
+        "alice",
+        "did:web:a.com",
+        "kp-1",
+        NOW,
+        Some(point("k", NOW, SAME_REQUEST)),
+    );
+    assert_eq!(storage.insert_did(&first).await.unwrap(), Inserted::Created);
+    // The retry made a new key pair; the stored answer wins.
+    let retry = new_did(
+        "alice",
+        "did:web:a.com",
+        "kp-2",
+        NOW + 5_000,
+        Some(point("k", NOW + 5_000, SAME_REQUEST)),
+    );
+    assert_eq!(
+        storage.insert_did(&retry).await.unwrap(),
+        Inserted::Recovered(first.document.clone())
+    );
+    let other = new_did(
+        "alice",
+        "did:web:b.com",
+        "kp-3",
+        NOW,
+        Some(point("k", NOW, [9; 32])),
+    );
+    assert_eq!(
+        storage.insert_did(&other).await.unwrap(),
+        Inserted::KeyReused
+    );
+    // Once the key's record has expired, the key makes a new DID.
+    let later = new_did(
+        "alice",
+        "did:web:c.com",
+        "kp-4",
+        NOW + 2 * DAY_MS,
+        Some(point("k", NOW + 2 * DAY_MS, SAME_REQUEST)),
+    );
+    assert_eq!(storage.insert_did(&later).await.unwrap(), Inserted::Created);
+    // The same did:web again for its owner is a duplicate; for another owner it is not.
+    assert!(matches!(
+        storage
+            .insert_did(&new_did("alice", "did:web:a.com", "kp-5", NOW, None))
+            .await,
+        Err(StorageError::Duplicate)
+    ));
+    assert_eq!(
+        storage
+            .insert_did(&new_did("bob", "did:web:a.com", "kp-6", NOW, None))
+            .await
+            .unwrap(),
+        Inserted::Created
+    );
+    assert_eq!(
+        storage.did_private_key("alice", "kp-1").await.unwrap(),
+        Some(("did:web:a.com".to_owned(), vec![1, 2, 3]))
+    );
+    assert_eq!(storage.did_private_key("bob", "kp-1").await.unwrap(), None);
+    assert_eq!(
+        storage.did_private_key("alice", "kp-2").await.unwrap(),
+        None,
+        "the retry stored nothing"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         /// The contract on a SQLite database file.
@@ -1481,6 +1580,7 @@ on_both_backends!(
     delegations_filter_by_agent_role_expiry_and_revocation_and_page,
     a_retry_with_the_same_recovery_point_returns_the_original_delegation,
     concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_row,
+    a_did_is_stored_once_per_owner_and_recovered_by_its_key,
 );
 
 // ---------------------------------------------------------------------------------

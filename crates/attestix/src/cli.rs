@@ -32,6 +32,8 @@ pub enum Command {
     Presentation(PresentationArgs),
     /// Create, verify, list and revoke UCAN-style delegation tokens.
     Delegation(DelegationArgs),
+    /// Create did:key and did:web DIDs (private keys stay on the server) and resolve DIDs.
+    Did(DidArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Print a shell completion script (for example `attestix completions bash`).
@@ -589,6 +591,46 @@ pub struct DelegationListArgs {
     /// Paging.
     #[command(flatten)]
     pub page: PageArgs,
+}
+
+/// `attestix did …`
+#[derive(Debug, Args)]
+pub struct DidArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DidCommand,
+}
+
+/// The DID subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DidCommand {
+    /// Create a did:key with a new key pair (POST /v1/dids/key); prints the DID.
+    CreateKey {
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Create a did:web document to host (POST /v1/dids/web); prints the DID and
+    /// where to host its document.
+    CreateWeb {
+        /// The host that will serve it (`example.com`, `example.com%3A8443`).
+        #[arg(long)]
+        domain: String,
+        /// An optional path (`agents/bot`).
+        #[arg(long)]
+        path: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Resolve a DID to its document (GET /v1/dids/resolve/{did}).
+    Resolve {
+        /// The DID.
+        did: String,
+    },
 }
 
 /// `attestix health`

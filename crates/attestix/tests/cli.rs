@@ -1211,3 +1211,63 @@ async fn delegation_commands_create_chain_verify_list_and_revoke_with_keys() {
         .await;
     assert_exit(&unknown_role, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn did_commands_create_and_resolve_without_showing_a_private_key() {
+    let server = TestServer::start().await;
+    let created = run(server.attestix().args([
+        "did",
+        "create-key",
+        "--idempotency-key",
+        "cli-did-1",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&created, 0);
+    let document = json_stdout(&created);
+    let did = document["did"].as_str().unwrap().to_owned();
+    assert!(did.starts_with("did:key:z6Mk"), "{did}");
+    assert!(
+        !stdout(&created).contains("private_key"),
+        "{}",
+        stdout(&created)
+    );
+    let again =
+        run(server
+            .attestix()
+            .args(["did", "create-key", "--idempotency-key", "cli-did-1"]))
+        .await;
+    assert_exit(&again, 0);
+    assert!(stdout(&again).starts_with(&did), "{}", stdout(&again));
+
+    let resolved = run(server.attestix().args(["did", "resolve", &did, "--json"])).await;
+    assert_exit(&resolved, 0);
+    assert_eq!(json_stdout(&resolved), document["did_document"]);
+
+    let web = run(server.attestix().args([
+        "did",
+        "create-web",
+        "--domain",
+        "example.com%3A8443",
+        "--path",
+        "agents/bot",
+    ]))
+    .await;
+    assert_exit(&web, 0);
+    assert!(
+        stdout(&web).contains("https://example.com:8443/agents/bot/did.json"),
+        "{}",
+        stdout(&web)
+    );
+    let bad = run(server
+        .attestix()
+        .args(["did", "create-web", "--domain", "Example.COM"]))
+    .await;
+    assert_exit(&bad, 2);
+    assert!(stderr(&bad).contains("domain"), "{}", stderr(&bad));
+    let unsupported = run(server
+        .attestix()
+        .args(["did", "resolve", "did:web:example.com"]))
+    .await;
+    assert_exit(&unsupported, 2);
+}

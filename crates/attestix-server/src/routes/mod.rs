@@ -2,6 +2,7 @@
 
 pub mod credentials;
 pub mod delegations;
+pub mod dids;
 pub mod health;
 pub mod identities;
 pub mod presentations;

@@ -17,6 +17,7 @@
 use async_trait::async_trait;
 
 mod delegations;
+mod dids;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_batch;
@@ -125,6 +126,28 @@ pub struct NewDelegation {
     pub expires_at_ms: i64,
     /// The delegation record, serialised exactly as returned to the client.
     pub document: String,
+    /// Set when the request carried an Idempotency-Key.
+    pub recovery: Option<RecoveryPoint>,
+}
+
+/// A DID the server created, with its private key sealed under the data key.
+#[derive(Debug, Clone)]
+pub struct NewDid {
+    /// The DID.
+    pub did: String,
+    /// The owning scope.
+    pub owner: String,
+    /// `key` or `web`.
+    pub method: String,
+    /// How the private key is referred to (unique).
+    pub keypair_id: String,
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: i64,
+    /// The create response, exactly as returned (public material only).
+    pub document: String,
+    /// The private key, sealed by [`crate::data_key::DataKey::seal`] with the DID
+    /// as context.
+    pub sealed_private_key: Vec<u8>,
     /// Set when the request carried an Idempotency-Key.
     pub recovery: Option<RecoveryPoint>,
 }
@@ -378,6 +401,19 @@ pub trait Storage: Send + Sync + 'static {
     /// holds wherever it is presented (unscoped for the reason given at
     /// [`Storage::identity_state`]).
     async fn revoked_delegations(&self, jtis: &[String]) -> Result<Vec<String>, StorageError>;
+
+    /// Inserts a DID. With a recovery point held by a row made by the same request
+    /// within the retention, inserts nothing and returns that row's document
+    /// ([`Inserted::Recovered`]); held by another request, [`Inserted::KeyReused`].
+    /// The DID already created in `owner`'s scope (or a taken keypair id) is
+    /// [`StorageError::Duplicate`].
+    async fn insert_did(&self, did: &NewDid) -> Result<Inserted, StorageError>;
+    /// The DID and sealed private key of `owner`'s keypair `keypair_id`.
+    async fn did_private_key(
+        &self,
+        owner: &str,
+        keypair_id: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError>;
 
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;

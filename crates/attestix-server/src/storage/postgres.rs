@@ -36,8 +36,8 @@ use sqlx::query::Query;
 use sqlx::QueryBuilder;
 
 use super::{
-    delegations, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
-    Inserted, NewCredential, NewDelegation, NewIdentity, Page, PageRequest, RecordState,
+    delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
+    Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
     RecoveryPoint, Storage, StorageError,
 };
 
@@ -577,6 +577,59 @@ impl Storage for PostgresStorage {
         delegations::revoked_among::<Postgres>(jtis)
             .build_query_scalar()
             .fetch_all(&self.pool)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn insert_did(&self, did: &NewDid) -> Result<Inserted, StorageError> {
+        // An expired holder of the recovery point is released, then the insert is
+        // tried again: at most twice, as nothing else releases it.
+        for _ in 0..3 {
+            let done = dids::insert::<Postgres>(did)
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(insert_error)?;
+            if done.rows_affected() == 1 {
+                return Ok(Inserted::Created);
+            }
+            let Some(recovery) = &did.recovery else {
+                return Err(StorageError::Duplicate);
+            };
+            let holder: Option<dids::HolderRow> =
+                dids::find_holder::<Postgres>(&recovery.scope, &recovery.key)
+                    .build_query_as()
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StorageError::database)?;
+            let Some((seq, document, created_at_ms, fingerprint)) = holder else {
+                return Err(StorageError::Duplicate);
+            };
+            match recovery.judge(created_at_ms, fingerprint.as_deref()) {
+                Holder::SameRequest => return Ok(Inserted::Recovered(document)),
+                Holder::OtherRequest => return Ok(Inserted::KeyReused),
+                Holder::Expired => {
+                    dids::clear_recovery::<Postgres>(seq)
+                        .build()
+                        .execute(&self.pool)
+                        .await
+                        .map_err(StorageError::database)?;
+                }
+            }
+        }
+        Err(StorageError::Database(
+            "the recovery point of a new DID kept changing".into(),
+        ))
+    }
+
+    async fn did_private_key(
+        &self,
+        owner: &str,
+        keypair_id: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        dids::private_key::<Postgres>(owner, keypair_id)
+            .build_query_as()
+            .fetch_optional(&self.pool)
             .await
             .map_err(StorageError::database)
     }

@@ -74,8 +74,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder};
 
 use super::{
-    delegations, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
-    Inserted, NewCredential, NewDelegation, NewIdentity, Page, PageRequest, RecordState,
+    delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
+    Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
     RecoveryPoint, Storage, StorageError,
 };
 
@@ -751,6 +751,59 @@ impl Storage for SqliteStorage {
         delegations::revoked_among::<Sqlite>(jtis)
             .build_query_scalar()
             .fetch_all(&self.reader)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn insert_did(&self, did: &NewDid) -> Result<Inserted, StorageError> {
+        // An expired holder of the recovery point is released, then the insert is
+        // tried again: at most twice, as nothing else releases it.
+        for _ in 0..3 {
+            let done = dids::insert::<Sqlite>(did)
+                .build()
+                .execute(&mut *self.checkout_writer().await?)
+                .await
+                .map_err(insert_error)?;
+            if done.rows_affected() == 1 {
+                return Ok(Inserted::Created);
+            }
+            let Some(recovery) = &did.recovery else {
+                return Err(StorageError::Duplicate);
+            };
+            let holder: Option<dids::HolderRow> =
+                dids::find_holder::<Sqlite>(&recovery.scope, &recovery.key)
+                    .build_query_as()
+                    .fetch_optional(&mut *self.checkout_writer().await?)
+                    .await
+                    .map_err(StorageError::database)?;
+            let Some((seq, document, created_at_ms, fingerprint)) = holder else {
+                return Err(StorageError::Duplicate);
+            };
+            match recovery.judge(created_at_ms, fingerprint.as_deref()) {
+                Holder::SameRequest => return Ok(Inserted::Recovered(document)),
+                Holder::OtherRequest => return Ok(Inserted::KeyReused),
+                Holder::Expired => {
+                    dids::clear_recovery::<Sqlite>(seq)
+                        .build()
+                        .execute(&mut *self.checkout_writer().await?)
+                        .await
+                        .map_err(StorageError::database)?;
+                }
+            }
+        }
+        Err(StorageError::Database(
+            "the recovery point of a new DID kept changing".into(),
+        ))
+    }
+
+    async fn did_private_key(
+        &self,
+        owner: &str,
+        keypair_id: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        dids::private_key::<Sqlite>(owner, keypair_id)
+            .build_query_as()
+            .fetch_optional(&self.reader)
             .await
             .map_err(StorageError::database)
     }

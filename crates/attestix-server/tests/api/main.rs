@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod credentials;
 mod delegations;
+mod dids;
 mod identities;
 mod openapi;
 mod outage;

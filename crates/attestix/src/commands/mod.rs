@@ -3,6 +3,7 @@
 
 pub mod credential;
 pub mod delegation;
+pub mod did;
 pub mod health;
 pub mod identity;
 pub mod import;
