@@ -29,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod data_key;
 pub mod error;
+pub mod fetch;
 pub mod openapi;
 pub mod recovery;
 pub mod routes;
