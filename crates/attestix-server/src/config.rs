@@ -87,6 +87,12 @@ pub struct ServerConfig {
     /// listen backlog, unaccepted, until one closes; keep it below the process's
     /// file-descriptor limit so that accepting never runs out of descriptors.
     pub max_connections: usize,
+    /// The outbound fetcher's operator settings (extra CA roots, loopback allowed),
+    /// both off by default.
+    pub fetch: crate::fetch::FetchSettings,
+    /// The resolver of the outbound fetcher; `None` for the system's. Tests set a
+    /// fixed table of names.
+    pub fetch_resolver: Option<std::sync::Arc<dyn crate::fetch::Resolve>>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +113,8 @@ impl Default for ServerConfig {
             // Half the usual soft descriptor limit (1024): room for the database
             // pool, the data files and the listener besides the connections.
             max_connections: 512,
+            fetch: crate::fetch::FetchSettings::default(),
+            fetch_resolver: None,
         }
     }
 }

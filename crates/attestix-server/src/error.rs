@@ -89,6 +89,13 @@ pub enum ApiError {
     /// server (503); the message says which.
     #[error("{0}")]
     NotConfigured(String),
+    /// An upstream the server fetched from failed or answered something unusable
+    /// (502); the message says what.
+    #[error("{0}")]
+    BadGateway(String),
+    /// An upstream the server fetched from did not answer in time (504).
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A bug or an unexpected failure (500); the cause is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -117,6 +124,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::KeyReused { status } => *status,
             Self::Unavailable(_) | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,6 +148,8 @@ impl ApiError {
             ),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::NotConfigured(_) => ("not-configured", "Feature not configured"),
+            Self::BadGateway(_) => ("bad-gateway", "The upstream failed"),
+            Self::GatewayTimeout(_) => ("gateway-timeout", "The upstream timed out"),
             Self::Internal(_) => ("internal-error", "Internal server error"),
         }
     }

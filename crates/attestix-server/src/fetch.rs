@@ -398,6 +398,28 @@ fn blocked_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
     None
 }
 
+/// The CA certificates of a PEM file (`--fetch-ca-file`), as DER.
+pub fn load_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    use anyhow::Context as _;
+    use rustls_pki_types::pem::PemObject as _;
+    let roots = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read the CA file {}", path.display()))?
+        .map(|certificate| certificate.map(|der| der.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("the CA file {} is not PEM certificates", path.display()))?;
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "the CA file {} holds no certificate",
+        path.display()
+    );
+    Ok(roots)
+}
+
+/// The most bytes of a fetched DID document.
+pub const DID_DOCUMENT_MAX_BYTES: usize = 256 * 1024;
+/// How long a DID document fetch may take.
+pub const DID_DOCUMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use super::*;

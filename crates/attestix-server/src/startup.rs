@@ -249,6 +249,25 @@ impl Application {
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         let (signer, key_origin) = signing_key::load_or_create(&config.data_dir)?;
         let data_key = crate::data_key::load_or_create(&config.data_dir)?;
+        if !config.fetch.extra_roots.is_empty() {
+            tracing::warn!(
+                roots = config.fetch.extra_roots.len(),
+                "OUTBOUND FETCHES TRUST EXTRA CA ROOTS (--fetch-ca-file) besides the web PKI: \
+                 meant for tests and private deployments"
+            );
+        }
+        if config.fetch.allow_loopback {
+            tracing::warn!(
+                "OUTBOUND FETCHES MAY TARGET LOOPBACK ADDRESSES (--fetch-allow-loopback): \
+                 meant for tests only; every other blocked range stays blocked"
+            );
+        }
+        let fetcher = match &config.fetch_resolver {
+            Some(resolver) => {
+                crate::fetch::Fetcher::with_resolver(config.fetch.clone(), resolver.clone())
+            }
+            None => crate::fetch::Fetcher::new(config.fetch.clone()),
+        };
         let backends = open_backends(&config).await?;
         let storage = backends.storage.clone();
 
@@ -306,6 +325,7 @@ impl Application {
             recovery_ids: RecoveryIds::from_signing_key(&signer),
             signer,
             data_key,
+            fetcher,
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
                 allow_no_auth: config.allow_no_auth,

@@ -17,6 +17,8 @@ pub struct AppState {
     pub signer: SigningKey,
     /// Seals the private keys of the DIDs the server creates.
     pub data_key: crate::data_key::DataKey,
+    /// The outbound HTTPS fetcher (did:web resolution).
+    pub fetcher: crate::fetch::Fetcher,
     /// Authentication settings.
     pub auth: AuthSettings,
     /// How long idempotency records live: a recovery point older than this

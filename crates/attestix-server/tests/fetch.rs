@@ -203,3 +203,18 @@ async fn redirects_are_not_followed_and_caps_and_timeouts_hold() {
         FetchError::Status(404)
     );
 }
+
+#[test]
+fn a_ca_file_is_read_as_pem_certificates_and_a_bad_one_is_an_error() {
+    let ca = tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    assert_eq!(
+        attestix_server::fetch::load_ca_file(&path).unwrap(),
+        vec![ca.der()]
+    );
+    std::fs::write(&path, "not a certificate").unwrap();
+    assert!(attestix_server::fetch::load_ca_file(&path).is_err());
+    assert!(attestix_server::fetch::load_ca_file(&dir.path().join("missing.pem")).is_err());
+}

@@ -122,6 +122,14 @@ pub struct ServeArgs {
     /// Do not install the idempotency layer (only to measure its cost).
     #[arg(long, hide = true)]
     pub no_idempotency: bool,
+    /// Extra CA certificates (PEM) that outbound fetches (did:web resolution) trust
+    /// besides the web PKI roots. For tests and private deployments; announced at start.
+    #[arg(long, env = "ATTESTIX_FETCH_CA_FILE", value_name = "FILE")]
+    pub fetch_ca_file: Option<PathBuf>,
+    /// Let outbound fetches target loopback addresses (tests only; every other
+    /// blocked range stays blocked). Announced at start.
+    #[arg(long, env = "ATTESTIX_FETCH_ALLOW_LOOPBACK")]
+    pub fetch_allow_loopback: bool,
     /// Log filter, in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,

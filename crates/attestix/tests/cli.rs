@@ -1267,7 +1267,7 @@ async fn did_commands_create_and_resolve_without_showing_a_private_key() {
     assert!(stderr(&bad).contains("domain"), "{}", stderr(&bad));
     let unsupported = run(server
         .attestix()
-        .args(["did", "resolve", "did:web:example.com"]))
+        .args(["did", "resolve", "did:web:db.internal"]))
     .await;
     assert_exit(&unsupported, 2);
 }

@@ -5,6 +5,9 @@ use attestix_core::SigningKey;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use attestix_server::fetch::{FetchSettings, StaticResolver};
+use attestix_server::ServerConfig;
+
 use crate::helpers::{Backend, Reply, TestServer};
 
 crate::on_both_backends!(
@@ -297,7 +300,13 @@ async fn bad_did_web_names_are_422_and_unsupported_resolution_is_503(backend: Ba
     assert_eq!(malformed.problem()["errors"][0]["field"], "did");
     assert_eq!(resolve("not-a-did".into()).await.status, 422);
     assert_eq!(resolve("did:web:Bad.com".into()).await.status, 422);
-    for did in ["did:web:example.com", "did:example:123"] {
+    let blocked = resolve("did:web:db.internal".into()).await;
+    assert_eq!(blocked.status, 422);
+    assert!(blocked.problem()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("refused"));
+    for did in ["did:example:123"] {
         let reply = resolve(did.into()).await;
         assert_eq!(reply.status, 503, "{did}");
         let problem = reply.problem();
@@ -311,4 +320,142 @@ async fn bad_did_web_names_are_422_and_unsupported_resolution_is_503(backend: Ba
         assert!(reply.headers.get("retry-after").is_none());
     }
     server.finish().await;
+}
+
+/// A local HTTPS host for `attestix.test` serving, by path, the documents
+/// `documents` makes for the port it listens on.
+async fn did_web_host(
+    documents: impl FnOnce(u16) -> Vec<(String, String)>,
+) -> (crate::tls::TestCa, u16) {
+    let ca = crate::tls::TestCa::new();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(ca.server_config(&["attestix.test"])));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let documents = std::sync::Arc::new(documents(port));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, documents) = (acceptor.clone(), documents.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let found = documents
+                            .iter()
+                            .find(|(path, _)| path == request.uri().path())
+                            .map(|(_, body)| body.clone());
+                        async move {
+                            let (status, body) = match found {
+                                Some(body) => (200, body),
+                                None => (404, String::new()),
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (ca, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_did_web_resolves_through_the_fetcher_only_to_its_own_document() {
+    // The right document at the root; another DID's document under /wrong.
+    let (ca, port) = did_web_host(|port| {
+        let did = format!("did:web:attestix.test%3A{port}");
+        vec![
+            (
+                "/.well-known/did.json".to_owned(),
+                json!({"id": did, "controller": did}).to_string(),
+            ),
+            (
+                "/wrong/did.json".to_owned(),
+                json!({"id": "did:web:evil.example"}).to_string(),
+            ),
+        ]
+    })
+    .await;
+    let names: std::collections::HashMap<String, Vec<std::net::IpAddr>> = [(
+        "attestix.test".to_owned(),
+        vec!["127.0.0.1".parse().unwrap()],
+    )]
+    .into_iter()
+    .collect();
+    let resolver = std::sync::Arc::new(StaticResolver(names));
+    let server = TestServer::start_with(Backend::Sqlite, |config| ServerConfig {
+        fetch: FetchSettings {
+            extra_roots: vec![ca.der()],
+            allow_loopback: true,
+        },
+        fetch_resolver: Some(resolver.clone()),
+        ..config
+    })
+    .await
+    .unwrap();
+    let did = format!("did:web:attestix.test%3A{port}");
+    let resolve = |did: String| {
+        // `%3A` sent bare: the server keeps it (it is the DID's own text).
+        Reply::of(
+            server
+                .request(Method::GET, &format!("/v1/dids/resolve/{did}"))
+                .send(),
+        )
+    };
+    let resolved = resolve(did.clone()).await;
+    assert_eq!(
+        resolved.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&resolved.body)
+    );
+    assert_eq!(resolved.json(), json!({"id": did, "controller": did}));
+    let wrong = resolve(format!("{did}:wrong")).await;
+    assert_eq!(wrong.status, 502);
+    assert!(wrong.problem()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not the document of"));
+    let missing = resolve(format!("{did}:missing")).await;
+    assert_eq!(missing.status, 502);
+    assert!(missing.problem()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("404"));
+    server.finish().await;
+
+    // Without the operator's loopback setting, the same DID is refused.
+    let strict = TestServer::start_with(Backend::Sqlite, |config| ServerConfig {
+        fetch: FetchSettings {
+            extra_roots: vec![ca.der()],
+            allow_loopback: false,
+        },
+        fetch_resolver: Some(resolver),
+        ..config
+    })
+    .await
+    .unwrap();
+    let refused = Reply::of(
+        strict
+            .request(Method::GET, &format!("/v1/dids/resolve/{did}"))
+            .send(),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    strict.finish().await;
 }

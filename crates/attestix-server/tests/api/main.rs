@@ -2,6 +2,8 @@
 //! fresh data directory, on SQLite and on PostgreSQL.
 
 mod helpers;
+#[path = "../tls/mod.rs"]
+mod tls;
 
 mod auth;
 mod credentials;

@@ -30,6 +30,10 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
             ietf_status_codes: args.idempotency_ietf_codes,
             memory_max_bytes: args.idempotency_memory_max_bytes,
         },
+        fetch: attestix_server::fetch::FetchSettings {
+            extra_roots: Vec::new(),
+            allow_loopback: args.fetch_allow_loopback,
+        },
         ..ServerConfig::default()
     }
 }
@@ -37,7 +41,17 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     attestix_server::telemetry::init_tracing(&args.log);
-    let config = config(&args);
+    let mut config = config(&args);
+    if let Some(path) = &args.fetch_ca_file {
+        config.fetch.extra_roots = attestix_server::fetch::load_ca_file(path)?;
+        eprintln!(
+            "WARNING: outbound fetches trust the extra CA roots of {} (--fetch-ca-file).",
+            path.display()
+        );
+    }
+    if config.fetch.allow_loopback {
+        eprintln!("WARNING: outbound fetches may target loopback addresses (--fetch-allow-loopback); for tests only.");
+    }
     if config.allow_no_auth {
         tracing::warn!("AUTHENTICATION IS OFF (--allow-no-auth): anyone who can reach this port can create and revoke identities");
         eprintln!("WARNING: authentication is off (--allow-no-auth / ATTESTIX_ALLOW_NO_AUTH); every caller is the principal `anonymous`.");
