@@ -93,6 +93,17 @@ pub struct ServerConfig {
     /// The resolver of the outbound fetcher; `None` for the system's. Tests set a
     /// fixed table of names.
     pub fetch_resolver: Option<std::sync::Arc<dyn crate::fetch::Resolve>>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of `attestix serve --tls-cert FILE --tls-key FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +126,7 @@ impl Default for ServerConfig {
             max_connections: 512,
             fetch: crate::fetch::FetchSettings::default(),
             fetch_resolver: None,
+            tls: None,
         }
     }
 }

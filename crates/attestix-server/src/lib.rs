@@ -40,7 +40,9 @@ pub mod storage;
 pub mod telemetry;
 
 pub use auth::{issue_api_key, Caller, IssuedApiKey};
-pub use config::{parse_duration, IdempotencySettings, IdempotencyStoreChoice, ServerConfig};
+pub use config::{
+    parse_duration, IdempotencySettings, IdempotencyStoreChoice, ServerConfig, TlsFiles,
+};
 pub use error::{ApiError, Problem};
 pub use openapi::ApiDoc;
 pub use startup::{

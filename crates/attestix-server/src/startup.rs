@@ -242,6 +242,8 @@ pub struct Application {
     store: Option<Arc<dyn Store>>,
     request_head_timeout: Duration,
     max_connections: usize,
+    /// Set when the server speaks HTTPS itself (`--tls-cert`, `--tls-key`).
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Application {
@@ -341,6 +343,7 @@ impl Application {
             metrics: telemetry::prometheus(),
         });
         let router = router(state, layer, config.max_body_bytes);
+        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -357,6 +360,7 @@ impl Application {
             store: flushed_at_shutdown,
             request_head_timeout: config.request_head_timeout,
             max_connections: config.max_connections.max(1),
+            tls,
         })
     }
 
@@ -430,13 +434,32 @@ impl Application {
                 inner: TowerToHyperService::new(with_request_id(self.router.clone())),
                 seen: head_seen.clone(),
             };
-            let connection = connections
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
             let head_timeout = self.request_head_timeout;
+            let (connections, watcher, tls) =
+                (connections.clone(), graceful.watcher(), self.tls.clone());
             tokio::spawn(async move {
                 let _slot = slot;
+                let io = match tls {
+                    None => ServedStream::Plain(stream),
+                    // The handshake counts against the request-head timeout.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => ServedStream::Tls(Box::new(tls)),
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("closed a connection whose TLS handshake did not finish in time");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let connection = connections
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                let connection = watcher.watch(connection);
                 let mut connection = std::pin::pin!(connection);
                 // hyper's header timer starts only once the first byte has arrived
                 // (the protocol sniffing before it waits for ever), so a connection
@@ -505,6 +528,113 @@ where
     fn call(&self, request: R) -> Self::Future {
         self.seen.store(true, Ordering::Release);
         self.inner.call(request)
+    }
+}
+
+/// A TLS acceptor presenting the certificate chain and key of `files` (PEM).
+fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&files.certificate)
+        .with_context(|| {
+            format!(
+                "cannot read the TLS certificate {}",
+                files.certificate.display()
+            )
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!(
+                "the TLS certificate {} is not PEM certificates",
+                files.certificate.display()
+            )
+        })?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "the TLS certificate file {} holds no certificate",
+        files.certificate.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read a PEM private key from {}", files.key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("the TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the TLS certificate and key do not make a usable pair")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A served connection: plain TCP, or TLS over it.
+enum ServedStream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for ServedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ServedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 

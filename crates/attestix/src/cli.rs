@@ -122,6 +122,23 @@ pub struct ServeArgs {
     /// Do not install the idempotency layer (only to measure its cost).
     #[arg(long, hide = true)]
     pub no_idempotency: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of
+    /// plain HTTP.
+    #[arg(
+        long,
+        env = "ATTESTIX_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "ATTESTIX_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Extra CA certificates (PEM) that outbound fetches (did:web resolution) trust
     /// besides the web PKI roots. For tests and private deployments; announced at start.
     #[arg(long, env = "ATTESTIX_FETCH_CA_FILE", value_name = "FILE")]
@@ -179,6 +196,16 @@ pub struct ClientArgs {
         help_heading = "Client options"
     )]
     pub server: String,
+    /// A PEM file of CA certificates to trust for an https --server, besides the
+    /// web PKI roots (for a server whose certificate comes from a private CA).
+    #[arg(
+        long,
+        env = "ATTESTIX_CA_FILE",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub ca_file: Option<PathBuf>,
     /// The API key to authenticate with (sent as X-API-Key).
     #[arg(
         long = "api-key",

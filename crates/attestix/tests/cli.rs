@@ -865,9 +865,17 @@ async fn an_unreachable_server_is_a_clear_error() {
         "one retry was announced: {errors}"
     );
 
-    let https = run(attestix().args(["health", "--server", "https://127.0.0.1:1"])).await;
+    // https is spoken now: a closed https port is unreachable like any other.
+    let https_url = format!("https://127.0.0.1:{port}");
+    let https = run(attestix().args(["health", "--server", &https_url, "--retries", "0"])).await;
     assert_exit(&https, 2);
-    assert!(stderr(&https).contains("http only"), "{}", stderr(&https));
+    assert!(
+        stderr(&https).contains(&format!(
+            "cannot connect to the Attestix server at {https_url}"
+        )),
+        "{}",
+        stderr(&https)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

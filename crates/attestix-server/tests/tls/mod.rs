@@ -1,4 +1,6 @@
-//! A throwaway certificate authority for TLS tests.
+//! A throwaway certificate authority for TLS tests (shared by several test
+//! binaries, each using part of it).
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -30,13 +32,11 @@ impl TestCa {
     }
 
     /// The CA certificate, PEM.
-    #[allow(dead_code)]
     pub fn pem(&self) -> String {
         self.certificate.pem()
     }
 
     /// A certificate for `names` signed by this CA and its key: (chain PEM, key PEM).
-    #[allow(dead_code)]
     pub fn server_pem(&self, names: &[&str]) -> (String, String) {
         let (certificate, key) = self.issue(names);
         (certificate.pem(), key.serialize_pem())

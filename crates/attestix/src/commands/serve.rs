@@ -30,6 +30,13 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
             ietf_status_codes: args.idempotency_ietf_codes,
             memory_max_bytes: args.idempotency_memory_max_bytes,
         },
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(certificate), Some(key)) => Some(attestix_server::TlsFiles {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
         fetch: attestix_server::fetch::FetchSettings {
             extra_roots: Vec::new(),
             allow_loopback: args.fetch_allow_loopback,
@@ -56,6 +63,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("AUTHENTICATION IS OFF (--allow-no-auth): anyone who can reach this port can create and revoke identities");
         eprintln!("WARNING: authentication is off (--allow-no-auth / ATTESTIX_ALLOW_NO_AUTH); every caller is the principal `anonymous`.");
     }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let application = Application::build(config).await?;
     if let Some(key) = application.first_admin_key() {
         eprintln!(
@@ -64,7 +76,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(address = %application.local_addr(), did = application.did(), "attestix server listening");
     // A line for scripts and tests that start the server on port 0.
-    println!("listening on http://{}", application.local_addr());
+    println!("listening on {scheme}://{}", application.local_addr());
     application.run_until(shutdown_signal()).await
 }
 
