@@ -38,6 +38,7 @@
 //! - [`delegation`]: UCAN-style delegation tokens (EdDSA JWTs) and their proof chains.
 //! - [`document`]: documents read strictly for verification (no repeated keys, NFC).
 //! - [`identity_token`]: what a UAIT keeps of an identity token (masked form, metadata).
+//! - [`translate`]: an identity as an A2A agent card, DID document, OAuth claims or summary.
 //! - [`timestamp`]: times written as Python's `isoformat()` writes them.
 //! - [`validation`]: checked request inputs (display name, expiry, claims).
 
@@ -51,6 +52,7 @@ pub mod identity_token;
 pub mod keys;
 pub mod presentation;
 pub mod timestamp;
+pub mod translate;
 pub mod uait;
 pub mod validation;
 

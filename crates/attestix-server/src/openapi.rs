@@ -36,6 +36,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         identities::get_identity,
         identities::verify_identity,
         identities::revoke_identity,
+        identities::translate_identity,
         credentials::issue_credential,
         credentials::issue_credential_alias,
         credentials::list_credentials,

@@ -690,6 +690,10 @@ pub fn router(
             post(identities::verify_identity),
         )
         .route(
+            "/v1/identities/{agent_id}/translate",
+            post(identities::translate_identity),
+        )
+        .route(
             "/v1/credentials",
             post(credentials::issue_credential).get(credentials::list_credentials),
         )

@@ -314,8 +314,45 @@ pub enum IdentityCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Show an identity in another format (POST /v1/identities/{agent_id}/translate):
+    /// an A2A agent card, a DID document, OAuth 2.0 claims or a summary.
+    Translate {
+        /// The agent id.
+        agent_id: String,
+        /// The format to translate to.
+        #[arg(long = "format", value_enum)]
+        target_format: TranslateFormatArg,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
     /// Create many identities from a JSON Lines file, resumably.
     Import(ImportArgs),
+}
+
+/// The formats of `attestix identity translate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TranslateFormatArg {
+    /// An A2A agent card (`a2a_agent_card`).
+    A2aAgentCard,
+    /// A W3C DID document (`did_document`).
+    DidDocument,
+    /// OAuth 2.0 token claims (`oauth_claims`).
+    OauthClaims,
+    /// A summary (`summary`).
+    Summary,
+}
+
+impl TranslateFormatArg {
+    /// The name the server knows the format by.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::A2aAgentCard => "a2a_agent_card",
+            Self::DidDocument => "did_document",
+            Self::OauthClaims => "oauth_claims",
+            Self::Summary => "summary",
+        }
+    }
 }
 
 /// Flags of `attestix identity create`; they mirror the body's fields.

@@ -1279,3 +1279,53 @@ async fn did_commands_create_and_resolve_without_showing_a_private_key() {
     .await;
     assert_exit(&unsupported, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_translate_prints_each_format() {
+    let server = TestServer::start().await;
+    let created = run(server.attestix().args([
+        "identity",
+        "create",
+        "--name",
+        "Card Bot",
+        "--capability",
+        "chat",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&created, 0);
+    let agent_id = json_stdout(&created)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let card = run(server.attestix().args([
+        "identity",
+        "translate",
+        &agent_id,
+        "--format",
+        "a2a-agent-card",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&card, 0);
+    assert_eq!(json_stdout(&card)["skills"][0]["name"], "chat");
+    let document = run(server.attestix().args([
+        "identity",
+        "translate",
+        &agent_id,
+        "--format",
+        "did-document",
+    ]))
+    .await;
+    assert_exit(&document, 0);
+    assert!(
+        stdout(&document).contains("verificationMethod"),
+        "{}",
+        stdout(&document)
+    );
+    let bad = run(server
+        .attestix()
+        .args(["identity", "translate", &agent_id, "--format", "xml"]))
+    .await;
+    assert_exit(&bad, 2);
+}

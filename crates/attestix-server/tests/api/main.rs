@@ -13,4 +13,5 @@ mod identities;
 mod openapi;
 mod outage;
 mod restart;
+mod translate;
 mod verification;
