@@ -34,19 +34,25 @@
 //! - [`uait`]: agent identities.
 //! - [`credential`]: Verifiable Credentials.
 //! - [`presentation`]: Verifiable Presentations.
+//! - [`did`]: DID documents for `did:key` and `did:web`, and `did:web` names.
+//! - [`delegation`]: UCAN-style delegation tokens (EdDSA JWTs) and their proof chains.
 //! - [`document`]: documents read strictly for verification (no repeated keys, NFC).
 //! - [`identity_token`]: what a UAIT keeps of an identity token (masked form, metadata).
+//! - [`translate`]: an identity as an A2A agent card, DID document, OAuth claims or summary.
 //! - [`timestamp`]: times written as Python's `isoformat()` writes them.
 //! - [`validation`]: checked request inputs (display name, expiry, claims).
 
 pub mod canonical;
 pub mod credential;
+pub mod delegation;
+pub mod did;
 pub mod document;
 pub mod error;
 pub mod identity_token;
 pub mod keys;
 pub mod presentation;
 pub mod timestamp;
+pub mod translate;
 pub mod uait;
 pub mod validation;
 

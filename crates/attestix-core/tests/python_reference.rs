@@ -150,3 +150,23 @@ fn python_presentations_verify() {
     );
     assert!(!wrong.valid);
 }
+
+#[test]
+fn identity_translations_match_python_key_for_key() {
+    use attestix_core::translate::{translate, TargetFormat};
+    let vectors: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/translate_vectors.json")).expect("JSON");
+    assert_eq!(vectors.len(), 12);
+    for vector in vectors {
+        let name = vector["format"].as_str().unwrap();
+        let format = TargetFormat::parse(name).expect("a known format");
+        let actual = translate(&vector["uait"], format);
+        // Same values and the same key order, serialised.
+        assert_eq!(
+            serde_json::to_string(&actual).unwrap(),
+            serde_json::to_string(&vector["expected"]).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(TargetFormat::parse("xml"), None);
+}

@@ -87,6 +87,23 @@ pub struct ServerConfig {
     /// listen backlog, unaccepted, until one closes; keep it below the process's
     /// file-descriptor limit so that accepting never runs out of descriptors.
     pub max_connections: usize,
+    /// The outbound fetcher's operator settings (extra CA roots, loopback allowed),
+    /// both off by default.
+    pub fetch: crate::fetch::FetchSettings,
+    /// The resolver of the outbound fetcher; `None` for the system's. Tests set a
+    /// fixed table of names.
+    pub fetch_resolver: Option<std::sync::Arc<dyn crate::fetch::Resolve>>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of `attestix serve --tls-cert FILE --tls-key FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +124,9 @@ impl Default for ServerConfig {
             // Half the usual soft descriptor limit (1024): room for the database
             // pool, the data files and the listener besides the connections.
             max_connections: 512,
+            fetch: crate::fetch::FetchSettings::default(),
+            fetch_resolver: None,
+            tls: None,
         }
     }
 }

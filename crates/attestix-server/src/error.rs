@@ -107,6 +107,17 @@ pub enum ApiError {
     /// The database cannot be reached (503); the cause is logged, not shown.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
+    /// A feature this request needs is not configured or not available in this
+    /// server (503); the message says which.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// An upstream the server fetched from failed or answered something unusable
+    /// (502); the message says what.
+    #[error("{0}")]
+    BadGateway(String),
+    /// An upstream the server fetched from did not answer in time (504).
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A bug or an unexpected failure (500); the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -139,7 +150,9 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::KeyReused { status } => *status,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,6 +174,9 @@ impl ApiError {
                 "Idempotency-Key reused with a different request",
             ),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
+            Self::NotConfigured(_) => ("not-configured", "Feature not configured"),
+            Self::BadGateway(_) => ("bad-gateway", "The upstream failed"),
+            Self::GatewayTimeout(_) => ("gateway-timeout", "The upstream timed out"),
             Self::Internal(_) => ("internal-error", "Internal server error"),
         }
     }
@@ -209,7 +225,8 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // A retry cures an outage, not a missing feature.
+        if status == StatusCode::SERVICE_UNAVAILABLE && !matches!(self, Self::NotConfigured(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

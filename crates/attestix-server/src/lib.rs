@@ -27,7 +27,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod data_key;
 pub mod error;
+pub mod fetch;
 pub mod openapi;
 pub mod recovery;
 pub mod routes;
@@ -38,7 +40,9 @@ pub mod storage;
 pub mod telemetry;
 
 pub use auth::{issue_api_key, Caller, IssuedApiKey};
-pub use config::{parse_duration, IdempotencySettings, IdempotencyStoreChoice, ServerConfig};
+pub use config::{
+    parse_duration, IdempotencySettings, IdempotencyStoreChoice, ServerConfig, TlsFiles,
+};
 pub use error::{ApiError, Problem};
 pub use openapi::ApiDoc;
 pub use startup::{

@@ -10,7 +10,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{credentials, health, identities, presentations};
+use crate::routes::{credentials, delegations, dids, health, identities, presentations};
 
 /// The name of the request header, as documented.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -23,7 +23,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
     info(
         title = "Attestix API",
         description = "Attestation infrastructure for AI agents: signed agent identities (UAITs), \
-                       Verifiable Credentials and Presentations. Every POST accepts an \
+                       Verifiable Credentials and Presentations. Every POST and DELETE accepts an \
                        `Idempotency-Key` header: a retry with the same key and body gets the \
                        original response back (marked `Idempotency-Replayed: true`) instead of a \
                        second side effect. Keys are kept 24 hours per authenticated principal."
@@ -36,6 +36,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         identities::get_identity,
         identities::verify_identity,
         identities::revoke_identity,
+        identities::translate_identity,
         credentials::issue_credential,
         credentials::issue_credential_alias,
         credentials::list_credentials,
@@ -45,6 +46,13 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         credentials::revoke_credential,
         presentations::create_presentation,
         presentations::verify,
+        delegations::create_delegation,
+        delegations::verify_delegation,
+        delegations::list_delegations,
+        delegations::revoke_delegation,
+        dids::create_did_key,
+        dids::create_did_web,
+        dids::resolve_did,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -52,6 +60,8 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "identities", description = "Agent identities (UAITs)"),
         (name = "credentials", description = "Verifiable Credentials"),
         (name = "presentations", description = "Verifiable Presentations"),
+        (name = "dids", description = "did:key and did:web creation and resolution"),
+        (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
         (name = "health", description = "Health and metrics"),
     )
 )]
@@ -77,7 +87,7 @@ impl Modify for Security {
     }
 }
 
-/// Adds, to every POST operation, the `Idempotency-Key` header, the
+/// Adds, to every POST, PATCH and DELETE operation, the `Idempotency-Key` header, the
 /// `Idempotency-Replayed` header on its 2xx responses, and the layer's problem
 /// responses (400, 409, 413, 422, 503).
 pub struct IdempotencyDocs;
@@ -85,7 +95,15 @@ pub struct IdempotencyDocs;
 impl Modify for IdempotencyDocs {
     fn modify(&self, openapi: &mut OpenApiDocument) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if let Some(operation) = item.post.as_mut() {
+            // Every mutating method goes through the idempotency layer.
+            for operation in [
+                item.post.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 document_idempotency(operation);
             }
             // Reads and revocations under /v1 answer the same access and
@@ -142,7 +160,7 @@ fn document_idempotency(operation: &mut Operation) {
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
         .description(Some(
-            "A unique value (a UUIDv4 is ideal) that makes this POST safe to retry: a retry \
+            "A unique value (a UUIDv4 is ideal) that makes this request safe to retry: a retry \
              with the same key and the same request replays the original response; the same \
              key with a different request is rejected. 1 to 255 visible ASCII characters, bare \
              or as a quoted string. Kept for 24 hours per principal.",

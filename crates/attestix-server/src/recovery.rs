@@ -45,6 +45,10 @@ pub enum ResourceKind {
     Identity,
     /// `credentials.credential_id`.
     Credential,
+    /// `delegations.jti` (the 16 bytes as 22 base64url characters).
+    Delegation,
+    /// `did_keys` (found by its (scope, key), not by a derived id).
+    Did,
 }
 
 impl ResourceKind {
@@ -52,6 +56,8 @@ impl ResourceKind {
         match self {
             Self::Identity => b"identity",
             Self::Credential => b"credential",
+            Self::Delegation => b"delegation",
+            Self::Did => b"did",
         }
     }
 }

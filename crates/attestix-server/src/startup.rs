@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName};
+use axum::http::{header, HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
@@ -36,7 +36,7 @@ use crate::config::{IdempotencyStoreChoice, ServerConfig};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
-use crate::routes::{credentials, health, identities, presentations};
+use crate::routes::{credentials, delegations, dids, health, identities, presentations};
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
@@ -206,12 +206,34 @@ pub struct Application {
     log: Option<SqliteLog>,
     request_head_timeout: Duration,
     max_connections: usize,
+    /// Set when the server speaks HTTPS itself (`--tls-cert`, `--tls-key`).
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Application {
     /// Opens storage, loads or creates the signing key, binds the listener.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         let (signer, key_origin) = signing_key::load_or_create(&config.data_dir)?;
+        let data_key = crate::data_key::load_or_create(&config.data_dir)?;
+        if !config.fetch.extra_roots.is_empty() {
+            tracing::warn!(
+                roots = config.fetch.extra_roots.len(),
+                "OUTBOUND FETCHES TRUST EXTRA CA ROOTS (--fetch-ca-file) besides the web PKI: \
+                 meant for tests and private deployments"
+            );
+        }
+        if config.fetch.allow_loopback {
+            tracing::warn!(
+                "OUTBOUND FETCHES MAY TARGET LOOPBACK ADDRESSES (--fetch-allow-loopback): \
+                 meant for tests only; every other blocked range stays blocked"
+            );
+        }
+        let fetcher = match &config.fetch_resolver {
+            Some(resolver) => {
+                crate::fetch::Fetcher::with_resolver(config.fetch.clone(), resolver.clone())
+            }
+            None => crate::fetch::Fetcher::new(config.fetch.clone()),
+        };
         let backends = open_backends(&config).await?;
         let storage = backends.storage.clone();
 
@@ -232,6 +254,9 @@ impl Application {
         let flushed_at_shutdown = store.clone();
         let layer = store.map(|store| {
             let mut layer = IdempotencyLayer::with_config(store, IdempotencyConfig::default())
+                // Every mutating request honours a key: a retried DELETE replays its
+                // first answer instead of meeting "already revoked".
+                .methods([Method::POST, Method::PATCH, Method::DELETE])
                 .scope(auth::idempotency_scope)
                 .retention(settings.retention)
                 .lease(settings.lease)
@@ -252,6 +277,8 @@ impl Application {
             storage,
             recovery_ids: RecoveryIds::from_signing_key(&signer),
             signer,
+            data_key,
+            fetcher,
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
                 allow_no_auth: config.allow_no_auth,
@@ -267,6 +294,7 @@ impl Application {
             metrics: telemetry::prometheus(),
         });
         let router = router(state, layer, config.max_body_bytes);
+        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -284,6 +312,7 @@ impl Application {
             log: backends.log,
             request_head_timeout: config.request_head_timeout,
             max_connections: config.max_connections.max(1),
+            tls,
         })
     }
 
@@ -357,13 +386,32 @@ impl Application {
                 inner: TowerToHyperService::new(with_request_id(self.router.clone())),
                 seen: head_seen.clone(),
             };
-            let connection = connections
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
             let head_timeout = self.request_head_timeout;
+            let (connections, watcher, tls) =
+                (connections.clone(), graceful.watcher(), self.tls.clone());
             tokio::spawn(async move {
                 let _slot = slot;
+                let io = match tls {
+                    None => ServedStream::Plain(stream),
+                    // The handshake counts against the request-head timeout.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => ServedStream::Tls(Box::new(tls)),
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("closed a connection whose TLS handshake did not finish in time");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let connection = connections
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                let connection = watcher.watch(connection);
                 let mut connection = std::pin::pin!(connection);
                 // hyper's header timer starts only once the first byte has arrived
                 // (the protocol sniffing before it waits for ever), so a connection
@@ -442,6 +490,113 @@ where
     }
 }
 
+/// A TLS acceptor presenting the certificate chain and key of `files` (PEM).
+fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&files.certificate)
+        .with_context(|| {
+            format!(
+                "cannot read the TLS certificate {}",
+                files.certificate.display()
+            )
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!(
+                "the TLS certificate {} is not PEM certificates",
+                files.certificate.display()
+            )
+        })?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "the TLS certificate file {} holds no certificate",
+        files.certificate.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read a PEM private key from {}", files.key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("the TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the TLS certificate and key do not make a usable pair")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A served connection: plain TCP, or TLS over it.
+enum ServedStream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for ServedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ServedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Rate limit of the accept-failure warning. Failures come in floods (out of
 /// descriptors: every accept fails until a connection closes), and one line per
 /// failure buried everything else in the log.
@@ -494,6 +649,10 @@ pub fn router(
             post(identities::verify_identity),
         )
         .route(
+            "/v1/identities/{agent_id}/translate",
+            post(identities::translate_identity),
+        )
+        .route(
             "/v1/credentials",
             post(credentials::issue_credential).get(credentials::list_credentials),
         )
@@ -518,6 +677,21 @@ pub fn router(
             post(presentations::create_presentation),
         )
         .route("/v1/presentations/verify", post(presentations::verify))
+        .route(
+            "/v1/delegations",
+            post(delegations::create_delegation).get(delegations::list_delegations),
+        )
+        .route(
+            "/v1/delegations/verify",
+            post(delegations::verify_delegation),
+        )
+        .route("/v1/dids/key", post(dids::create_did_key))
+        .route("/v1/dids/web", post(dids::create_did_web))
+        .route("/v1/dids/resolve/{*did}", get(dids::resolve_did))
+        .route(
+            "/v1/delegations/{jti}",
+            delete(delegations::revoke_delegation),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)

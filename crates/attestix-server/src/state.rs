@@ -15,6 +15,10 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     /// The server's Ed25519 key: it signs every document the server issues.
     pub signer: SigningKey,
+    /// Seals the private keys of the DIDs the server creates.
+    pub data_key: crate::data_key::DataKey,
+    /// The outbound HTTPS fetcher (did:web resolution).
+    pub fetcher: crate::fetch::Fetcher,
     /// Authentication settings.
     pub auth: AuthSettings,
     /// How long idempotency records live: a recovery point older than this

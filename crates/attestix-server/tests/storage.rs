@@ -13,8 +13,9 @@ use attestix_core::uait::agent_id_from_uuid;
 use attestix_core::SigningKey;
 use attestix_server::recovery::{RecoveryIds, ResourceKind};
 use attestix_server::storage::{
-    ApiKeyRecord, CredentialFilter, IdentityFilter, Inserted, NewCredential, NewIdentity,
-    PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
+    ApiKeyRecord, CredentialFilter, DelegationFilter, DelegationRole, IdentityFilter, Inserted,
+    NewCredential, NewDelegation, NewDid, NewIdentity, PageRequest, RecordState, RecoveryPoint,
+    Storage, StorageError,
 };
 use common::SharedStorage;
 use uuid::Uuid;
@@ -1157,6 +1158,376 @@ async fn record_states_are_read_across_owners_and_follow_revocation(storage: Sha
     );
 }
 
+// ---------------------------------------------------------------------------------
+// Delegations
+// ---------------------------------------------------------------------------------
+
+fn delegation(
+    owner: &str,
+    jti: &str,
+    issuer: &str,
+    audience: &str,
+    expires_at_ms: i64,
+) -> NewDelegation {
+    NewDelegation {
+        jti: jti.to_owned(),
+        owner: owner.to_owned(),
+        issuer: issuer.to_owned(),
+        audience: audience.to_owned(),
+        created_at_ms: NOW,
+        expires_at_ms,
+        document: format!(
+            r#"{{"jti":"{jti}","issuer":"{issuer}","audience":"{audience}","revoked":false}}"#
+        ),
+        recovery: None,
+    }
+}
+
+/// A delegation created at `at_ms` under (scope, key), at the jti of the key's use
+/// `use_of_key`; `n` tells one execution's document from another's.
+fn keyed_delegation(scope: &str, key: &str, at_ms: i64, n: u64, use_of_key: u32) -> NewDelegation {
+    let (id, recovery) = derived(ResourceKind::Delegation, scope, key, at_ms, use_of_key);
+    let jti = attestix_core::delegation::jti_from_bytes(id.into_bytes());
+    NewDelegation {
+        document: format!(r#"{{"jti":"{jti}","n":{n}}}"#),
+        created_at_ms: at_ms,
+        recovery: Some(recovery),
+        ..delegation("alice", &jti, "attestix:a", "did:key:zB", at_ms + DAY_MS)
+    }
+}
+
+async fn delegation_jtis(
+    storage: &dyn Storage,
+    owner: &str,
+    filter: &DelegationFilter,
+) -> Vec<String> {
+    let page = storage
+        .list_delegations(owner, filter, first_page(1000))
+        .await
+        .expect("list succeeds");
+    page.documents
+        .iter()
+        .map(|document| {
+            let value: serde_json::Value = serde_json::from_str(document).unwrap();
+            value["jti"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn every_delegation() -> DelegationFilter {
+    DelegationFilter {
+        include_expired: true,
+        include_revoked: true,
+        now_ms: NOW,
+        ..DelegationFilter::default()
+    }
+}
+
+async fn a_delegation_reads_back_and_is_revoked_by_its_owner_only(storage: SharedStorage) {
+    let new = delegation("alice", "jti-1", "attestix:a", "did:key:zB", NOW + DAY_MS);
+    assert_eq!(
+        storage.insert_delegation(&new).await.unwrap(),
+        Inserted::Created
+    );
+    assert_eq!(
+        storage.get_delegation("alice", "jti-1").await.unwrap(),
+        Some(new.document.clone())
+    );
+    assert_eq!(storage.get_delegation("bob", "jti-1").await.unwrap(), None);
+    assert!(delegation_jtis(&*storage, "bob", &every_delegation())
+        .await
+        .is_empty());
+    // Bob can neither revoke it nor take its jti.
+    assert!(!storage
+        .revoke_delegation("bob", "jti-1", "{}")
+        .await
+        .unwrap());
+    assert!(matches!(
+        storage
+            .insert_delegation(&delegation("bob", "jti-1", "x", "y", NOW))
+            .await,
+        Err(StorageError::Duplicate)
+    ));
+    assert!(storage
+        .revoked_delegations(&["jti-1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(storage
+        .revoke_delegation("alice", "jti-1", r#"{"revoked":true}"#)
+        .await
+        .unwrap());
+    assert!(!storage
+        .revoke_delegation("alice", "jti-1", r#"{"again":true}"#)
+        .await
+        .unwrap());
+    assert_eq!(
+        storage
+            .get_delegation("alice", "jti-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"revoked":true}"#),
+        "the first revocation is never overwritten"
+    );
+    // Revocation is read in any scope (a token is checked wherever it is shown).
+    assert_eq!(
+        storage
+            .revoked_delegations(&["jti-1".into(), "unknown".into()])
+            .await
+            .unwrap(),
+        ["jti-1"]
+    );
+    assert!(storage.revoked_delegations(&[]).await.unwrap().is_empty());
+}
+
+async fn delegations_filter_by_agent_role_expiry_and_revocation_and_page(storage: SharedStorage) {
+    for (jti, issuer, audience, expires) in [
+        ("d1", "a", "b", NOW + DAY_MS),
+        ("d2", "b", "a", NOW + DAY_MS),
+        ("d3", "a", "c", NOW),
+        ("d4", "c", "b", NOW + DAY_MS),
+    ] {
+        storage
+            .insert_delegation(&delegation("alice", jti, issuer, audience, expires))
+            .await
+            .unwrap();
+    }
+    storage
+        .revoke_delegation("alice", "d4", r#"{"jti":"d4"}"#)
+        .await
+        .unwrap();
+    let filter = |agent: Option<&str>, role, expired, revoked| DelegationFilter {
+        agent_id: agent.map(str::to_owned),
+        role,
+        include_expired: expired,
+        include_revoked: revoked,
+        now_ms: NOW,
+    };
+    let cases = [
+        (
+            filter(None, DelegationRole::Any, false, false),
+            vec!["d1", "d2"],
+        ),
+        (
+            filter(None, DelegationRole::Any, true, false),
+            vec!["d1", "d2", "d3"],
+        ),
+        (
+            filter(None, DelegationRole::Any, false, true),
+            vec!["d1", "d2", "d4"],
+        ),
+        (
+            filter(Some("a"), DelegationRole::Issuer, true, true),
+            vec!["d1", "d3"],
+        ),
+        (
+            filter(Some("a"), DelegationRole::Audience, true, true),
+            vec!["d2"],
+        ),
+        (
+            filter(Some("b"), DelegationRole::Any, true, true),
+            vec!["d1", "d2", "d4"],
+        ),
+        (filter(Some("zz"), DelegationRole::Any, true, true), vec![]),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(
+            delegation_jtis(&*storage, "alice", &filter).await,
+            expected,
+            "{filter:?}"
+        );
+    }
+    // Pages of one follow the cursor without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = storage
+            .list_delegations(
+                "alice",
+                &every_delegation(),
+                PageRequest { after, limit: 1 },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.documents);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4);
+}
+
+async fn a_retry_with_the_same_recovery_point_returns_the_original_delegation(
+    storage: SharedStorage,
+) {
+    let original = keyed_delegation("alice|default", "key-1", NOW, 1, 0);
+    assert_eq!(
+        storage.insert_delegation(&original).await.unwrap(),
+        Inserted::Created
+    );
+    let retry = keyed_delegation("alice|default", "key-1", NOW + 5_000, 2, 0);
+    assert_eq!(retry.jti, original.jti, "the same jti is derived");
+    assert_eq!(
+        storage.insert_delegation(&retry).await.unwrap(),
+        Inserted::Recovered(original.document.clone())
+    );
+    // Another request under the key, within the retention: a reuse.
+    let mut other = keyed_delegation("alice|default", "key-1", NOW + 5_000, 3, 0);
+    other.recovery.as_mut().unwrap().fingerprint = [2; 32];
+    assert_eq!(
+        storage.insert_delegation(&other).await.unwrap(),
+        Inserted::KeyReused
+    );
+    // After the retention, the key's first jti is taken by an older resource: the
+    // caller moves to the next one.
+    let later = keyed_delegation("alice|default", "key-1", NOW + 2 * DAY_MS, 4, 0);
+    assert!(matches!(
+        storage.insert_delegation(&later).await,
+        Err(StorageError::Duplicate)
+    ));
+    let next = keyed_delegation("alice|default", "key-1", NOW + 2 * DAY_MS, 4, 1);
+    assert_eq!(
+        storage.insert_delegation(&next).await.unwrap(),
+        Inserted::Created
+    );
+    assert_eq!(
+        delegation_jtis(&*storage, "alice", &every_delegation())
+            .await
+            .len(),
+        2
+    );
+}
+
+async fn concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_row(
+    storage: SharedStorage,
+) {
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let new = keyed_delegation("alice|default", "race", NOW, n, 0);
+                storage.insert_delegation(&new).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Inserted::Created => created += 1,
+            Inserted::Recovered(_) => {}
+            Inserted::KeyReused => panic!("the same request is no reuse"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(
+        delegation_jtis(&*storage, "alice", &every_delegation())
+            .await
+            .len(),
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// DIDs
+// ---------------------------------------------------------------------------------
+
+fn new_did(
+    owner: &str,
+    did: &str,
+    keypair_id: &str,
+    at_ms: i64,
+    recovery: Option<RecoveryPoint>,
+) -> NewDid {
+    NewDid {
+        did: did.to_owned(),
+        owner: owner.to_owned(),
+        method: "web".to_owned(),
+        keypair_id: keypair_id.to_owned(),
+        created_at_ms: at_ms,
+        document: format!(r#"{{"did":"{did}","keypair_id":"{keypair_id}"}}"#),
+        sealed_private_key: vec![1, 2, 3],
+        recovery,
+    }
+}
+
+fn point(key: &str, at_ms: i64, fingerprint: [u8; 32]) -> RecoveryPoint {
+    RecoveryPoint {
+        scope: "alice/default".to_owned(),
+        key: key.to_owned(),
+        valid_after_ms: at_ms - DAY_MS,
+        fingerprint,
+    }
+}
+
+async fn a_did_is_stored_once_per_owner_and_recovered_by_its_key(storage: SharedStorage) {
+    let first = new_did(
+        "alice",
+        "did:web:a.com",
+        "kp-1",
+        NOW,
+        Some(point("k", NOW, SAME_REQUEST)),
+    );
+    assert_eq!(storage.insert_did(&first).await.unwrap(), Inserted::Created);
+    // The retry made a new key pair; the stored answer wins.
+    let retry = new_did(
+        "alice",
+        "did:web:a.com",
+        "kp-2",
+        NOW + 5_000,
+        Some(point("k", NOW + 5_000, SAME_REQUEST)),
+    );
+    assert_eq!(
+        storage.insert_did(&retry).await.unwrap(),
+        Inserted::Recovered(first.document.clone())
+    );
+    let other = new_did(
+        "alice",
+        "did:web:b.com",
+        "kp-3",
+        NOW,
+        Some(point("k", NOW, [9; 32])),
+    );
+    assert_eq!(
+        storage.insert_did(&other).await.unwrap(),
+        Inserted::KeyReused
+    );
+    // Once the key's record has expired, the key makes a new DID.
+    let later = new_did(
+        "alice",
+        "did:web:c.com",
+        "kp-4",
+        NOW + 2 * DAY_MS,
+        Some(point("k", NOW + 2 * DAY_MS, SAME_REQUEST)),
+    );
+    assert_eq!(storage.insert_did(&later).await.unwrap(), Inserted::Created);
+    // The same did:web again for its owner is a duplicate; for another owner it is not.
+    assert!(matches!(
+        storage
+            .insert_did(&new_did("alice", "did:web:a.com", "kp-5", NOW, None))
+            .await,
+        Err(StorageError::Duplicate)
+    ));
+    assert_eq!(
+        storage
+            .insert_did(&new_did("bob", "did:web:a.com", "kp-6", NOW, None))
+            .await
+            .unwrap(),
+        Inserted::Created
+    );
+    assert_eq!(
+        storage.did_private_key("alice", "kp-1").await.unwrap(),
+        Some(("did:web:a.com".to_owned(), vec![1, 2, 3]))
+    );
+    assert_eq!(storage.did_private_key("bob", "kp-1").await.unwrap(), None);
+    assert_eq!(
+        storage.did_private_key("alice", "kp-2").await.unwrap(),
+        None,
+        "the retry stored nothing"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         /// The contract on a SQLite database file.
@@ -1205,6 +1576,11 @@ on_both_backends!(
     many_tasks_writing_at_once_all_succeed,
     a_revocation_is_recorded_once_and_never_overwritten,
     a_ping_succeeds,
+    a_delegation_reads_back_and_is_revoked_by_its_owner_only,
+    delegations_filter_by_agent_role_expiry_and_revocation_and_page,
+    a_retry_with_the_same_recovery_point_returns_the_original_delegation,
+    concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_row,
+    a_did_is_stored_once_per_owner_and_recovered_by_its_key,
 );
 
 // ---------------------------------------------------------------------------------

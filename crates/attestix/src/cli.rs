@@ -30,6 +30,10 @@ pub enum Command {
     Credential(CredentialArgs),
     /// Create and verify Verifiable Presentations.
     Presentation(PresentationArgs),
+    /// Create, verify, list and revoke UCAN-style delegation tokens.
+    Delegation(DelegationArgs),
+    /// Create did:key and did:web DIDs (private keys stay on the server) and resolve DIDs.
+    Did(DidArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Print a shell completion script (for example `attestix completions bash`).
@@ -118,6 +122,31 @@ pub struct ServeArgs {
     /// Do not install the idempotency layer (only to measure its cost).
     #[arg(long, hide = true)]
     pub no_idempotency: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of
+    /// plain HTTP.
+    #[arg(
+        long,
+        env = "ATTESTIX_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "ATTESTIX_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) that outbound fetches (did:web resolution) trust
+    /// besides the web PKI roots. For tests and private deployments; announced at start.
+    #[arg(long, env = "ATTESTIX_FETCH_CA_FILE", value_name = "FILE")]
+    pub fetch_ca_file: Option<PathBuf>,
+    /// Let outbound fetches target loopback addresses (tests only; every other
+    /// blocked range stays blocked). Announced at start.
+    #[arg(long, env = "ATTESTIX_FETCH_ALLOW_LOOPBACK")]
+    pub fetch_allow_loopback: bool,
     /// Log filter, in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
@@ -167,6 +196,16 @@ pub struct ClientArgs {
         help_heading = "Client options"
     )]
     pub server: String,
+    /// A PEM file of CA certificates to trust for an https --server, besides the
+    /// web PKI roots (for a server whose certificate comes from a private CA).
+    #[arg(
+        long,
+        env = "ATTESTIX_CA_FILE",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub ca_file: Option<PathBuf>,
     /// The API key to authenticate with (sent as X-API-Key).
     #[arg(
         long = "api-key",
@@ -275,8 +314,45 @@ pub enum IdentityCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Show an identity in another format (POST /v1/identities/{agent_id}/translate):
+    /// an A2A agent card, a DID document, OAuth 2.0 claims or a summary.
+    Translate {
+        /// The agent id.
+        agent_id: String,
+        /// The format to translate to.
+        #[arg(long = "format", value_enum)]
+        target_format: TranslateFormatArg,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
     /// Create many identities from a JSON Lines file, resumably.
     Import(ImportArgs),
+}
+
+/// The formats of `attestix identity translate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TranslateFormatArg {
+    /// An A2A agent card (`a2a_agent_card`).
+    A2aAgentCard,
+    /// A W3C DID document (`did_document`).
+    DidDocument,
+    /// OAuth 2.0 token claims (`oauth_claims`).
+    OauthClaims,
+    /// A summary (`summary`).
+    Summary,
+}
+
+impl TranslateFormatArg {
+    /// The name the server knows the format by.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::A2aAgentCard => "a2a_agent_card",
+            Self::DidDocument => "did_document",
+            Self::OauthClaims => "oauth_claims",
+            Self::Summary => "summary",
+        }
+    }
 }
 
 /// Flags of `attestix identity create`; they mirror the body's fields.
@@ -488,6 +564,144 @@ pub enum PresentationCommand {
         /// The Idempotency-Key.
         #[command(flatten)]
         idempotency: IdempotencyArgs,
+    },
+}
+
+/// `attestix delegation …`
+#[derive(Debug, Args)]
+pub struct DelegationArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DelegationCommand,
+}
+
+/// The delegation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DelegationCommand {
+    /// Grant capabilities from one agent to another as a signed token
+    /// (POST /v1/delegations); prints the token on stdout.
+    Create(DelegationCreateArgs),
+    /// Check a token and its whole proof chain (POST /v1/delegations/verify);
+    /// exits with 1 when it is not valid.
+    Verify {
+        /// The token (`-` reads it from stdin).
+        token: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// List delegations, oldest first (GET /v1/delegations).
+    List(DelegationListArgs),
+    /// Revoke a delegation (DELETE /v1/delegations/{jti}); every token chained
+    /// to it stops verifying too.
+    Revoke {
+        /// The delegation's jti.
+        jti: String,
+        /// Why it is revoked.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The Idempotency-Key: a retried revocation replays its first answer.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+}
+
+/// Flags of `attestix delegation create`; they mirror the body's fields.
+#[derive(Debug, Args)]
+pub struct DelegationCreateArgs {
+    /// The agent granting the capabilities (`issuer_agent_id`): an identity of
+    /// yours; with --parent-token, the parent's audience.
+    #[arg(long)]
+    pub issuer: String,
+    /// The agent receiving them (`audience_agent_id`).
+    #[arg(long)]
+    pub audience: String,
+    /// A capability granted; repeat for several.
+    #[arg(long = "capability", value_name = "CAPABILITY")]
+    pub capabilities: Vec<String>,
+    /// Hours until the delegation expires, 1 to 87600 (the server's default is 24).
+    #[arg(long)]
+    pub expiry_hours: Option<i64>,
+    /// The token this one is chained to (`-` reads it from stdin); the new
+    /// capabilities must be a subset of its own.
+    #[arg(long, value_name = "TOKEN")]
+    pub parent_token: Option<String>,
+    /// The Idempotency-Key.
+    #[command(flatten)]
+    pub idempotency: IdempotencyArgs,
+}
+
+/// Which side of a delegation `--agent` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DelegationRoleArg {
+    /// The agent granted it.
+    Issuer,
+    /// The agent received it.
+    Audience,
+    /// Either side.
+    Any,
+}
+
+/// Flags of `attestix delegation list`.
+#[derive(Debug, Args)]
+pub struct DelegationListArgs {
+    /// Only delegations involving this agent (`agent_id`).
+    #[arg(long = "agent", value_name = "AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Which side of the delegation the agent is on.
+    #[arg(long, value_enum, requires = "agent_id")]
+    pub role: Option<DelegationRoleArg>,
+    /// Include expired delegations.
+    #[arg(long)]
+    pub include_expired: bool,
+    /// Include revoked delegations.
+    #[arg(long)]
+    pub include_revoked: bool,
+    /// Paging.
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// `attestix did …`
+#[derive(Debug, Args)]
+pub struct DidArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DidCommand,
+}
+
+/// The DID subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DidCommand {
+    /// Create a did:key with a new key pair (POST /v1/dids/key); prints the DID.
+    CreateKey {
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Create a did:web document to host (POST /v1/dids/web); prints the DID and
+    /// where to host its document.
+    CreateWeb {
+        /// The host that will serve it (`example.com`, `example.com%3A8443`).
+        #[arg(long)]
+        domain: String,
+        /// An optional path (`agents/bot`).
+        #[arg(long)]
+        path: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Resolve a DID to its document (GET /v1/dids/resolve/{did}).
+    Resolve {
+        /// The DID.
+        did: String,
     },
 }
 

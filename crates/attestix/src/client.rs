@@ -135,6 +135,14 @@ pub enum ClientError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// The server's TLS certificate is not trusted (or not for its name): not
+    /// retried, as a retry cannot cure it.
+    Untrusted {
+        /// The server's base URL.
+        server: String,
+        /// The TLS library's reason (e.g. "invalid peer certificate: UnknownIssuer").
+        cause: String,
+    },
     /// The connection broke, or the server did not answer in time; the request may
     /// or may not have been carried out.
     Interrupted {
@@ -234,6 +242,13 @@ impl fmt::Display for ClientError {
                  hint: is the server running at {server}? Start it with `attestix serve`, \
                  or point --server (ATTESTIX_URL) at it.",
                 attempts_text(*attempts)
+            ),
+            Self::Untrusted { server, cause } => write!(
+                f,
+                "the TLS certificate of the Attestix server at {server} is not trusted: {cause}.\n\
+                 hint: if the server's certificate comes from a private CA, pass that CA's \
+                 certificate with --ca-file FILE (ATTESTIX_CA_FILE); check that --server names \
+                 the host the certificate was issued for."
             ),
             Self::Interrupted {
                 server,
@@ -386,7 +401,23 @@ impl ApiClient {
     /// A client for the options of a client command.
     pub fn new(args: &ClientArgs) -> Result<Self, ClientError> {
         let base = parse_server_url(&args.server)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        if let Some(path) = &args.ca_file {
+            let bad_ca = |reason: String| ClientError::BadServerUrl {
+                url: args.server.clone(),
+                reason: format!("the CA file {}: {reason}", path.display()),
+            };
+            let pem = std::fs::read(path).map_err(|error| bad_ca(error.to_string()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|error| bad_ca(innermost(&error)))?;
+            if certificates.is_empty() {
+                return Err(bad_ca("it holds no PEM certificate".into()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .timeout(args.timeout)
             .connect_timeout(args.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("attestix-cli/", env!("CARGO_PKG_VERSION")))
@@ -469,6 +500,25 @@ impl ApiClient {
             .map(|body| serde_json::to_vec(body).expect("a serde_json::Value always serialises"));
         self.send(Method::DELETE, self.url(segments, &[]), body, None)
             .await
+    }
+
+    /// `DELETE` a path, with an optional JSON body and an Idempotency-Key, so that
+    /// a retry replays the first answer instead of meeting the first's effect.
+    pub async fn delete_keyed(
+        &self,
+        segments: &[&str],
+        body: Option<&Value>,
+        idempotency_key: &str,
+    ) -> Result<ApiResponse, ClientError> {
+        let body = body
+            .map(|body| serde_json::to_vec(body).expect("a serde_json::Value always serialises"));
+        self.send(
+            Method::DELETE,
+            self.url(segments, &[]),
+            body,
+            Some(idempotency_key),
+        )
+        .await
     }
 
     /// Sends the request, and resends the same request (same key, same bytes)
@@ -599,6 +649,9 @@ impl ApiClient {
     ) -> Attempt {
         let server = self.server().to_owned();
         let cause = innermost(error);
+        if error.is_connect() && is_certificate_failure(error) {
+            return Attempt::Done(Err(ClientError::Untrusted { server, cause }));
+        }
         let error = if error.is_connect() && !error.is_timeout() {
             ClientError::Unreachable {
                 server,
@@ -627,7 +680,20 @@ impl ApiClient {
     }
 }
 
-/// Checks the `--server` URL: http only (this build has no TLS), with a host.
+/// Whether a connection failed on the server's certificate (rustls's
+/// `invalid peer certificate`), somewhere in the error's chain.
+fn is_certificate_failure(error: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = source {
+        if cause.to_string().contains("certificate") {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Checks the `--server` URL: http or https, with a host.
 fn parse_server_url(text: &str) -> Result<Url, ClientError> {
     let bad = |reason: String| ClientError::BadServerUrl {
         url: text.to_owned(),
@@ -639,15 +705,8 @@ fn parse_server_url(text: &str) -> Result<Url, ClientError> {
         ))
     })?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(bad(
-                "this build of attestix speaks plain http only (no TLS); use an http:// URL, \
-                 for example through a local TLS-terminating proxy"
-                    .into(),
-            ))
-        }
-        other => return Err(bad(format!("the scheme `{other}` is not http"))),
+        "http" | "https" => {}
+        other => return Err(bad(format!("the scheme `{other}` is not http or https"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it has no host".into()));
@@ -732,8 +791,9 @@ mod tests {
     fn only_plain_http_server_urls_are_accepted() {
         assert!(parse_server_url("http://127.0.0.1:8000").is_ok());
         assert!(parse_server_url("http://host/prefix/").is_ok());
-        let https = parse_server_url("https://example.com").expect_err("https is refused");
-        assert!(https.to_string().contains("http only"), "{https}");
+        assert!(parse_server_url("https://example.com").is_ok());
+        let ftp = parse_server_url("ftp://example.com").expect_err("ftp is refused");
+        assert!(ftp.to_string().contains("not http or https"), "{ftp}");
         assert!(parse_server_url("127.0.0.1:8000").is_err());
         assert!(parse_server_url("ftp://host").is_err());
     }
@@ -742,6 +802,7 @@ mod tests {
     fn paths_are_percent_encoded_under_the_base() {
         let client = ApiClient::new(&ClientArgs {
             server: "http://h:1/base/".into(),
+            ca_file: None,
             api_key: None,
             tenant: None,
             json: false,

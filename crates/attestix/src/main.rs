@@ -63,6 +63,8 @@ fn main() -> ExitCode {
             Command::Identity(args) => commands::identity::run(args).await,
             Command::Credential(args) => commands::credential::run(args).await,
             Command::Presentation(args) => commands::presentation::run(args).await,
+            Command::Delegation(args) => commands::delegation::run(args).await,
+            Command::Did(args) => commands::did::run(args).await,
             Command::Health(args) => commands::health::run(args).await,
             Command::Completions { .. } => Ok(Outcome::Success),
         }

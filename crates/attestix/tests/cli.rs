@@ -865,9 +865,17 @@ async fn an_unreachable_server_is_a_clear_error() {
         "one retry was announced: {errors}"
     );
 
-    let https = run(attestix().args(["health", "--server", "https://127.0.0.1:1"])).await;
+    // https is spoken now: a closed https port is unreachable like any other.
+    let https_url = format!("https://127.0.0.1:{port}");
+    let https = run(attestix().args(["health", "--server", &https_url, "--retries", "0"])).await;
     assert_exit(&https, 2);
-    assert!(stderr(&https).contains("http only"), "{}", stderr(&https));
+    assert!(
+        stderr(&https).contains(&format!(
+            "cannot connect to the Attestix server at {https_url}"
+        )),
+        "{}",
+        stderr(&https)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1039,4 +1047,285 @@ async fn keys_create_refuses_the_built_in_principals() {
     .await;
     assert_exit(&output, 0);
     assert!(stdout(&output).starts_with("atx_"), "{}", stdout(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_commands_create_chain_verify_list_and_revoke_with_keys() {
+    let server = TestServer::start().await;
+    let mut agents = Vec::new();
+    for name in ["Alice", "Bob"] {
+        let created = run(server
+            .attestix()
+            .args(["identity", "create", "--name", name, "--json"]))
+        .await;
+        assert_exit(&created, 0);
+        agents.push(
+            json_stdout(&created)["agent_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (alice, bob) = (&agents[0], &agents[1]);
+
+    // The token alone on stdout; the same key twice is one delegation.
+    let create = |key: &'static str| {
+        let mut command = server.attestix();
+        command.args([
+            "delegation",
+            "create",
+            "--issuer",
+            alice,
+            "--audience",
+            bob,
+            "--capability",
+            "read",
+            "--capability",
+            "write",
+            "--expiry-hours",
+            "2",
+            "--idempotency-key",
+            key,
+        ]);
+        command
+    };
+    let first = run(&mut create("cli-deleg-1")).await;
+    assert_exit(&first, 0);
+    let token = stdout(&first).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    assert!(
+        stderr(&first).contains("Created delegation"),
+        "{}",
+        stderr(&first)
+    );
+    let again = run(&mut create("cli-deleg-1")).await;
+    assert_exit(&again, 0);
+    assert_eq!(
+        stdout(&again).trim(),
+        token,
+        "the replay prints the same token"
+    );
+    assert!(stderr(&again).contains("replayed"), "{}", stderr(&again));
+
+    // Bob passes on part of it; the chain verifies.
+    let child = run(server.attestix().args([
+        "delegation",
+        "create",
+        "--issuer",
+        bob,
+        "--audience",
+        "did:key:zCarol",
+        "--capability",
+        "read",
+        "--parent-token",
+        &token,
+        "--json",
+    ]))
+    .await;
+    assert_exit(&child, 0);
+    let child_token = json_stdout(&child)["token"].as_str().unwrap().to_owned();
+    let verified = run(server
+        .attestix()
+        .args(["delegation", "verify", &child_token]))
+    .await;
+    assert_exit(&verified, 0);
+    assert!(
+        stdout(&verified).starts_with("VALID: delegation"),
+        "{}",
+        stdout(&verified)
+    );
+    assert!(
+        stdout(&verified).contains("parents:      1"),
+        "{}",
+        stdout(&verified)
+    );
+    // More than the parent holds is refused, naming the field.
+    let escalated = run(server.attestix().args([
+        "delegation",
+        "create",
+        "--issuer",
+        bob,
+        "--audience",
+        "did:key:zCarol",
+        "--capability",
+        "admin",
+        "--parent-token",
+        &token,
+    ]))
+    .await;
+    assert_exit(&escalated, 2);
+    assert!(
+        stderr(&escalated).contains("capabilities"),
+        "{}",
+        stderr(&escalated)
+    );
+
+    let listed = run(server.attestix().args([
+        "delegation",
+        "list",
+        "--agent",
+        alice,
+        "--role",
+        "issuer",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&listed, 0);
+    let records = json_stdout(&listed);
+    assert_eq!(records.as_array().unwrap().len(), 1, "{records}");
+    let jti = records[0]["jti"].as_str().unwrap().to_owned();
+
+    // A revocation retried with its key replays; the chain then fails to verify.
+    let revoke = || {
+        let mut command = server.attestix();
+        command.args([
+            "delegation",
+            "revoke",
+            &jti,
+            "--reason",
+            "rotated",
+            "--idempotency-key",
+            "cli-rev-1",
+        ]);
+        command
+    };
+    let revoked = run(&mut revoke()).await;
+    assert_exit(&revoked, 0);
+    assert!(
+        stdout(&revoked).contains("Revoked delegation"),
+        "{}",
+        stdout(&revoked)
+    );
+    let revoked_again = run(&mut revoke()).await;
+    assert_exit(&revoked_again, 0);
+    assert!(
+        stderr(&revoked_again).contains("replayed"),
+        "{}",
+        stderr(&revoked_again)
+    );
+    let invalid = run(server
+        .attestix()
+        .args(["delegation", "verify", &child_token, "--json"]))
+    .await;
+    assert_exit(&invalid, 1);
+    assert_eq!(
+        json_stdout(&invalid)["reason"],
+        "Invalid parent in proof chain: Token has been revoked"
+    );
+    let unknown_role =
+        run(server
+            .attestix()
+            .args(["delegation", "list", "--agent", alice, "--role", "boss"]))
+        .await;
+    assert_exit(&unknown_role, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn did_commands_create_and_resolve_without_showing_a_private_key() {
+    let server = TestServer::start().await;
+    let created = run(server.attestix().args([
+        "did",
+        "create-key",
+        "--idempotency-key",
+        "cli-did-1",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&created, 0);
+    let document = json_stdout(&created);
+    let did = document["did"].as_str().unwrap().to_owned();
+    assert!(did.starts_with("did:key:z6Mk"), "{did}");
+    assert!(
+        !stdout(&created).contains("private_key"),
+        "{}",
+        stdout(&created)
+    );
+    let again =
+        run(server
+            .attestix()
+            .args(["did", "create-key", "--idempotency-key", "cli-did-1"]))
+        .await;
+    assert_exit(&again, 0);
+    assert!(stdout(&again).starts_with(&did), "{}", stdout(&again));
+
+    let resolved = run(server.attestix().args(["did", "resolve", &did, "--json"])).await;
+    assert_exit(&resolved, 0);
+    assert_eq!(json_stdout(&resolved), document["did_document"]);
+
+    let web = run(server.attestix().args([
+        "did",
+        "create-web",
+        "--domain",
+        "example.com%3A8443",
+        "--path",
+        "agents/bot",
+    ]))
+    .await;
+    assert_exit(&web, 0);
+    assert!(
+        stdout(&web).contains("https://example.com:8443/agents/bot/did.json"),
+        "{}",
+        stdout(&web)
+    );
+    let bad = run(server
+        .attestix()
+        .args(["did", "create-web", "--domain", "Example.COM"]))
+    .await;
+    assert_exit(&bad, 2);
+    assert!(stderr(&bad).contains("domain"), "{}", stderr(&bad));
+    let unsupported = run(server
+        .attestix()
+        .args(["did", "resolve", "did:web:db.internal"]))
+    .await;
+    assert_exit(&unsupported, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_translate_prints_each_format() {
+    let server = TestServer::start().await;
+    let created = run(server.attestix().args([
+        "identity",
+        "create",
+        "--name",
+        "Card Bot",
+        "--capability",
+        "chat",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&created, 0);
+    let agent_id = json_stdout(&created)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let card = run(server.attestix().args([
+        "identity",
+        "translate",
+        &agent_id,
+        "--format",
+        "a2a-agent-card",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&card, 0);
+    assert_eq!(json_stdout(&card)["skills"][0]["name"], "chat");
+    let document = run(server.attestix().args([
+        "identity",
+        "translate",
+        &agent_id,
+        "--format",
+        "did-document",
+    ]))
+    .await;
+    assert_exit(&document, 0);
+    assert!(
+        stdout(&document).contains("verificationMethod"),
+        "{}",
+        stdout(&document)
+    );
+    let bad = run(server
+        .attestix()
+        .args(["identity", "translate", &agent_id, "--format", "xml"]))
+    .await;
+    assert_exit(&bad, 2);
 }

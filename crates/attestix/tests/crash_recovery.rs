@@ -21,14 +21,17 @@ async fn crash_after_commit_then_retry(
     path: &str,
     body: Value,
     list_path: &str,
-) {
+) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let api_key = create_api_key(dir.path(), database_url);
     let client = reqwest::Client::new();
 
     // A subject for credentials exists before the crash run.
     let mut body = body;
-    if body.get("subject_id").is_some() {
+    let agent_field = ["subject_id", "issuer_agent_id"]
+        .into_iter()
+        .find(|field| body.get(*field).is_some());
+    if let Some(agent_field) = agent_field {
         let setup = Server::start(
             dir.path(),
             ServerOptions {
@@ -48,7 +51,7 @@ async fn crash_after_commit_then_retry(
         .json()
         .await
         .unwrap();
-        body["subject_id"] = agent["agent_id"].clone();
+        body[agent_field] = agent["agent_id"].clone();
         drop(setup);
     }
     let before = {
@@ -103,15 +106,10 @@ async fn crash_after_commit_then_retry(
         before + 1,
         "exactly one resource exists for the key"
     );
-    let id_field = if path.contains("credentials") {
-        "id"
-    } else {
-        "agent_id"
-    };
     assert!(
         after
             .iter()
-            .any(|item| item[id_field] == recovered[id_field]),
+            .any(|item| resource_id(item) == resource_id(&recovered)),
         "the retry returned the resource made before the crash"
     );
     // And from now on it is a plain replay.
@@ -120,11 +118,25 @@ async fn crash_after_commit_then_retry(
         .unwrap();
     assert_eq!(replay.headers()["idempotency-replayed"], "true");
     let replayed: Value = replay.json().await.unwrap();
-    assert_eq!(replayed[id_field], recovered[id_field]);
+    assert_eq!(resource_id(&replayed), resource_id(&recovered));
+    recovered
+}
+
+/// The id of a created resource, or of a listed one: an identity's `agent_id`, a
+/// credential's `id`, a delegation's `jti`.
+fn resource_id(document: &Value) -> &Value {
+    ["/agent_id", "/id", "/delegation/jti", "/jti"]
+        .into_iter()
+        .find_map(|pointer| document.pointer(pointer))
+        .unwrap_or(&Value::Null)
 }
 
 fn identity() -> Value {
     json!({"display_name": "Crash Bot", "source_protocol": "api_key"})
+}
+
+fn delegation() -> Value {
+    json!({"issuer_agent_id": "", "audience_agent_id": "did:key:zCrash", "capabilities": ["read"]})
 }
 
 fn credential() -> Value {
@@ -184,5 +196,49 @@ async fn postgres_credential_issued_before_a_crash_is_returned_to_the_retry() {
         "/v1/credentials",
     )
     .await;
+    let _ = database.drop_database().await;
+}
+
+/// The token of a delegation recovered after a crash is signed again from the stored
+/// record: it must verify, and name the record that was made before the crash.
+async fn a_recovered_delegation_token_verifies(database_url: Option<&str>) {
+    let recovered = crash_after_commit_then_retry(
+        database_url,
+        "delegation.after_commit",
+        "/v1/delegations",
+        delegation(),
+        "/v1/delegations",
+    )
+    .await;
+    let token = recovered["token"].as_str().expect("a token");
+    let claims = token.split('.').nth(1).expect("three segments");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+            .expect("base64url"),
+    )
+    .expect("JSON claims");
+    assert_eq!(claims["jti"], recovered["delegation"]["jti"]);
+    let created_at = recovered["delegation"]["created_at"].as_str().unwrap();
+    let iat =
+        time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp();
+    assert_eq!(
+        claims["iat"], iat,
+        "the token keeps the first execution's time"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_delegation_created_before_a_crash_is_returned_to_the_retry() {
+    a_recovered_delegation_token_verifies(None).await;
+}
+
+#[tokio::test]
+async fn postgres_delegation_created_before_a_crash_is_returned_to_the_retry() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    a_recovered_delegation_token_verifies(Some(database.url())).await;
     let _ = database.drop_database().await;
 }

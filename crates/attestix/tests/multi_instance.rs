@@ -369,3 +369,73 @@ async fn sigterm_drains_the_request_in_progress() {
         1
     );
 }
+
+/// A delegation revoked through one instance no longer verifies on another: the
+/// revocation is read from the shared database, not kept per process (the
+/// reference's is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegation_revoked_on_one_instance_fails_to_verify_on_another() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = Some(database.url());
+    let api_key = create_api_key(dir.path(), url);
+    let options = || ServerOptions {
+        database_url: url,
+        ..Default::default()
+    };
+    let first = ServerProcess::start(dir.path(), options());
+    let second = ServerProcess::start(dir.path(), options());
+    let client = reqwest::Client::new();
+
+    let agent: Value = post_keyed(
+        &client,
+        &first.url("/v1/identities"),
+        &api_key,
+        "delegator",
+        &json!({"display_name": "Delegator", "source_protocol": "api_key"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let created: Value = post_keyed(
+        &client,
+        &first.url("/v1/delegations"),
+        &api_key,
+        "shared-delegation",
+        &json!({"issuer_agent_id": agent["agent_id"], "audience_agent_id": "did:key:zB",
+                "capabilities": ["read"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = created["token"].as_str().unwrap();
+    let jti = created["delegation"]["jti"].as_str().unwrap();
+
+    let verify = |server: &ServerProcess| {
+        let request = client
+            .post(server.url("/v1/delegations/verify"))
+            .header("x-api-key", &api_key)
+            .json(&json!({ "token": token }));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(verify(&second).await["valid"], true);
+    let revoked = client
+        .delete(second.url(&format!("/v1/delegations/{jti}")))
+        .header("x-api-key", &api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(
+        verify(&first).await,
+        json!({"valid": false, "reason": "Token has been revoked"})
+    );
+    drop((first, second));
+    let _ = database.drop_database().await;
+}

@@ -379,3 +379,57 @@ pub async fn revoke_identity(
         _ => Err(not_found()),
     }
 }
+
+/// The body of `POST /v1/identities/{agent_id}/translate`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TranslateIdentityRequest {
+    /// `a2a_agent_card`, `did_document`, `oauth_claims` or `summary`.
+    #[schema(
+        example = "did_document",
+        pattern = "^(a2a_agent_card|did_document|oauth_claims|summary)$"
+    )]
+    pub target_format: String,
+}
+
+/// An identity in another format: an A2A agent card, a DID document, OAuth 2.0
+/// claims, or a summary (the reference's shapes).
+#[utoipa::path(
+    post,
+    path = "/v1/identities/{agent_id}/translate",
+    tag = "identities",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    request_body = TranslateIdentityRequest,
+    responses(
+        (status = 200, description = "The identity in the asked format", body = Object, content_type = "application/json"),
+        (status = 404, description = "No such identity", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown target_format (the problem names the four allowed)", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn translate_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(agent_id): ApiPath<String>,
+    ApiJson(body): ApiJson<TranslateIdentityRequest>,
+) -> Result<JsonText, ApiError> {
+    use attestix_core::translate::{translate, TargetFormat};
+    let Some(format) = TargetFormat::parse(&body.target_format) else {
+        return Err(ApiError::invalid(
+            "target_format",
+            format!(
+                "must be one of {} (got {:?})",
+                TargetFormat::NAMES.join(", "),
+                body.target_format.chars().take(64).collect::<String>()
+            ),
+        ));
+    };
+    let Some((document, _)) = load_stored(&state, &caller, &agent_id).await? else {
+        return Err(ApiError::NotFound {
+            kind: "identity",
+            id: agent_id,
+        });
+    };
+    let uait: serde_json::Value = serde_json::from_str(&document).map_err(|e| {
+        ApiError::internal(format!("stored identity {agent_id} is unreadable: {e}"))
+    })?;
+    JsonText::ok(&translate(&uait, format))
+}

@@ -1,6 +1,8 @@
 //! The HTTP routes, one module per resource.
 
 pub mod credentials;
+pub mod delegations;
+pub mod dids;
 pub mod health;
 pub mod identities;
 pub mod presentations;

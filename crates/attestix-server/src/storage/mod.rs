@@ -1,4 +1,4 @@
-//! Persistence of identities, credentials and API keys.
+//! Persistence of identities, credentials, delegations and API keys.
 //!
 //! One [`Storage`] trait, two implementations: SQLite (the embedded default) and
 //! PostgreSQL (many server instances sharing one database). Documents are kept as
@@ -16,6 +16,8 @@
 
 use async_trait::async_trait;
 
+mod delegations;
+mod dids;
 mod pg_batch;
 pub mod postgres;
 pub mod sqlite;
@@ -107,6 +109,89 @@ pub struct NewCredential {
     pub document: String,
     /// Set when the request carried an Idempotency-Key.
     pub recovery: Option<RecoveryPoint>,
+}
+
+/// A delegation record to insert (the token itself is never stored).
+#[derive(Debug, Clone)]
+pub struct NewDelegation {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The owning scope.
+    pub owner: String,
+    /// The delegating agent (`issuer` of the record, `delegator` of the token).
+    pub issuer: String,
+    /// The agent receiving the capabilities.
+    pub audience: String,
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: i64,
+    /// Expiry, unix milliseconds.
+    pub expires_at_ms: i64,
+    /// The delegation record, serialised exactly as returned to the client.
+    pub document: String,
+    /// Set when the request carried an Idempotency-Key.
+    pub recovery: Option<RecoveryPoint>,
+}
+
+/// A DID the server created, with its private key sealed under the data key.
+#[derive(Debug, Clone)]
+pub struct NewDid {
+    /// The DID.
+    pub did: String,
+    /// The owning scope.
+    pub owner: String,
+    /// `key` or `web`.
+    pub method: String,
+    /// How the private key is referred to (unique).
+    pub keypair_id: String,
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: i64,
+    /// The create response, exactly as returned (public material only).
+    pub document: String,
+    /// The private key, sealed by [`crate::data_key::DataKey::seal`] with the DID
+    /// as context.
+    pub sealed_private_key: Vec<u8>,
+    /// Set when the request carried an Idempotency-Key.
+    pub recovery: Option<RecoveryPoint>,
+}
+
+/// Which side of a delegation [`DelegationFilter::agent_id`] must be on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DelegationRole {
+    /// The agent granted the delegation.
+    Issuer,
+    /// The agent received it.
+    Audience,
+    /// Either.
+    #[default]
+    Any,
+}
+
+/// Filters for listing delegations.
+#[derive(Debug, Clone, Default)]
+pub struct DelegationFilter {
+    /// Only delegations with this agent on the side `role` names.
+    pub agent_id: Option<String>,
+    /// Which side `agent_id` is on.
+    pub role: DelegationRole,
+    /// Include delegations whose expiry is at or before `now_ms`.
+    pub include_expired: bool,
+    /// Include revoked delegations.
+    pub include_revoked: bool,
+    /// The current time for `include_expired`, unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// What a row holding the id a keyed insert wanted is to that insert: `None` when the
+/// row was made under another (scope, key), or none (then the id is merely taken).
+pub(crate) fn judge_holder(
+    recovery: &RecoveryPoint,
+    scope: Option<&str>,
+    key: Option<&str>,
+    created_at_ms: i64,
+    fingerprint: Option<&[u8]>,
+) -> Option<Holder> {
+    let same_key = scope == Some(recovery.scope.as_str()) && key == Some(recovery.key.as_str());
+    same_key.then(|| recovery.judge(created_at_ms, fingerprint))
 }
 
 /// The result of an insert that may have been answered by a recovery point.
@@ -288,6 +373,49 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         credential_id: &str,
     ) -> Result<Option<RecordState>, StorageError>;
+
+    /// Inserts a delegation record. Its `jti` is its id: a keyed create derives it from
+    /// the recovery point, so a row already at the `jti` made by the same request
+    /// (same scope, key and fingerprint, within the retention) is
+    /// [`Inserted::Recovered`], one made by another request under the key is
+    /// [`Inserted::KeyReused`], and any other is [`StorageError::Duplicate`].
+    async fn insert_delegation(&self, delegation: &NewDelegation)
+        -> Result<Inserted, StorageError>;
+    /// The delegation record, if it exists and belongs to `owner`.
+    async fn get_delegation(&self, owner: &str, jti: &str) -> Result<Option<String>, StorageError>;
+    /// A page of `owner`'s delegations, oldest first.
+    async fn list_delegations(
+        &self,
+        owner: &str,
+        filter: &DelegationFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError>;
+    /// Stores `document`, the revoked form of `owner`'s delegation, and marks it
+    /// revoked, unless it is absent or already revoked (then `false`); as
+    /// [`Storage::revoke_identity`].
+    async fn revoke_delegation(
+        &self,
+        owner: &str,
+        jti: &str,
+        document: &str,
+    ) -> Result<bool, StorageError>;
+    /// Which of `jtis` name a revoked delegation, in any scope: a token's revocation
+    /// holds wherever it is presented (unscoped for the reason given at
+    /// [`Storage::identity_state`]).
+    async fn revoked_delegations(&self, jtis: &[String]) -> Result<Vec<String>, StorageError>;
+
+    /// Inserts a DID. With a recovery point held by a row made by the same request
+    /// within the retention, inserts nothing and returns that row's document
+    /// ([`Inserted::Recovered`]); held by another request, [`Inserted::KeyReused`].
+    /// The DID already created in `owner`'s scope (or a taken keypair id) is
+    /// [`StorageError::Duplicate`].
+    async fn insert_did(&self, did: &NewDid) -> Result<Inserted, StorageError>;
+    /// The DID and sealed private key of `owner`'s keypair `keypair_id`.
+    async fn did_private_key(
+        &self,
+        owner: &str,
+        keypair_id: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError>;
 
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError>;

@@ -62,8 +62,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder};
 
 use super::{
-    ApiKeyRecord, CredentialFilter, Holder, IdentityFilter, Inserted, NewCredential, NewIdentity,
-    Page, PageRequest, RecordState, RecoveryPoint, Storage, StorageError,
+    delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
+    Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
+    RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -667,6 +668,129 @@ impl Storage for SqliteStorage {
             revoked,
             expires_at_ms,
         }))
+    }
+
+    async fn insert_delegation(
+        &self,
+        delegation: &NewDelegation,
+    ) -> Result<Inserted, StorageError> {
+        let done = delegations::insert::<Sqlite>(delegation)
+            .build()
+            .execute(&mut *self.checkout_writer().await?)
+            .await
+            .map_err(insert_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(Inserted::Created);
+        }
+        if delegation.recovery.is_none() {
+            return Err(StorageError::Duplicate);
+        }
+        let mut find = QueryBuilder::<Sqlite>::new(delegations::FIND_HOLDER);
+        find.push_bind(delegation.jti.as_str());
+        let holder: Option<delegations::HolderRow> = find
+            .build_query_as()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(StorageError::database)?;
+        delegations::resolve(holder, delegation)
+    }
+
+    async fn get_delegation(&self, owner: &str, jti: &str) -> Result<Option<String>, StorageError> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT document FROM delegations WHERE jti = ");
+        query.push_bind(jti).push(" AND owner = ").push_bind(owner);
+        query
+            .build_query_scalar()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn list_delegations(
+        &self,
+        owner: &str,
+        filter: &DelegationFilter,
+        page: PageRequest,
+    ) -> Result<Page, StorageError> {
+        self.list(delegations::list(owner, filter), page).await
+    }
+
+    async fn revoke_delegation(
+        &self,
+        owner: &str,
+        jti: &str,
+        document: &str,
+    ) -> Result<bool, StorageError> {
+        let done = delegations::revoke::<Sqlite>(owner, jti, document)
+            .build()
+            .execute(&mut *self.checkout_writer().await?)
+            .await
+            .map_err(StorageError::database)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoked_delegations(&self, jtis: &[String]) -> Result<Vec<String>, StorageError> {
+        if jtis.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegations::revoked_among::<Sqlite>(jtis)
+            .build_query_scalar()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StorageError::database)
+    }
+
+    async fn insert_did(&self, did: &NewDid) -> Result<Inserted, StorageError> {
+        // An expired holder of the recovery point is released, then the insert is
+        // tried again: at most twice, as nothing else releases it.
+        for _ in 0..3 {
+            let done = dids::insert::<Sqlite>(did)
+                .build()
+                .execute(&mut *self.checkout_writer().await?)
+                .await
+                .map_err(insert_error)?;
+            if done.rows_affected() == 1 {
+                return Ok(Inserted::Created);
+            }
+            let Some(recovery) = &did.recovery else {
+                return Err(StorageError::Duplicate);
+            };
+            let holder: Option<dids::HolderRow> =
+                dids::find_holder::<Sqlite>(&recovery.scope, &recovery.key)
+                    .build_query_as()
+                    .fetch_optional(&mut *self.checkout_writer().await?)
+                    .await
+                    .map_err(StorageError::database)?;
+            let Some((seq, document, created_at_ms, fingerprint)) = holder else {
+                return Err(StorageError::Duplicate);
+            };
+            match recovery.judge(created_at_ms, fingerprint.as_deref()) {
+                Holder::SameRequest => return Ok(Inserted::Recovered(document)),
+                Holder::OtherRequest => return Ok(Inserted::KeyReused),
+                Holder::Expired => {
+                    dids::clear_recovery::<Sqlite>(seq)
+                        .build()
+                        .execute(&mut *self.checkout_writer().await?)
+                        .await
+                        .map_err(StorageError::database)?;
+                }
+            }
+        }
+        Err(StorageError::Database(
+            "the recovery point of a new DID kept changing".into(),
+        ))
+    }
+
+    async fn did_private_key(
+        &self,
+        owner: &str,
+        keypair_id: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        dids::private_key::<Sqlite>(owner, keypair_id)
+            .build_query_as()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(StorageError::database)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StorageError> {

@@ -2,11 +2,16 @@
 //! fresh data directory, on SQLite and on PostgreSQL.
 
 mod helpers;
+#[path = "../tls/mod.rs"]
+mod tls;
 
 mod auth;
 mod credentials;
+mod delegations;
+mod dids;
 mod identities;
 mod openapi;
 mod outage;
 mod restart;
+mod translate;
 mod verification;

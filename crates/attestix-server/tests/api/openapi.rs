@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::helpers::{Backend, Reply, TestServer};
 
 #[tokio::test]
-async fn every_post_documents_the_idempotency_header_and_its_responses() {
+async fn every_post_and_delete_documents_the_idempotency_header_and_its_responses() {
     let server = TestServer::start(Backend::Sqlite).await.unwrap();
     let document = Reply::of(server.client.get(server.url("/openapi.json")).send())
         .await
@@ -13,15 +13,22 @@ async fn every_post_documents_the_idempotency_header_and_its_responses() {
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = document["paths"].as_object().unwrap();
     let mut posts = 0;
-    for (path, item) in paths {
-        let Some(post) = item.get("post") else {
-            continue;
-        };
-        posts += 1;
+    let mut deletes = 0;
+    let mutations = paths.iter().flat_map(|(path, item)| {
+        ["post", "delete"]
+            .into_iter()
+            .filter_map(move |method| item.get(method).map(|operation| (path, method, operation)))
+    });
+    for (path, method, post) in mutations {
+        if method == "post" {
+            posts += 1;
+        } else {
+            deletes += 1;
+        }
         let key = post["parameters"]
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == "Idempotency-Key"))
-            .unwrap_or_else(|| panic!("POST {path} lacks the Idempotency-Key parameter"));
+            .unwrap_or_else(|| panic!("{method} {path} lacks the Idempotency-Key parameter"));
         assert_eq!(key["in"], "header", "{path}");
         assert_eq!(key["schema"]["type"], "string", "{path}");
         assert_eq!(key["schema"]["maxLength"], 255, "{path}");
@@ -29,12 +36,12 @@ async fn every_post_documents_the_idempotency_header_and_its_responses() {
         for status in ["400", "409", "422", "503"] {
             let response = responses
                 .get(status)
-                .unwrap_or_else(|| panic!("POST {path} lacks the {status} response"));
+                .unwrap_or_else(|| panic!("{method} {path} lacks the {status} response"));
             assert!(
                 response["content"]
                     .get("application/problem+json")
                     .is_some(),
-                "POST {path} {status} is problem+json"
+                "{method} {path} {status} is problem+json"
             );
         }
         let successes: Vec<&Value> = responses
@@ -42,15 +49,19 @@ async fn every_post_documents_the_idempotency_header_and_its_responses() {
             .filter(|(status, _)| status.starts_with('2'))
             .map(|(_, r)| r)
             .collect();
-        assert!(!successes.is_empty(), "POST {path} has a success response");
+        assert!(
+            !successes.is_empty(),
+            "{method} {path} has a success response"
+        );
         for success in successes {
             assert!(
                 success["headers"].get("Idempotency-Replayed").is_some(),
-                "POST {path} documents Idempotency-Replayed"
+                "{method} {path} documents Idempotency-Replayed"
             );
         }
     }
     assert!(posts >= 7, "found only {posts} POST operations");
+    assert!(deletes >= 3, "found only {deletes} DELETE operations");
     server.finish().await;
 }
 

@@ -71,6 +71,22 @@ pub async fn run(args: IdentityArgs) -> anyhow::Result<Outcome> {
                 }
             })?;
         }
+        IdentityCommand::Translate {
+            agent_id,
+            target_format,
+            idempotency,
+        } => {
+            let key = idempotency_key(&idempotency);
+            let response = session
+                .client
+                .post(
+                    &["v1", "identities", &agent_id, "translate"],
+                    &json!({ "target_format": target_format.wire_name() }),
+                    &key,
+                )
+                .await?;
+            session.print(&response, pretty)?;
+        }
         IdentityCommand::Import(import_args) => return import::run(&session, &import_args).await,
     }
     Ok(Outcome::Success)

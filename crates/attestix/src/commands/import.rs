@@ -108,6 +108,7 @@ fn stops_import(error: &ClientError) -> bool {
         ClientError::NotJson { .. } => false,
         ClientError::BadServerUrl { .. }
         | ClientError::Unreachable { .. }
+        | ClientError::Untrusted { .. }
         | ClientError::Interrupted { .. } => true,
     }
 }

@@ -2,6 +2,8 @@
 //! documents, replays, verification results and generated Idempotency-Keys.
 
 pub mod credential;
+pub mod delegation;
+pub mod did;
 pub mod health;
 pub mod identity;
 pub mod import;

@@ -30,6 +30,17 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
             ietf_status_codes: args.idempotency_ietf_codes,
             memory_max_bytes: args.idempotency_memory_max_bytes,
         },
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(certificate), Some(key)) => Some(attestix_server::TlsFiles {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        fetch: attestix_server::fetch::FetchSettings {
+            extra_roots: Vec::new(),
+            allow_loopback: args.fetch_allow_loopback,
+        },
         ..ServerConfig::default()
     }
 }
@@ -37,11 +48,26 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     attestix_server::telemetry::init_tracing(&args.log);
-    let config = config(&args);
+    let mut config = config(&args);
+    if let Some(path) = &args.fetch_ca_file {
+        config.fetch.extra_roots = attestix_server::fetch::load_ca_file(path)?;
+        eprintln!(
+            "WARNING: outbound fetches trust the extra CA roots of {} (--fetch-ca-file).",
+            path.display()
+        );
+    }
+    if config.fetch.allow_loopback {
+        eprintln!("WARNING: outbound fetches may target loopback addresses (--fetch-allow-loopback); for tests only.");
+    }
     if config.allow_no_auth {
         tracing::warn!("AUTHENTICATION IS OFF (--allow-no-auth): anyone who can reach this port can create and revoke identities");
         eprintln!("WARNING: authentication is off (--allow-no-auth / ATTESTIX_ALLOW_NO_AUTH); every caller is the principal `anonymous`.");
     }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let application = Application::build(config).await?;
     if let Some(key) = application.first_admin_key() {
         eprintln!(
@@ -50,7 +76,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(address = %application.local_addr(), did = application.did(), "attestix server listening");
     // A line for scripts and tests that start the server on port 0.
-    println!("listening on http://{}", application.local_addr());
+    println!("listening on {scheme}://{}", application.local_addr());
     application.run_until(shutdown_signal()).await
 }
 
