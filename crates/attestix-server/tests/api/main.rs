@@ -5,6 +5,7 @@ mod helpers;
 #[path = "../tls/mod.rs"]
 mod tls;
 
+mod agent_cards;
 mod auth;
 mod credentials;
 mod delegations;
