@@ -14,5 +14,6 @@ mod identities;
 mod openapi;
 mod outage;
 mod restart;
+mod tls_serving;
 mod translate;
 mod verification;
