@@ -29,6 +29,7 @@
 //! ```
 //!
 //! # Contents
+//! - [`agent_card`]: A2A agent cards, generated and parsed.
 //! - [`canonical`]: the bytes that are signed.
 //! - [`keys`]: the Ed25519 signing key, `did:key`, the `.signing_key.json` format.
 //! - [`uait`]: agent identities.
@@ -42,6 +43,7 @@
 //! - [`timestamp`]: times written as Python's `isoformat()` writes them.
 //! - [`validation`]: checked request inputs (display name, expiry, claims).
 
+pub mod agent_card;
 pub mod canonical;
 pub mod credential;
 pub mod delegation;

@@ -170,3 +170,73 @@ fn identity_translations_match_python_key_for_key() {
     }
     assert_eq!(TargetFormat::parse("xml"), None);
 }
+
+#[test]
+fn agent_cards_are_generated_and_parsed_as_python_does() {
+    use attestix_core::agent_card::{generate, parse, Skill};
+    let vectors: Value =
+        serde_json::from_str(include_str!("fixtures/agent_card_vectors.json")).expect("JSON");
+    for vector in vectors["generate"].as_array().unwrap() {
+        let input = &vector["input"];
+        let skills: Vec<Skill> = input["skills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|skill| Skill {
+                id: skill["id"].as_str().unwrap().into(),
+                name: skill["name"].as_str().unwrap().into(),
+                description: skill["description"].as_str().unwrap().into(),
+            })
+            .collect();
+        let text = |name: &str| input[name].as_str().unwrap();
+        let mut actual = generate(
+            text("name"),
+            text("url"),
+            text("description"),
+            &skills,
+            text("version"),
+        );
+        let mut expected = vector["expected"].clone();
+        // The one deliberate difference: no `//` where the URL ends in `/`.
+        let instructions = actual["instructions"].as_str().unwrap().to_owned();
+        assert!(
+            !instructions.replace("https://", "").contains("//"),
+            "{instructions}"
+        );
+        assert_eq!(
+            instructions,
+            expected["instructions"]
+                .as_str()
+                .unwrap()
+                .replace("//.well-known", "/.well-known")
+        );
+        actual.as_object_mut().unwrap().remove("instructions");
+        expected.as_object_mut().unwrap().remove("instructions");
+        assert_eq!(
+            serde_json::to_string(&actual).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+    }
+    for vector in vectors["parse"].as_array().unwrap() {
+        let actual = parse(vector["card"].as_object().unwrap()).expect("parses");
+        assert_eq!(
+            serde_json::to_string(&actual).unwrap(),
+            serde_json::to_string(&vector["expected"]).unwrap(),
+            "{}",
+            vector["card"]
+        );
+    }
+    // What the reference would choke on (or misread) is an error naming the field.
+    for (card, field) in [
+        (serde_json::json!({"skills": "abc"}), "card.skills"),
+        (serde_json::json!({"skills": [1]}), "card.skills[0]"),
+        (serde_json::json!({"capabilities": []}), "card.capabilities"),
+        (serde_json::json!({"provider": 3}), "card.provider"),
+        (
+            serde_json::json!({"authentication": "x"}),
+            "card.authentication",
+        ),
+    ] {
+        assert_eq!(parse(card.as_object().unwrap()).unwrap_err().field, field);
+    }
+}

@@ -10,7 +10,9 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{credentials, delegations, dids, health, identities, presentations};
+use crate::routes::{
+    agent_cards, credentials, delegations, dids, health, identities, presentations,
+};
 
 /// The name of the request header, as documented.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -50,6 +52,9 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         delegations::verify_delegation,
         delegations::list_delegations,
         delegations::revoke_delegation,
+        agent_cards::generate_agent_card,
+        agent_cards::parse_agent_card,
+        agent_cards::discover_agent,
         dids::create_did_key,
         dids::create_did_web,
         dids::resolve_did,
@@ -60,6 +65,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "identities", description = "Agent identities (UAITs)"),
         (name = "credentials", description = "Verifiable Credentials"),
         (name = "presentations", description = "Verifiable Presentations"),
+        (name = "agent-cards", description = "A2A agent cards: generate, parse, discover"),
         (name = "dids", description = "did:key and did:web creation and resolution"),
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
         (name = "health", description = "Health and metrics"),

@@ -36,7 +36,9 @@ use crate::config::{IdempotencyStoreChoice, ServerConfig};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
-use crate::routes::{credentials, delegations, dids, health, identities, presentations};
+use crate::routes::{
+    agent_cards, credentials, delegations, dids, health, identities, presentations,
+};
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage};
@@ -684,6 +686,15 @@ pub fn router(
         .route(
             "/v1/delegations/verify",
             post(delegations::verify_delegation),
+        )
+        .route(
+            "/v1/agent-cards/generate",
+            post(agent_cards::generate_agent_card),
+        )
+        .route("/v1/agent-cards/parse", post(agent_cards::parse_agent_card))
+        .route(
+            "/v1/agent-cards/discover",
+            post(agent_cards::discover_agent),
         )
         .route("/v1/dids/key", post(dids::create_did_key))
         .route("/v1/dids/web", post(dids::create_did_web))

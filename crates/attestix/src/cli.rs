@@ -32,6 +32,9 @@ pub enum Command {
     Presentation(PresentationArgs),
     /// Create, verify, list and revoke UCAN-style delegation tokens.
     Delegation(DelegationArgs),
+    /// Generate, parse and discover A2A agent cards.
+    #[command(name = "agent-card")]
+    AgentCard(AgentCardArgs),
     /// Create did:key and did:web DIDs (private keys stay on the server) and resolve DIDs.
     Did(DidArgs),
     /// Ask the server whether it is up.
@@ -663,6 +666,60 @@ pub struct DelegationListArgs {
     /// Paging.
     #[command(flatten)]
     pub page: PageArgs,
+}
+
+/// `attestix agent-card …`
+#[derive(Debug, Args)]
+pub struct AgentCardArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AgentCardCommand,
+}
+
+/// The agent-card subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgentCardCommand {
+    /// Generate a card to host at /.well-known/agent.json (POST /v1/agent-cards/generate).
+    Generate {
+        /// The agent's name.
+        #[arg(long)]
+        name: String,
+        /// Its base URL.
+        #[arg(long)]
+        url: String,
+        /// What it does.
+        #[arg(long)]
+        description: Option<String>,
+        /// A skill as `id=name`; repeat for several.
+        #[arg(long = "skill", value_name = "ID=NAME")]
+        skills: Vec<String>,
+        /// Its version (the server's default is 1.0.0).
+        #[arg(long = "card-version", value_name = "VERSION")]
+        card_version: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Parse a card from a file (`-` for stdin) (POST /v1/agent-cards/parse).
+    Parse {
+        /// The card as JSON.
+        file: PathBuf,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Fetch and parse an agent's card from its https base URL
+    /// (POST /v1/agent-cards/discover).
+    Discover {
+        /// The agent's https base URL.
+        base_url: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
 }
 
 /// `attestix did …`

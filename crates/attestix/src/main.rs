@@ -65,6 +65,7 @@ fn main() -> ExitCode {
             Command::Presentation(args) => commands::presentation::run(args).await,
             Command::Delegation(args) => commands::delegation::run(args).await,
             Command::Did(args) => commands::did::run(args).await,
+            Command::AgentCard(args) => commands::agent_card::run(args).await,
             Command::Health(args) => commands::health::run(args).await,
             Command::Completions { .. } => Ok(Outcome::Success),
         }

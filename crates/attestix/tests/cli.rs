@@ -1329,3 +1329,43 @@ async fn identity_translate_prints_each_format() {
     .await;
     assert_exit(&bad, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_card_commands_generate_and_parse() {
+    let server = TestServer::start().await;
+    let generated = run(server.attestix().args([
+        "agent-card",
+        "generate",
+        "--name",
+        "Bot",
+        "--url",
+        "https://bot.example",
+        "--skill",
+        "s1=search",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&generated, 0);
+    let card = json_stdout(&generated)["agent_card"].clone();
+    assert_eq!(card["skills"][0]["name"], "search");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("card.json");
+    std::fs::write(&path, card.to_string()).unwrap();
+    let parsed =
+        run(server
+            .attestix()
+            .args(["agent-card", "parse", path.to_str().unwrap(), "--json"]))
+        .await;
+    assert_exit(&parsed, 0);
+    assert_eq!(json_stdout(&parsed)["capabilities"][0], "search");
+    let refused = run(server
+        .attestix()
+        .args(["agent-card", "discover", "http://bot.example"]))
+    .await;
+    assert_exit(&refused, 2);
+    assert!(
+        stderr(&refused).contains("base_url"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -1,5 +1,6 @@
 //! The HTTP routes, one module per resource.
 
+pub mod agent_cards;
 pub mod credentials;
 pub mod delegations;
 pub mod dids;

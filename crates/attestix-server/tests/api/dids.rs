@@ -324,7 +324,7 @@ async fn bad_did_web_names_are_422_and_unsupported_resolution_is_503(backend: Ba
 
 /// A local HTTPS host for `attestix.test` serving, by path, the documents
 /// `documents` makes for the port it listens on.
-async fn did_web_host(
+pub(crate) async fn did_web_host(
     documents: impl FnOnce(u16) -> Vec<(String, String)>,
 ) -> (crate::tls::TestCa, u16) {
     let ca = crate::tls::TestCa::new();

@@ -5,6 +5,7 @@ mod helpers;
 #[path = "../tls/mod.rs"]
 mod tls;
 
+mod agent_cards;
 mod auth;
 mod credentials;
 mod delegations;
@@ -13,5 +14,6 @@ mod identities;
 mod openapi;
 mod outage;
 mod restart;
+mod tls_serving;
 mod translate;
 mod verification;

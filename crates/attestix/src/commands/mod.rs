@@ -1,6 +1,7 @@
 //! One module per command, and what the client commands share: how they print
 //! documents, replays, verification results and generated Idempotency-Keys.
 
+pub mod agent_card;
 pub mod credential;
 pub mod delegation;
 pub mod did;
