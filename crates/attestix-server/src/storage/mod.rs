@@ -18,7 +18,6 @@ use async_trait::async_trait;
 
 mod delegations;
 mod dids;
-mod pg_batch;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_batch;

@@ -11,16 +11,6 @@
 //! PostgreSQL keeps its unique constraint on (scope, key) all the same, which finds the
 //! original under any id and holds across instances whatever their clocks.)
 //!
-//! Inserts from concurrent requests share a statement and its commit (a *group
-//! commit*, see [`super::pg_batch`]): those queued while one runs go out together
-//! as one multi-row `INSERT … SELECT FROM unnest(…) ON CONFLICT (recovery point) DO
-//! NOTHING`, in id order, committed synchronously before any of them is answered. A
-//! row the statement skipped met a taken recovery point and is resolved alone as
-//! below; if the statement fails on a unique id, a deadlock or a serialization
-//! failure, nothing of it was applied and each row is inserted alone. A lone insert
-//! runs the single-row statement. Each table's queue keeps up to two connections
-//! of its own (the pool's options, opened when first used) beside the pool.
-//!
 //! Pagination follows `seq`, an identity column. Its values are taken when rows are
 //! inserted, not when they commit, so a row whose transaction commits after a later
 //! one may be missed by a client already paging past it; each page is still a
@@ -37,19 +27,14 @@
 //! ledger do not make it fail. (`idempotency-sql` keeps its own ledger,
 //! `_idempotency_sql_migrations`, and never touches `_sqlx_migrations`.)
 
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, Postgres};
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, Postgres};
 use sqlx::query::Query;
-use sqlx::Connection;
 use sqlx::QueryBuilder;
-use tokio::sync::oneshot;
 
-use super::pg_batch::Batcher;
 use super::{
     delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
     Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
@@ -72,46 +57,12 @@ fn migrator() -> Migrator {
     migrator
 }
 
-/// The most rows one batched insert carries.
-const MAX_BATCH: usize = 64;
-
 /// [`Storage`] in a PostgreSQL database.
 ///
 /// Cloning is cheap and shares the pool.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
-    batches: Arc<Batches>,
-}
-
-impl std::fmt::Debug for PostgresStorage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStorage")
-            .field("pool", &self.pool)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The group commit's queues, one per table.
-struct Batches {
-    identities: Batcher<InsertOp, PgConnection>,
-    credentials: Batcher<InsertOp, PgConnection>,
-}
-
-impl Batches {
-    fn new(pool: &PgPool) -> Self {
-        let batcher = |table: &'static BatchStatement| {
-            let options = pool.connect_options();
-            Batcher::new(MAX_BATCH, move |ops, connection| {
-                let options = options.clone();
-                Box::pin(async move { insert_batch(&options, table, ops, connection).await })
-            })
-        };
-        Self {
-            identities: batcher(&IDENTITY_BATCH),
-            credentials: batcher(&CREDENTIAL_BATCH),
-        }
-    }
 }
 
 impl PostgresStorage {
@@ -120,7 +71,7 @@ impl PostgresStorage {
     ///
     /// Call [`PostgresStorage::migrate`] before first use.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StorageError> {
-        let pool = idempotency_sql::postgres::pool_options()
+        let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
@@ -130,17 +81,11 @@ impl PostgresStorage {
     }
 
     /// Uses an existing pool. Its sessions must run at the default READ COMMITTED
-    /// isolation level, on which the recovery-point handling relies, with
-    /// `synchronous_commit` on (the default): a created resource is durable once
-    /// its insert returns.
+    /// isolation level, on which the recovery-point handling relies.
     ///
-    /// Call [`PostgresStorage::migrate`] before first use. Must be called within a
-    /// Tokio runtime (the group commit runs its statements on spawned tasks).
+    /// Call [`PostgresStorage::migrate`] before first use.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self {
-            batches: Arc::new(Batches::new(&pool)),
-            pool,
-        }
+        Self { pool }
     }
 
     /// Creates or updates the tables `identities`, `credentials` and `api_keys`.
@@ -169,31 +114,14 @@ impl PostgresStorage {
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
         // Fast path, also the only path without a recovery point: one autocommit
-        // statement (shared with concurrent inserts) that inserts unless the recovery
-        // point is taken.
-        let (reply, answer) = oneshot::channel();
-        let (batcher, owned) = match row {
-            NewRow::Identity(identity) => (
-                &self.batches.identities,
-                OwnedRow::Identity(identity.clone()),
-            ),
-            NewRow::Credential(credential) => (
-                &self.batches.credentials,
-                OwnedRow::Credential(credential.clone()),
-            ),
-        };
-        batcher.submit(InsertOp { row: owned, reply });
-        let inserted = answer.await.unwrap_or_else(|_| {
-            Err(StorageError::Database(
-                "the batched insert was abandoned without an answer".into(),
-            ))
-        });
+        // statement that inserts unless the recovery point is taken.
+        let inserted = row.insert().execute(&self.pool).await.map_err(insert_error);
         let Some(recovery) = row.recovery() else {
             return inserted.map(|_| Inserted::Created);
         };
         match inserted {
-            Ok(true) => return Ok(Inserted::Created),
-            Ok(false) => {}
+            Ok(done) if done.rows_affected() == 1 => return Ok(Inserted::Created),
+            Ok(_) => {}
             // Two executions of one request insert the same row, id included. The
             // second can pass the (scope, key) check before the first's entry is there
             // and then meet the first's id in the id index, which is not the conflict
@@ -382,247 +310,6 @@ impl<'a> NewRow<'a> {
                 .bind(fingerprint),
         }
     }
-}
-
-/// A row to insert, owned by its queued insert.
-enum OwnedRow {
-    Identity(NewIdentity),
-    Credential(NewCredential),
-}
-
-impl OwnedRow {
-    fn as_new_row(&self) -> NewRow<'_> {
-        match self {
-            Self::Identity(identity) => NewRow::Identity(identity),
-            Self::Credential(credential) => NewRow::Credential(credential),
-        }
-    }
-}
-
-/// An insert waiting for its batch; answers whether the row was inserted (`false`:
-/// its recovery point was taken) or [`StorageError::Duplicate`] on a taken id.
-struct InsertOp {
-    row: OwnedRow,
-    reply: oneshot::Sender<Result<bool, StorageError>>,
-}
-
-impl InsertOp {
-    /// The single-row statement; the error as the driver gave it.
-    async fn execute(&self, connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        let done = self.row.as_new_row().insert().execute(connection).await?;
-        Ok(done.rows_affected() == 1)
-    }
-}
-
-/// The multi-row insert of one table.
-struct BatchStatement {
-    sql: &'static str,
-}
-
-const IDENTITY_BATCH: BatchStatement = BatchStatement {
-    sql: "\
-INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, expires_at_ms,
-                        document, idempotency_scope, idempotency_key, idempotency_fingerprint)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[],
-                     $7::text[], $8::text[], $9::bytea[])
-    AS batch(agent_id, owner, source_protocol, created_at_ms, expires_at_ms, document,
-             idempotency_scope, idempotency_key, idempotency_fingerprint)
-ORDER BY agent_id
-ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
-RETURNING agent_id",
-};
-
-const CREDENTIAL_BATCH: BatchStatement = BatchStatement {
-    sql: "\
-INSERT INTO credentials (credential_id, owner, subject_id, credential_type, created_at_ms,
-                         expires_at_ms, document, idempotency_scope, idempotency_key,
-                         idempotency_fingerprint)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
-                     $7::text[], $8::text[], $9::text[], $10::bytea[])
-    AS batch(credential_id, owner, subject_id, credential_type, created_at_ms, expires_at_ms,
-             document, idempotency_scope, idempotency_key, idempotency_fingerprint)
-ORDER BY credential_id
-ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
-RETURNING credential_id",
-};
-
-/// The id column's value of a queued row.
-fn row_id(row: &OwnedRow) -> &str {
-    match row {
-        OwnedRow::Identity(identity) => &identity.agent_id,
-        OwnedRow::Credential(credential) => &credential.credential_id,
-    }
-}
-
-/// Binds a batch's columns to its table's multi-row statement.
-fn bind_batch<'q>(
-    table: &'q BatchStatement,
-    ops: &'q [InsertOp],
-) -> Query<'q, Postgres, PgArguments> {
-    let recovery = |op: &'q InsertOp| op.row.as_new_row().recovery();
-    let scopes: Vec<Option<&str>> = ops
-        .iter()
-        .map(|op| recovery(op).map(|point| point.scope.as_str()))
-        .collect();
-    let keys: Vec<Option<&str>> = ops
-        .iter()
-        .map(|op| recovery(op).map(|point| point.key.as_str()))
-        .collect();
-    let fingerprints: Vec<Option<&[u8]>> = ops
-        .iter()
-        .map(|op| recovery(op).map(|point| point.fingerprint.as_slice()))
-        .collect();
-    let query = sqlx::query(table.sql);
-    let identities = || {
-        ops.iter().filter_map(|op| match &op.row {
-            OwnedRow::Identity(identity) => Some(identity),
-            OwnedRow::Credential(_) => None,
-        })
-    };
-    let credentials = || {
-        ops.iter().filter_map(|op| match &op.row {
-            OwnedRow::Credential(credential) => Some(credential),
-            OwnedRow::Identity(_) => None,
-        })
-    };
-    match ops.first().map(|op| &op.row) {
-        Some(OwnedRow::Credential(_)) => query
-            .bind(
-                credentials()
-                    .map(|c| c.credential_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(credentials().map(|c| c.owner.as_str()).collect::<Vec<_>>())
-            .bind(
-                credentials()
-                    .map(|c| c.subject_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                credentials()
-                    .map(|c| c.credential_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(credentials().map(|c| c.issued_at_ms).collect::<Vec<_>>())
-            .bind(credentials().map(|c| c.expires_at_ms).collect::<Vec<_>>())
-            .bind(
-                credentials()
-                    .map(|c| c.document.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(scopes)
-            .bind(keys)
-            .bind(fingerprints),
-        _ => query
-            .bind(
-                identities()
-                    .map(|i| i.agent_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(identities().map(|i| i.owner.as_str()).collect::<Vec<_>>())
-            .bind(
-                identities()
-                    .map(|i| i.source_protocol.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(identities().map(|i| i.created_at_ms).collect::<Vec<_>>())
-            .bind(identities().map(|i| i.expires_at_ms).collect::<Vec<_>>())
-            .bind(
-                identities()
-                    .map(|i| i.document.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(scopes)
-            .bind(keys)
-            .bind(fingerprints),
-    }
-}
-
-/// Whether a batched insert failed in a way that applied nothing of it and that
-/// inserting its rows one by one resolves: a unique id taken (by a row of the batch
-/// or another), a deadlock, a serialization failure.
-fn insert_alone(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Database(database)
-            if database.is_unique_violation()
-                || matches!(database.code().as_deref(), Some("40P01") | Some("40001"))
-    )
-}
-
-/// Whether a connection is still usable after `error`: a database's refusal (a
-/// constraint, a deadlock) leaves it so; an I/O or protocol failure does not.
-fn still_usable(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(_))
-}
-
-/// Opens a connection for a batcher, with the pool's options, waiting no longer
-/// than a pool checkout would.
-async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
-    tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(options))
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?
-}
-
-/// Runs the inserts of one batch on `connection` (or a new one), answers them, and
-/// returns the connection if it is still usable.
-async fn insert_batch(
-    options: &PgConnectOptions,
-    table: &'static BatchStatement,
-    mut ops: Vec<InsertOp>,
-    connection: Option<PgConnection>,
-) -> Option<PgConnection> {
-    let connection = match connection {
-        Some(connection) => Ok(connection),
-        None => connect(options).await,
-    };
-    let mut connection = match connection {
-        Ok(connection) => connection,
-        Err(error) => {
-            let message = error.to_string();
-            for op in ops {
-                let _ = op.reply.send(Err(StorageError::database(message.clone())));
-            }
-            return None;
-        }
-    };
-    if ops.len() == 1 {
-        let op = ops.pop().expect("one");
-        let answer = op.execute(&mut connection).await;
-        let usable = answer.as_ref().err().is_none_or(still_usable);
-        let _ = op.reply.send(answer.map_err(insert_error));
-        return usable.then_some(connection);
-    }
-    let result = bind_batch(table, &ops)
-        .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get::<String, _>(&row, 0))
-        .fetch_all(&mut connection)
-        .await;
-    let mut usable = true;
-    match result {
-        Ok(ids) => {
-            let inserted: HashSet<String> = ids.into_iter().collect();
-            for op in ops {
-                let answer = inserted.contains(row_id(&op.row));
-                let _ = op.reply.send(Ok(answer));
-            }
-        }
-        Err(error) if insert_alone(&error) => {
-            tracing::debug!(%error, "batched insert failed; inserting its rows alone");
-            for op in ops {
-                let answer = op.execute(&mut connection).await;
-                usable &= answer.as_ref().err().is_none_or(still_usable);
-                let _ = op.reply.send(answer.map_err(insert_error));
-            }
-        }
-        Err(error) => {
-            usable = still_usable(&error);
-            let message = error.to_string();
-            for op in ops {
-                let _ = op.reply.send(Err(StorageError::database(message.clone())));
-            }
-        }
-    }
-    usable.then_some(connection)
 }
 
 /// Maps an insert's error: a unique violation (of an id; the recovery point's
