@@ -128,8 +128,13 @@ seed=()
 status=0
 # Run from $out, where Schemathesis keeps its cache (.schemathesis/): `st replay ID`
 # works from there, and the repository stays clean.
+# Operations that fetch from a host the request names (agent-card discovery, DID
+# resolution) answer 502/504 by contract when that host cannot be reached, which is
+# every generated host in a sandbox without network: their tests live in
+# crates/attestix-server/tests (fetch.rs, a local HTTPS server with a test CA).
 (cd "$out" && schemathesis --no-color --config-file "$config" run "$base/openapi.json" \
   --header "X-API-Key: $api_key" \
+  --exclude-path-regex '^/v1/(agent-cards/discover|dids/resolve/)' \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --mode all \
   --workers 1 \
