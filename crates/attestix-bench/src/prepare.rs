@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::load::{run_load, Connection, LoadSettings};
-use crate::scenario::{random_key_prefix, RequestPlan, Scenario};
+use crate::scenario::{random_key_prefix, RequestPlan, Scenario, Target};
 use crate::servers::RunningServer;
 
 /// Creates `count` identities without keys, over `connections` connections.
@@ -63,19 +63,38 @@ pub async fn plan_for(
             );
         }
         Scenario::IssueKey => {
-            let response = link.send(plan.setup_create()).await?;
+            let agent_id = create_identity(&mut link, &plan).await?;
+            plan = plan.with_subject(&agent_id);
+        }
+        Scenario::DelegateNokey | Scenario::DelegateKey => {
+            let issuer = create_identity(&mut link, &plan).await?;
+            let audience = create_identity(&mut link, &plan).await?;
+            plan = plan.with_target(Target::Delegation { issuer, audience });
+        }
+        Scenario::VerifyChain => {
+            let token = three_deep_chain(&mut link, &plan).await?;
+            let verified = post_json(
+                &mut link,
+                &plan,
+                "/v1/delegations/verify",
+                &serde_json::json!({ "token": token }),
+            )
+            .await?;
             anyhow::ensure!(
-                (200..300).contains(&response.status),
-                "creating the credential subject got {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
+                verified["valid"] == true,
+                "the three-deep chain does not verify: {verified}"
             );
-            let identity: serde_json::Value = serde_json::from_slice(&response.body)
-                .context("the created identity is not JSON")?;
-            let agent_id = identity["agent_id"]
-                .as_str()
-                .context("the created identity has no agent_id")?;
-            plan = plan.with_subject(agent_id);
+            plan = plan.with_target(Target::Token(token));
+        }
+        Scenario::Translate => {
+            let agent_id = create_identity(&mut link, &plan).await?;
+            plan = plan.with_target(Target::Identity(agent_id));
+        }
+        Scenario::CardParse => {
+            let body: serde_json::Value =
+                serde_json::from_str(crate::scenario::CARD_BODY).expect("the card body is JSON");
+            let generated = post_json(&mut link, &plan, "/v1/agent-cards/generate", &body).await?;
+            plan = plan.with_target(Target::Card(generated["agent_card"].clone()));
         }
         Scenario::List => {
             let mut cursor: Option<String> = None;
@@ -94,7 +113,82 @@ pub async fn plan_for(
             }
             plan = plan.with_page(page_size, cursor.as_deref());
         }
-        Scenario::CreateNokey | Scenario::CreateKey | Scenario::Storm => {}
+        Scenario::CreateNokey
+        | Scenario::CreateKey
+        | Scenario::Storm
+        | Scenario::CardGenerate
+        | Scenario::DidKey
+        | Scenario::DidWeb => {}
     }
     Ok(Arc::new(plan))
+}
+
+/// POSTs `body` to `path` without a key and returns the 2xx answer's JSON.
+async fn post_json(
+    link: &mut Connection,
+    plan: &RequestPlan,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let response = link.send(plan.setup_post(path, body)).await?;
+    anyhow::ensure!(
+        (200..300).contains(&response.status),
+        "set-up POST {path} got {}: {}",
+        response.status,
+        String::from_utf8_lossy(&response.body)
+    );
+    serde_json::from_slice(&response.body).with_context(|| format!("POST {path} answered no JSON"))
+}
+
+/// Creates one identity and returns its agent id.
+async fn create_identity(link: &mut Connection, plan: &RequestPlan) -> anyhow::Result<String> {
+    let identity = post_json(
+        link,
+        plan,
+        "/v1/identities",
+        &serde_json::from_str(crate::scenario::CREATE_IDENTITY_BODY)
+            .expect("the identity body is JSON"),
+    )
+    .await?;
+    identity["agent_id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the created identity has no agent_id")
+}
+
+/// Delegates A → B → C → D, each link attenuating its parent, and returns the
+/// last token: verifying it walks the three-deep proof chain.
+async fn three_deep_chain(link: &mut Connection, plan: &RequestPlan) -> anyhow::Result<String> {
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        agents.push(create_identity(link, plan).await?);
+    }
+    let capabilities = [
+        vec!["read", "write", "admin"],
+        vec!["read", "write"],
+        vec!["read"],
+    ];
+    let mut parent: Option<String> = None;
+    for (hop, capabilities) in capabilities.iter().enumerate() {
+        let created = post_json(
+            link,
+            plan,
+            "/v1/delegations",
+            &serde_json::json!({
+                "issuer_agent_id": agents[hop],
+                "audience_agent_id": agents[hop + 1],
+                "capabilities": capabilities,
+                "expiry_hours": 24,
+                "parent_token": parent,
+            }),
+        )
+        .await?;
+        parent = Some(
+            created["token"]
+                .as_str()
+                .context("the delegation answer has no token")?
+                .to_owned(),
+        );
+    }
+    parent.context("a chain has three links")
 }

@@ -34,6 +34,53 @@ pub enum Scenario {
     IssueKey,
     /// `GET /v1/identities?limit=…&cursor=…`, one page over and over.
     List,
+    /// `POST /v1/delegations` between two identities, without a key.
+    DelegateNokey,
+    /// `POST /v1/delegations` between two identities, a fresh key per request.
+    DelegateKey,
+    /// `POST /v1/delegations/verify` of one three-deep chain, without a key.
+    VerifyChain,
+    /// `POST /v1/identities/{agent_id}/translate` to a DID document, fresh keys.
+    Translate,
+    /// `POST /v1/agent-cards/generate`, fresh keys.
+    CardGenerate,
+    /// `POST /v1/agent-cards/parse` of one generated card, fresh keys.
+    CardParse,
+    /// `POST /v1/dids/key`, fresh keys.
+    DidKey,
+    /// `POST /v1/dids/web`, a new path and a fresh key per request.
+    DidWeb,
+}
+
+/// Every scenario, in the order the command line lists them.
+const ALL: [Scenario; 14] = [
+    Scenario::CreateNokey,
+    Scenario::CreateKey,
+    Scenario::Replay,
+    Scenario::Storm,
+    Scenario::IssueKey,
+    Scenario::List,
+    Scenario::DelegateNokey,
+    Scenario::DelegateKey,
+    Scenario::VerifyChain,
+    Scenario::Translate,
+    Scenario::CardGenerate,
+    Scenario::CardParse,
+    Scenario::DidKey,
+    Scenario::DidWeb,
+];
+
+/// Which idempotency key a scenario sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyUse {
+    /// None.
+    None,
+    /// A fresh one per connection and request.
+    Fresh,
+    /// One key for every request.
+    Repeated,
+    /// One key per round, shared by every connection.
+    PerRound,
 }
 
 impl Scenario {
@@ -46,21 +93,38 @@ impl Scenario {
             Self::Storm => "storm",
             Self::IssueKey => "issue-key",
             Self::List => "list",
+            Self::DelegateNokey => "delegate-nokey",
+            Self::DelegateKey => "delegate-key",
+            Self::VerifyChain => "verify-chain",
+            Self::Translate => "translate",
+            Self::CardGenerate => "card-generate",
+            Self::CardParse => "card-parse",
+            Self::DidKey => "did-key",
+            Self::DidWeb => "did-web",
         }
     }
 
     /// Parses a command-line name.
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            Self::CreateNokey,
-            Self::CreateKey,
-            Self::Replay,
-            Self::Storm,
-            Self::IssueKey,
-            Self::List,
-        ]
-        .into_iter()
-        .find(|scenario| scenario.name() == name)
+        ALL.into_iter().find(|scenario| scenario.name() == name)
+    }
+
+    fn key_use(self) -> KeyUse {
+        match self {
+            Self::CreateNokey | Self::List | Self::DelegateNokey | Self::VerifyChain => {
+                KeyUse::None
+            }
+            Self::Replay => KeyUse::Repeated,
+            Self::Storm => KeyUse::PerRound,
+            Self::CreateKey
+            | Self::IssueKey
+            | Self::DelegateKey
+            | Self::Translate
+            | Self::CardGenerate
+            | Self::CardParse
+            | Self::DidKey
+            | Self::DidWeb => KeyUse::Fresh,
+        }
     }
 }
 
@@ -91,14 +155,27 @@ impl RequestPlan {
         api_key: Option<&str>,
         key_prefix: &str,
     ) -> anyhow::Result<Self> {
+        // Bodies naming resources the server makes are set by `with_target`.
         let (path, body) = match scenario {
             Scenario::CreateNokey | Scenario::CreateKey | Scenario::Replay | Scenario::Storm => (
                 "/v1/identities".to_owned(),
                 Bytes::from_static(CREATE_IDENTITY_BODY.as_bytes()),
             ),
-            // The subject is filled in by `with_subject` once it exists.
             Scenario::IssueKey => ("/v1/credentials".to_owned(), Bytes::new()),
             Scenario::List => ("/v1/identities?limit=50".to_owned(), Bytes::new()),
+            Scenario::DelegateNokey | Scenario::DelegateKey => {
+                ("/v1/delegations".to_owned(), Bytes::new())
+            }
+            Scenario::VerifyChain => ("/v1/delegations/verify".to_owned(), Bytes::new()),
+            Scenario::Translate => (String::new(), Bytes::new()),
+            Scenario::CardGenerate => (
+                "/v1/agent-cards/generate".to_owned(),
+                Bytes::from_static(CARD_BODY.as_bytes()),
+            ),
+            Scenario::CardParse => ("/v1/agent-cards/parse".to_owned(), Bytes::new()),
+            Scenario::DidKey => ("/v1/dids/key".to_owned(), Bytes::new()),
+            // Each request names a path of its own: a did:web exists once per scope.
+            Scenario::DidWeb => ("/v1/dids/web".to_owned(), Bytes::new()),
         };
         Ok(Self {
             scenario,
@@ -121,6 +198,35 @@ impl RequestPlan {
         self
     }
 
+    /// Sets what the requests of a scenario name: the two agents of a delegation,
+    /// the token of a chain, the identity to translate, the card to parse.
+    pub fn with_target(mut self, target: Target) -> Self {
+        match target {
+            Target::Delegation { issuer, audience } => {
+                self.body = Bytes::from(
+                    serde_json::json!({
+                        "issuer_agent_id": issuer,
+                        "audience_agent_id": audience,
+                        "capabilities": ["read", "write"],
+                        "expiry_hours": 24,
+                    })
+                    .to_string(),
+                );
+            }
+            Target::Token(token) => {
+                self.body = Bytes::from(serde_json::json!({ "token": token }).to_string());
+            }
+            Target::Identity(agent_id) => {
+                self.path = format!("/v1/identities/{agent_id}/translate");
+                self.body = Bytes::from_static(br#"{"target_format":"did_document"}"#);
+            }
+            Target::Card(card) => {
+                self.body = Bytes::from(serde_json::json!({ "card": card }).to_string());
+            }
+        }
+        self
+    }
+
     /// Sets the page a `list` run fetches: its size and the cursor that starts it.
     pub fn with_page(mut self, page_size: u32, cursor: Option<&str>) -> Self {
         self.path = list_path(page_size, cursor);
@@ -131,14 +237,23 @@ impl RequestPlan {
     /// scenario sends one. Storm rounds pass the round number as the sequence.
     pub fn idempotency_key(&self, connection: usize, sequence: u64) -> Option<String> {
         let prefix = &self.key_prefix;
-        match self.scenario {
-            Scenario::CreateNokey | Scenario::List => None,
-            Scenario::CreateKey | Scenario::IssueKey => {
-                Some(format!("{prefix}-{connection}-{sequence}"))
-            }
-            Scenario::Replay => Some(format!("{prefix}-replay")),
-            Scenario::Storm => Some(format!("{prefix}-storm-{sequence}")),
+        match self.scenario.key_use() {
+            KeyUse::None => None,
+            KeyUse::Fresh => Some(format!("{prefix}-{connection}-{sequence}")),
+            KeyUse::Repeated => Some(format!("{prefix}-replay")),
+            KeyUse::PerRound => Some(format!("{prefix}-storm-{sequence}")),
         }
+    }
+
+    /// The body of the `sequence`-th request on `connection`.
+    fn body(&self, connection: usize, sequence: u64) -> Bytes {
+        if self.scenario == Scenario::DidWeb {
+            let prefix = &self.key_prefix;
+            return Bytes::from(format!(
+                r#"{{"domain":"bench.example","path":"{prefix}/c{connection}/r{sequence}"}}"#
+            ));
+        }
+        self.body.clone()
     }
 
     /// The `sequence`-th request on `connection`.
@@ -155,14 +270,15 @@ impl RequestPlan {
         if let Some(api_key) = &self.api_key {
             builder = builder.header(API_KEY, api_key.clone());
         }
-        if !self.body.is_empty() {
+        let body = self.body(connection, sequence);
+        if !body.is_empty() {
             builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         if let Some(key) = self.idempotency_key(connection, sequence) {
             builder = builder.header(IDEMPOTENCY_KEY, key);
         }
         builder
-            .body(Full::new(self.body.clone()))
+            .body(Full::new(body))
             .expect("the path, host and key of a plan are valid header and URI text")
     }
 
@@ -179,6 +295,19 @@ impl RequestPlan {
                 CREATE_IDENTITY_BODY.as_bytes(),
             )))
             .expect("a fixed request is valid")
+    }
+
+    /// A POST of `body` to `path` without a key (setup: delegations, a card).
+    pub fn setup_post(&self, path: &str, body: &serde_json::Value) -> Request<Full<Bytes>> {
+        let mut builder = Request::post(path)
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(api_key) = &self.api_key {
+            builder = builder.header(API_KEY, api_key.clone());
+        }
+        builder
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("a setup path is a valid URI")
     }
 
     /// A `GET` of one list page (setup: walking to a deep page).
@@ -200,6 +329,27 @@ fn list_path(page_size: u32, cursor: Option<&str>) -> String {
         None => format!("/v1/identities?limit={page_size}"),
     }
 }
+
+/// What the requests of a scenario name, made by its set-up.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The issuer and audience of each delegation.
+    Delegation {
+        /// The delegating agent.
+        issuer: String,
+        /// The receiving agent.
+        audience: String,
+    },
+    /// The delegation token each request verifies.
+    Token(String),
+    /// The identity each request translates.
+    Identity(String),
+    /// The agent card each request parses.
+    Card(serde_json::Value),
+}
+
+/// The body of every generated agent card.
+pub const CARD_BODY: &str = r#"{"name":"bench agent","url":"https://bench.example/","description":"created by attestix-bench","skills":[{"id":"search","name":"Search","description":"finds things"}]}"#;
 
 fn credential_body(subject_id: &str) -> String {
     serde_json::json!({
@@ -269,16 +419,41 @@ mod tests {
     }
 
     #[test]
+    fn delegation_scenarios_key_only_the_keyed_variant_and_did_web_varies_its_path() {
+        let target = Target::Delegation {
+            issuer: "attestix:a".into(),
+            audience: "attestix:b".into(),
+        };
+        let nokey = plan(Scenario::DelegateNokey).with_target(target.clone());
+        let keyed = plan(Scenario::DelegateKey).with_target(target);
+        assert!(nokey.request(0, 0).headers().get(IDEMPOTENCY_KEY).is_none());
+        assert!(keyed.request(0, 0).headers().get(IDEMPOTENCY_KEY).is_some());
+        assert_eq!(nokey.body(0, 0), keyed.body(0, 0));
+        let translate =
+            plan(Scenario::Translate).with_target(Target::Identity("attestix:a".into()));
+        assert_eq!(
+            translate.request(0, 0).uri(),
+            "/v1/identities/attestix:a/translate"
+        );
+        let web = plan(Scenario::DidWeb);
+        assert_ne!(web.body(0, 1), web.body(0, 2));
+        assert_ne!(web.body(0, 1), web.body(1, 1));
+        assert!(plan(Scenario::DidKey)
+            .request(0, 0)
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_none());
+    }
+
+    #[test]
     fn scenario_names_round_trip() {
-        for name in [
-            "create-nokey",
-            "create-key",
-            "replay",
-            "storm",
-            "issue-key",
-            "list",
-        ] {
-            assert_eq!(Scenario::parse(name).map(Scenario::name), Some(name));
+        for scenario in ALL {
+            assert_eq!(Scenario::parse(scenario.name()), Some(scenario));
+            assert_eq!(
+                <Scenario as clap::ValueEnum>::from_str(scenario.name(), false),
+                Ok(scenario),
+                "the command line and the compare syntax name {scenario} alike"
+            );
         }
         assert!(Scenario::parse("nope").is_none());
     }

@@ -46,13 +46,30 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Verifier as _, VerifyingKey};
+
+/// The signature type of [`SignatureCheck`].
+pub use ed25519_dalek::Signature;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::keys::SigningKey;
 use crate::timestamp::format_isoformat;
+
+/// Checks the Ed25519 signature over a token's `header.payload`. A [`VerifyingKey`]
+/// checks every signature itself; a server may put a cache of the tokens it has
+/// already checked in front of it, since a token's signature never changes.
+pub trait SignatureCheck {
+    /// Whether `signature` is the key's signature of `signing_input`.
+    fn verifies(&self, signing_input: &[u8], signature: &Signature) -> bool;
+}
+
+impl SignatureCheck for VerifyingKey {
+    fn verifies(&self, signing_input: &[u8], signature: &Signature) -> bool {
+        self.verify(signing_input, signature).is_ok()
+    }
+}
 
 /// The header every delegation token carries, as its exact bytes.
 pub const DELEGATION_HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT","ucv":"0.9.0"}"#;
@@ -237,7 +254,11 @@ impl DecodedToken {
 /// The signature, structure and times of one token at `now` (unix seconds), as
 /// PyJWT's `jwt.decode(token, key, algorithms=["EdDSA"], options={"verify_aud":
 /// False})` checks them.
-pub fn decode(token: &str, key: &VerifyingKey, now: i64) -> Result<DecodedToken, DecodeFailure> {
+pub fn decode(
+    token: &str,
+    key: &dyn SignatureCheck,
+    now: i64,
+) -> Result<DecodedToken, DecodeFailure> {
     let claims = decode_signed(token, key).ok_or(DecodeFailure::Invalid)?;
     let int_claim = |name: &str| -> Result<Option<i64>, DecodeFailure> {
         match claims.get(name) {
@@ -273,7 +294,7 @@ pub fn decode(token: &str, key: &VerifyingKey, now: i64) -> Result<DecodedToken,
 }
 
 /// The payload of a token whose EdDSA signature verifies, whatever its times.
-fn decode_signed(token: &str, key: &VerifyingKey) -> Option<Map<String, Value>> {
+fn decode_signed(token: &str, key: &dyn SignatureCheck) -> Option<Map<String, Value>> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -287,7 +308,9 @@ fn decode_signed(token: &str, key: &VerifyingKey) -> Option<Map<String, Value>> 
     }
     let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
     let signing_input = &token[..header_and_payload_len(token)?];
-    key.verify(signing_input.as_bytes(), &signature).ok()?;
+    if !key.verifies(signing_input.as_bytes(), &signature) {
+        return None;
+    }
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
@@ -338,7 +361,7 @@ pub enum ChainVerdict {
 /// whether a `jti` has been revoked.
 pub fn verify_chain(
     token: &str,
-    key: &VerifyingKey,
+    key: &dyn SignatureCheck,
     now: i64,
     is_revoked: &dyn Fn(&str) -> bool,
 ) -> ChainVerdict {
@@ -389,7 +412,7 @@ pub fn unix_isoformat(seconds: i64) -> String {
 /// The `jti`s of `token` and of every ancestor whose signature verifies (times not
 /// checked), at most [`MAX_CHAIN_TOKENS`]: what a caller looks up to answer
 /// `is_revoked` for [`verify_chain`] in one query.
-pub fn chain_jtis(token: &str, key: &VerifyingKey) -> Vec<String> {
+pub fn chain_jtis(token: &str, key: &dyn SignatureCheck) -> Vec<String> {
     let mut jtis = Vec::new();
     let mut pending = vec![token.to_owned()];
     let mut decoded = 0;
@@ -415,7 +438,7 @@ pub fn chain_jtis(token: &str, key: &VerifyingKey) -> Vec<String> {
 }
 
 struct Walk<'a> {
-    key: &'a VerifyingKey,
+    key: &'a dyn SignatureCheck,
     now: i64,
     is_revoked: &'a dyn Fn(&str) -> bool,
     seen: HashSet<String>,

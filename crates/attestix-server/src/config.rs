@@ -93,6 +93,10 @@ pub struct ServerConfig {
     /// The resolver of the outbound fetcher; `None` for the system's. Tests set a
     /// fixed table of names.
     pub fetch_resolver: Option<std::sync::Arc<dyn crate::fetch::Resolve>>,
+    /// The https base URL of a universal resolver (`…/1.0/identifiers/`): DIDs of
+    /// methods other than key and web are resolved by GETting this URL with the DID
+    /// appended. Off by default, so that no DID is sent to a third party unasked.
+    pub universal_resolver: Option<url::Url>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -126,6 +130,7 @@ impl Default for ServerConfig {
             max_connections: 512,
             fetch: crate::fetch::FetchSettings::default(),
             fetch_resolver: None,
+            universal_resolver: None,
             tls: None,
         }
     }

@@ -26,6 +26,7 @@
 //! idempotency store; the idempotency scope is the caller's principal and tenant.
 
 pub mod auth;
+pub mod checked_signatures;
 pub mod config;
 pub mod data_key;
 pub mod error;

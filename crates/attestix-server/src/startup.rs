@@ -230,6 +230,13 @@ impl Application {
                  meant for tests only; every other blocked range stays blocked"
             );
         }
+        if let Some(resolver) = &config.universal_resolver {
+            anyhow::ensure!(
+                resolver.scheme() == "https",
+                "the universal resolver URL must be https (outbound fetches are https only): {resolver}"
+            );
+            tracing::info!(%resolver, "DIDs of other methods than key and web resolve through this universal resolver");
+        }
         let fetcher = match &config.fetch_resolver {
             Some(resolver) => {
                 crate::fetch::Fetcher::with_resolver(config.fetch.clone(), resolver.clone())
@@ -278,9 +285,14 @@ impl Application {
         let state = Arc::new(AppState {
             storage,
             recovery_ids: RecoveryIds::from_signing_key(&signer),
+            delegation_signatures: crate::checked_signatures::CheckedSignatures::new(
+                signer.verifying_key(),
+                crate::checked_signatures::REMEMBERED_SIGNATURES,
+            ),
             signer,
             data_key,
             fetcher,
+            universal_resolver: config.universal_resolver.clone(),
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
                 allow_no_auth: config.allow_no_auth,

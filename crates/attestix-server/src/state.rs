@@ -15,10 +15,14 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     /// The server's Ed25519 key: it signs every document the server issues.
     pub signer: SigningKey,
+    /// The server's key for delegation tokens, remembering verified signatures.
+    pub delegation_signatures: crate::checked_signatures::CheckedSignatures,
     /// Seals the private keys of the DIDs the server creates.
     pub data_key: crate::data_key::DataKey,
     /// The outbound HTTPS fetcher (did:web resolution).
     pub fetcher: crate::fetch::Fetcher,
+    /// The universal resolver's base URL, for DID methods other than key and web.
+    pub universal_resolver: Option<url::Url>,
     /// Authentication settings.
     pub auth: AuthSettings,
     /// How long idempotency records live: a recovery point older than this

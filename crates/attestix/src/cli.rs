@@ -150,6 +150,11 @@ pub struct ServeArgs {
     /// blocked range stays blocked). Announced at start.
     #[arg(long, env = "ATTESTIX_FETCH_ALLOW_LOOPBACK")]
     pub fetch_allow_loopback: bool,
+    /// The https base URL of a universal resolver, e.g.
+    /// `https://dev.uniresolver.io/1.0/identifiers/`: DIDs of methods other than key
+    /// and web resolve by GETting it with the DID appended. Off by default (503).
+    #[arg(long, env = "ATTESTIX_UNIVERSAL_RESOLVER_URL", value_name = "URL")]
+    pub universal_resolver_url: Option<reqwest::Url>,
     /// Log filter, in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,

@@ -297,9 +297,9 @@ async fn verify_with_records(
     token: &str,
     now: i64,
 ) -> Result<ChainVerdict, ApiError> {
-    let key = state.signer.verifying_key();
+    let key = &state.delegation_signatures;
     let consulted = std::cell::RefCell::new(Vec::new());
-    let optimistic = verify_chain(token, &key, now, &|jti| {
+    let optimistic = verify_chain(token, key, now, &|jti| {
         consulted.borrow_mut().push(jti.to_owned());
         false
     });
@@ -318,7 +318,7 @@ async fn verify_with_records(
     if revoked.is_empty() {
         return Ok(optimistic);
     }
-    Ok(verify_chain(token, &key, now, &|jti| revoked.contains(jti)))
+    Ok(verify_chain(token, key, now, &|jti| revoked.contains(jti)))
 }
 
 /// The active identity `agent_id` of the caller's scope, or why it cannot delegate.

@@ -247,8 +247,8 @@ fn decode_did(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Resolve a DID to its DID document: `did:key` locally, `did:web` through the
-/// outbound HTTPS fetcher (the document's `id` must be the DID). Other methods need
-/// a universal resolver, which this server does not have yet: 503.
+/// outbound HTTPS fetcher, other methods through the operator's universal resolver
+/// (`--universal-resolver-url`; 503 without one). The document's `id` must be the DID.
 #[utoipa::path(
     get,
     path = "/v1/dids/resolve/{did}",
@@ -257,9 +257,9 @@ fn decode_did(raw: &str) -> Result<String, ApiError> {
     responses(
         (status = 200, description = "The DID document", body = Object, content_type = "application/json"),
         (status = 422, description = "Not a DID, a malformed did:key or did:web, or a did:web whose host is blocked", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The did:web host failed, or served a document of another DID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The did:web host or the universal resolver failed, or served a document of another DID", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The DID's method needs a resolver that is not configured", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The did:web host did not answer in time", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The did:web host or the universal resolver did not answer in time", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resolve_did(
@@ -289,33 +289,10 @@ pub async fn resolve_did(
         let path: Vec<&str> = parts.collect();
         let web = DidWeb::parse(&domain.replace("%3a", "%3A"), &path.join("/"))
             .map_err(|error| ApiError::invalid("did", error.to_string()))?;
-        let document = state
-            .fetcher
-            .get_json(
-                &web.hosting_url(),
-                crate::fetch::DID_DOCUMENT_MAX_BYTES,
-                crate::fetch::DID_DOCUMENT_TIMEOUT,
-            )
-            .await
-            .map_err(|error| {
-                if error.is_refusal() {
-                    ApiError::invalid("did", error.to_string())
-                } else if error.is_timeout() {
-                    ApiError::GatewayTimeout(format!("resolving {did}: {error}"))
-                } else {
-                    ApiError::BadGateway(format!("resolving {did}: {error}"))
-                }
-            })?;
-        // **Fix**: the reference returns whatever the host serves.
-        if document.get("id").and_then(|id| id.as_str()) != Some(did.as_str()) {
-            return Err(ApiError::BadGateway(format!(
-                "the document at {} is not the document of {did} (its id is {})",
-                web.hosting_url(),
-                document.get("id").unwrap_or(&serde_json::Value::Null)
-            )));
-        }
+        let document = fetch_document(&state, &did, &web.hosting_url()).await?;
         return JsonText::ok(&document);
     }
+    // The reference's syntax rule for what it sends a universal resolver.
     let method_ok = did
         .strip_prefix("did:")
         .and_then(|rest| rest.split_once(':'))
@@ -325,6 +302,9 @@ pub async fn resolve_did(
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                 && !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".:%-_".contains(&b))
         });
     if !method_ok {
         return Err(ApiError::invalid(
@@ -332,7 +312,67 @@ pub async fn resolve_did(
             "not a DID (did:<method>:<method-specific id>)",
         ));
     }
-    Err(ApiError::NotConfigured(
-        "no universal resolver is configured for this DID method".into(),
-    ))
+    let Some(resolver) = &state.universal_resolver else {
+        return Err(ApiError::NotConfigured(
+            "no universal resolver is configured for this DID method (--universal-resolver-url)"
+                .into(),
+        ));
+    };
+    // Every character the syntax rule lets through is valid in a URL path.
+    let answer = fetch_document(&state, &did, &format!("{resolver}{did}")).await?;
+    // A universal resolver wraps the document in a resolution result.
+    let document = match answer {
+        serde_json::Value::Object(mut result) if result.contains_key("didDocument") => {
+            result.remove("didDocument").unwrap_or_default()
+        }
+        other => other,
+    };
+    check_document_id(&did, &document, resolver.as_str())?;
+    JsonText::ok(&document)
+}
+
+/// GETs the DID document of `did` from `url` through the outbound fetcher; a
+/// did:web document must name its own DID.
+async fn fetch_document(
+    state: &AppState,
+    did: &str,
+    url: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let document = state
+        .fetcher
+        .get_json(
+            url,
+            crate::fetch::DID_DOCUMENT_MAX_BYTES,
+            crate::fetch::DID_DOCUMENT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| {
+            if error.is_refusal() {
+                ApiError::invalid("did", error.to_string())
+            } else if error.is_timeout() {
+                ApiError::GatewayTimeout(format!("resolving {did}: {error}"))
+            } else {
+                ApiError::BadGateway(format!("resolving {did}: {error}"))
+            }
+        })?;
+    if did.starts_with("did:web:") {
+        check_document_id(did, &document, url)?;
+    }
+    Ok(document)
+}
+
+/// **Fix**: the reference returns whatever the host serves; a document of
+/// another DID is an upstream failure.
+fn check_document_id(
+    did: &str,
+    document: &serde_json::Value,
+    source: &str,
+) -> Result<(), ApiError> {
+    if document.get("id").and_then(|id| id.as_str()) == Some(did) {
+        return Ok(());
+    }
+    Err(ApiError::BadGateway(format!(
+        "the document at {source} is not the document of {did} (its id is {})",
+        document.get("id").unwrap_or(&serde_json::Value::Null)
+    )))
 }

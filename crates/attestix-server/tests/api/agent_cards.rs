@@ -9,13 +9,19 @@ use serde_json::{json, Value};
 
 use crate::helpers::{Backend, Reply, TestServer};
 
+crate::on_both_backends!(
+    a_card_is_generated_and_parsed_with_every_bound_enforced,
+    keyed_card_generation_replays_the_same_card,
+);
+
 async fn post(server: &TestServer, path: &str, body: &Value) -> Reply {
     Reply::of(server.request(Method::POST, path).json(body).send()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_card_is_generated_and_parsed_with_every_bound_enforced() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+async fn a_card_is_generated_and_parsed_with_every_bound_enforced(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
     let body = json!({"name": "Search Bot", "url": "https://bot.example/",
                       "skills": [{"id": "s1", "name": "search"}]});
     let generated = post(&server, "/v1/agent-cards/generate", &body).await;
@@ -86,6 +92,58 @@ async fn a_card_is_generated_and_parsed_with_every_bound_enforced() {
         assert_eq!(reply.status, 422, "{card}");
         assert_eq!(reply.problem()["errors"][0]["field"], field, "{card}");
     }
+    server.finish().await;
+}
+
+async fn keyed_card_generation_replays_the_same_card(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let body = json!({"name": "Search Bot", "url": "https://bot.example/"});
+    let send = |key: &str, body: &Value| {
+        Reply::of(
+            server
+                .post_keyed("/v1/agent-cards/generate", key, body)
+                .send(),
+        )
+    };
+    let first = send("card-1", &body).await;
+    assert_eq!(first.status, 201);
+    let retry = send("card-1", &body).await;
+    assert!(!first.replayed());
+    assert!(retry.replayed());
+    assert_eq!(
+        retry.body, first.body,
+        "the retry gets the first card, same id"
+    );
+    // Without a key the handler runs again (the card id derives from name and url).
+    let fresh = post(&server, "/v1/agent-cards/generate", &body).await;
+    assert!(!fresh.replayed());
+    assert_eq!(fresh.json()["agent_card"]["id"], first.json()["agent_card"]["id"]);
+    let other = json!({"name": "Other Bot", "url": "https://bot.example/"});
+    assert_eq!(send("card-1", &other).await.status, 409);
+    // Parse is keyed the same way.
+    let card = json!({"card": first.json()["agent_card"]});
+    let parsed = Reply::of(
+        server
+            .post_keyed("/v1/agent-cards/parse", "parse-1", &card)
+            .send(),
+    )
+    .await;
+    let again = Reply::of(
+        server
+            .post_keyed("/v1/agent-cards/parse", "parse-1", &card)
+            .send(),
+    )
+    .await;
+    assert_eq!(
+        parsed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&parsed.body)
+    );
+    assert!(again.replayed());
+    assert_eq!(again.body, parsed.body);
     server.finish().await;
 }
 

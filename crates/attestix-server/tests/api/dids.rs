@@ -459,3 +459,87 @@ async fn a_did_web_resolves_through_the_fetcher_only_to_its_own_document() {
     );
     strict.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_methods_resolve_through_the_configured_universal_resolver() {
+    let did = "did:example:123";
+    let document = json!({"id": did, "verificationMethod": []});
+    let (ca, port) = did_web_host(|_| {
+        vec![
+            (
+                format!("/1.0/identifiers/{did}"),
+                json!({"didDocument": document, "didResolutionMetadata": {}}).to_string(),
+            ),
+            (
+                "/1.0/identifiers/did:example:impostor".to_owned(),
+                json!({"didDocument": {"id": "did:example:other"}}).to_string(),
+            ),
+        ]
+    })
+    .await;
+    let names: std::collections::HashMap<String, Vec<std::net::IpAddr>> = [(
+        "attestix.test".to_owned(),
+        vec!["127.0.0.1".parse().unwrap()],
+    )]
+    .into_iter()
+    .collect();
+    let server = TestServer::start_with(Backend::Sqlite, |config| ServerConfig {
+        fetch: FetchSettings {
+            extra_roots: vec![ca.der()],
+            allow_loopback: true,
+        },
+        fetch_resolver: Some(std::sync::Arc::new(StaticResolver(names))),
+        universal_resolver: Some(
+            format!("https://attestix.test:{port}/1.0/identifiers/")
+                .parse()
+                .unwrap(),
+        ),
+        ..config
+    })
+    .await
+    .unwrap();
+    let resolve = |did: &str| {
+        Reply::of(
+            server
+                .request(Method::GET, &format!("/v1/dids/resolve/{did}"))
+                .send(),
+        )
+    };
+    let resolved = resolve(did).await;
+    assert_eq!(
+        resolved.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&resolved.body)
+    );
+    assert_eq!(resolved.json(), document);
+    let impostor = resolve("did:example:impostor").await;
+    assert_eq!(impostor.status, 502);
+    assert!(impostor.problem()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not the document of did:example:impostor"));
+    let unknown = resolve("did:example:unknown").await;
+    assert_eq!(unknown.status, 502);
+    assert!(unknown.problem()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("404"));
+    // A method-specific id the resolver must never see is refused before any fetch.
+    assert_eq!(resolve("did:example:a%2Fb").await.status, 422);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_universal_resolver_that_is_not_https_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = attestix_server::Application::build(ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        universal_resolver: Some("http://resolver.example/1.0/identifiers/".parse().unwrap()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let error = started.err().expect("an http resolver is refused at start");
+    assert!(format!("{error:#}").contains("must be https"), "{error:#}");
+}

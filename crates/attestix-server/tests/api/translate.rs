@@ -8,7 +8,46 @@ use crate::helpers::{identity_body, Backend, Reply, TestServer};
 crate::on_both_backends!(
     an_identity_translates_to_each_format,
     an_unknown_format_or_another_scopes_identity_is_refused,
+    a_keyed_translation_replays_byte_identical,
 );
+
+async fn a_keyed_translation_replays_byte_identical(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let created = Reply::of(
+        server
+            .request(Method::POST, "/v1/identities")
+            .json(&identity_body("Translator"))
+            .send(),
+    )
+    .await
+    .json();
+    let path = format!(
+        "/v1/identities/{}/translate",
+        created["agent_id"].as_str().unwrap()
+    );
+    let body = json!({"target_format": "summary"});
+    let first = Reply::of(server.post_keyed(&path, "tr-1", &body).send()).await;
+    let retry = Reply::of(server.post_keyed(&path, "tr-1", &body).send()).await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    assert!(!first.replayed());
+    assert!(retry.replayed());
+    assert_eq!(retry.body, first.body);
+    let other = json!({"target_format": "oauth_claims"});
+    assert_eq!(
+        Reply::of(server.post_keyed(&path, "tr-1", &other).send())
+            .await
+            .status,
+        409
+    );
+    server.finish().await;
+}
 
 async fn translate(server: &TestServer, key: &str, agent_id: &str, format: &str) -> Reply {
     Reply::of(

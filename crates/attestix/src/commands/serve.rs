@@ -41,6 +41,7 @@ pub fn config(args: &ServeArgs) -> ServerConfig {
             extra_roots: Vec::new(),
             allow_loopback: args.fetch_allow_loopback,
         },
+        universal_resolver: args.universal_resolver_url.clone(),
         ..ServerConfig::default()
     }
 }
