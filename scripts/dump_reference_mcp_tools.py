@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Dump the reference attestix MCP server's tool list (name, description, inputSchema).
+"""Dump the reference attestix MCP server's tool list (name, description, input and output schemas).
 
 Starts `python -m attestix.main` (the reference package's stdio MCP server) with the
 `mcp` client package, calls list_tools, and writes the tools as JSON, sorted by name.
@@ -34,6 +34,7 @@ async def dump(out_path: str) -> None:
             "name": tool.name,
             "description": tool.description,
             "inputSchema": tool.inputSchema,
+            "outputSchema": tool.outputSchema,
         }
         for tool in sorted(listed.tools, key=lambda t: t.name)
     ]

@@ -86,6 +86,10 @@ fn assert_matches_reference(tools: &[Value]) {
         }
         // Argument names, types, titles, defaults and required, exactly.
         assert_eq!(schema, theirs["inputSchema"], "{name}: the input schema");
+        assert_eq!(
+            our["outputSchema"], theirs["outputSchema"],
+            "{name}: the output schema"
+        );
     }
 }
 
@@ -369,6 +373,12 @@ async fn drive(python: &str, transport_args: &[&str], plan: &Value) -> Value {
 /// A result's document, for a call that must have succeeded.
 fn document(result: &Value) -> Value {
     assert_eq!(result["isError"], json!(false), "a tool error: {result}");
+    // The reference's shape: the same text as the structured `result`.
+    assert_eq!(
+        result["structuredContent"],
+        json!({"result": result["text"]}),
+        "{result}"
+    );
     serde_json::from_str(result["text"].as_str().unwrap_or_default())
         .unwrap_or_else(|error| panic!("the result is not a JSON document ({error}): {result}"))
 }
@@ -515,4 +525,119 @@ async fn the_streamable_http_transport_serves_the_tools() {
         "{unserved}"
     );
     let _ = mcp.kill().await;
+}
+
+/// A TCP proxy in front of `upstream` that forwards the first connection's
+/// request, waits until the server has answered, and closes that connection
+/// without forwarding the answer (a lost response); later connections pass.
+async fn drop_first_response_proxy(upstream: &str) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let upstream = upstream
+        .strip_prefix("http://")
+        .expect("an http base")
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the proxy binds");
+    let address = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let drop_this = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                if drop_this {
+                    let (mut client_read, client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let forward = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    // The first byte of the answer: the server has done the work.
+                    let mut answer = [0u8; 1];
+                    let _ = server_read.read(&mut answer).await;
+                    forward.abort();
+                    drop(client_write);
+                } else {
+                    let (mut client, mut server) = (client, server);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_is_retried_with_the_same_key_by_the_tool_itself() {
+    let Some(python) = mcp_python() else { return };
+    let server = TestServer::start().await;
+    let proxy = drop_first_response_proxy(&server.base).await;
+    let plan = json!([{"name": "create_agent_identity", "arguments": {"display_name": "lossy"}}]);
+    let output = drive(
+        &python,
+        &[
+            "stdio",
+            BINARY,
+            "mcp",
+            "--server",
+            &proxy,
+            "--api-key",
+            &server.api_key,
+        ],
+        &plan,
+    )
+    .await;
+    let created = document(&output["results"][0]);
+    let stored = server.identities().await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "the retry replayed, not re-created: {stored:?}"
+    );
+    assert_eq!(stored[0]["agent_id"], created["agent_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_retries_the_error_names_the_key_and_a_call_with_it_gets_the_first_result() {
+    let Some(python) = mcp_python() else { return };
+    let server = TestServer::start().await;
+    let proxy = drop_first_response_proxy(&server.base).await;
+    let mcp = |server_url: String| {
+        vec![
+            "stdio".to_owned(),
+            BINARY.to_owned(),
+            "mcp".to_owned(),
+            "--retries".to_owned(),
+            "0".to_owned(),
+            "--server".to_owned(),
+            server_url,
+            "--api-key".to_owned(),
+            server.api_key.clone(),
+        ]
+    };
+    let args = mcp(proxy);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let plan = json!([{"name": "create_agent_identity", "arguments": {"display_name": "lost"}}]);
+    let output = drive(&python, &args, &plan).await;
+    let lost = error_text(&output["results"][0]);
+    let key = lost
+        .split("idempotency_key \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the error names the key to retry with: {lost}"))
+        .to_owned();
+    assert_eq!(server.identities().await.len(), 1, "the lost call was done");
+
+    // The agent retries the call with the key the error named.
+    let retry = json!([{"name": "create_agent_identity",
+                        "arguments": {"display_name": "lost", "idempotency_key": key}}]);
+    let args = mcp(server.base.clone());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = drive(&python, &args, &retry).await;
+    let created = document(&output["results"][0]);
+    let stored = server.identities().await;
+    assert_eq!(stored.len(), 1, "one identity for one key: {stored:?}");
+    assert_eq!(stored[0]["agent_id"], created["agent_id"]);
 }

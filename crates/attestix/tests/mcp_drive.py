@@ -7,7 +7,7 @@
 Reads a plan from stdin: a JSON list of tool calls, {"name": ..., "arguments": {...}}.
 Runs initialize, list_tools, then each call in order, and prints one JSON document on
 stdout: {"server": {...}, "tools": [{name, description, inputSchema}], "results":
-[{"isError": bool, "text": str}]}. The checks are the Rust test's; this only drives.
+[{"isError": bool, "text": str, "structuredContent": ...}]}. The checks are the Rust test's; this only drives.
 Exits 3 when the `mcp` package cannot be imported (the test tells it from a failure).
 """
 
@@ -32,7 +32,13 @@ async def run(session: ClientSession, plan: list) -> dict:
     for call in plan:
         result = await session.call_tool(call["name"], call.get("arguments") or {})
         text = "\n".join(block.text for block in result.content if block.type == "text")
-        results.append({"isError": bool(result.isError), "text": text})
+        results.append(
+            {
+                "isError": bool(result.isError),
+                "text": text,
+                "structuredContent": result.structuredContent,
+            }
+        )
     return {
         "server": {
             "name": init.serverInfo.name,
@@ -40,7 +46,12 @@ async def run(session: ClientSession, plan: list) -> dict:
             "protocolVersion": str(init.protocolVersion),
         },
         "tools": [
-            {"name": t.name, "description": t.description, "inputSchema": t.inputSchema}
+            {
+                "name": t.name,
+                "description": t.description,
+                "inputSchema": t.inputSchema,
+                "outputSchema": t.outputSchema,
+            }
             for t in listed.tools
         ],
         "results": results,

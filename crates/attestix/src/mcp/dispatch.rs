@@ -132,16 +132,9 @@ fn argument(arg: &Arg, args: &Map<String, Value>) -> Result<Value, String> {
     let Some(value) = given.cloned().or_else(|| arg.default.value()) else {
         return Err(format!("missing required argument `{}`", arg.name));
     };
-    let fits = match arg.kind {
-        Kind::Str => value.is_string(),
-        Kind::Bool => value.is_boolean(),
-        Kind::Float => value.is_number(),
-        Kind::Int => value.is_i64() || value.is_u64(),
-    };
-    if fits {
-        Ok(value)
-    } else {
-        Err(format!(
+    match coerce(arg.kind, &value) {
+        Some(value) => Ok(value),
+        None => Err(format!(
             "{}: expected {}, got {value}",
             arg.name,
             match arg.kind {
@@ -150,7 +143,45 @@ fn argument(arg: &Arg, args: &Map<String, Value>) -> Result<Value, String> {
                 Kind::Bool => "a boolean",
                 Kind::Float => "a number",
             }
-        ))
+        )),
+    }
+}
+
+/// The value as its kind, converted as the reference's (pydantic's lax) validation
+/// does: `"10"` or `10.0` for an integer, `"0.5"` for a number, `"true"`/`1` for a
+/// boolean; `None` when it is not one.
+fn coerce(kind: Kind, value: &Value) -> Option<Value> {
+    match (kind, value) {
+        (Kind::Str, Value::String(_)) | (Kind::Bool, Value::Bool(_)) => Some(value.clone()),
+        (Kind::Int, Value::Number(number)) => {
+            if number.is_i64() || number.is_u64() {
+                Some(value.clone())
+            } else {
+                let float = number.as_f64()?;
+                // Integral and within i64 (2^63 is exactly representable as f64).
+                (float.fract() == 0.0 && float.abs() < 9.223_372_036_854_776e18)
+                    .then(|| Value::from(float as i64))
+            }
+        }
+        (Kind::Int, Value::String(text)) => text.trim().parse::<i64>().ok().map(Value::from),
+        (Kind::Float, Value::Number(_)) => Some(value.clone()),
+        (Kind::Float, Value::String(text)) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|float| float.is_finite())
+            .map(Value::from),
+        (Kind::Bool, Value::Number(number)) => match number.as_i64() {
+            Some(0) => Some(Value::Bool(false)),
+            Some(1) => Some(Value::Bool(true)),
+            _ => None,
+        },
+        (Kind::Bool, Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "on" | "1" => Some(Value::Bool(true)),
+            "false" | "f" | "no" | "n" | "off" | "0" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -410,6 +441,20 @@ mod tests {
         let get = tools::find("get_identity").expect("a tool");
         let error = build(get, &args(json!({"agent_id": ""}))).expect_err("empty path");
         assert_eq!(error, "agent_id cannot be empty");
+    }
+
+    #[test]
+    fn values_are_converted_as_pydantic_does() {
+        assert_eq!(coerce(Kind::Int, &json!("10")), Some(json!(10)));
+        assert_eq!(coerce(Kind::Int, &json!(10.0)), Some(json!(10)));
+        assert_eq!(coerce(Kind::Int, &json!(10.5)), None);
+        assert_eq!(coerce(Kind::Int, &json!(true)), None);
+        assert_eq!(coerce(Kind::Float, &json!("0.5")), Some(json!(0.5)));
+        assert_eq!(coerce(Kind::Float, &json!(1)), Some(json!(1)));
+        assert_eq!(coerce(Kind::Bool, &json!("Yes")), Some(json!(true)));
+        assert_eq!(coerce(Kind::Bool, &json!(0)), Some(json!(false)));
+        assert_eq!(coerce(Kind::Bool, &json!("maybe")), None);
+        assert_eq!(coerce(Kind::Str, &json!(5)), None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl AttestixMcp {
 /// A table row as the MCP tool list shows it.
 fn describe(tool: &table::Tool) -> rmcp::model::Tool {
     let mut described = rmcp::model::Tool::new(tool.name, tool.description, tool.input_schema());
+    described.output_schema = Some(Arc::new(tool.output_schema()));
     described.annotations = Some(ToolAnnotations::new().read_only(!tool.method.is_write()));
     described
 }
@@ -77,11 +78,14 @@ impl ServerHandler for AttestixMcp {
         };
         let args = request.arguments.unwrap_or_default();
         let outcome = dispatch::call(&self.client, tool, &args).await;
-        let content = vec![ContentBlock::text(outcome.text)];
+        let content = vec![ContentBlock::text(outcome.text.clone())];
         let result = if outcome.is_error {
             CallToolResult::error(content)
         } else {
-            CallToolResult::success(content)
+            // As the reference: the text again as `result`, per the output schema.
+            let mut result = CallToolResult::success(content);
+            result.structured_content = Some(serde_json::json!({ "result": outcome.text }));
+            result
         };
         Ok(result.into())
     }

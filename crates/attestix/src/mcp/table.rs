@@ -308,6 +308,21 @@ impl Tool {
     }
 }
 
+impl Tool {
+    /// The output JSON Schema, the reference's: the document as JSON text in `result`.
+    pub fn output_schema(&self) -> Map<String, Value> {
+        let mut schema = Map::new();
+        schema.insert(
+            "properties".into(),
+            json!({"result": {"title": "Result", "type": "string"}}),
+        );
+        schema.insert("required".into(), json!(["result"]));
+        schema.insert("title".into(), json!(format!("{}Output", self.name)));
+        schema.insert("type".into(), json!("object"));
+        schema
+    }
+}
+
 /// `display_name` → `Display Name`, as pydantic titles a field.
 fn title_case(name: &str) -> String {
     name.split('_')
