@@ -39,6 +39,9 @@ pub enum Command {
     Did(DidArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
+    /// Serve the Attestix tools to AI agents over the Model Context Protocol
+    /// (stdio, or streamable HTTP with --http), as a client of an Attestix server.
+    Mcp(McpArgs),
     /// Print a shell completion script (for example `attestix completions bash`).
     Completions {
         /// The shell to write the script for.
@@ -775,13 +778,27 @@ pub struct HealthArgs {
     pub client: ClientArgs,
 }
 
+/// Flags of `attestix mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// How to reach the Attestix server the tools call.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Serve MCP's streamable HTTP transport on this address (at `/mcp`)
+    /// instead of stdio; port 0 picks a free port. The address is printed on
+    /// stdout as `listening on http://ADDR/mcp`.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+}
+
 /// A duration such as `2s`, `15m` or `24h`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     attestix_server::parse_duration(text)
 }
 
 /// An Idempotency-Key as the server accepts it: 1 to 255 visible ASCII characters.
-fn parse_idempotency_key(text: &str) -> Result<String, String> {
+/// An Idempotency-Key as the server accepts it: 1 to 255 visible ASCII characters.
+pub fn parse_idempotency_key(text: &str) -> Result<String, String> {
     if text.is_empty() || text.len() > 255 {
         return Err(format!(
             "an Idempotency-Key has 1 to 255 characters (this one has {})",

@@ -521,6 +521,23 @@ impl ApiClient {
         .await
     }
 
+    /// Any method on a path, with a query, an optional JSON body and an optional
+    /// Idempotency-Key (for callers that take the request's shape as data, like
+    /// the MCP tools).
+    pub async fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<ApiResponse, ClientError> {
+        let body = body
+            .map(|body| serde_json::to_vec(body).expect("a serde_json::Value always serialises"));
+        self.send(method, self.url(segments, query), body, idempotency_key)
+            .await
+    }
+
     /// Sends the request, and resends the same request (same key, same bytes)
     /// while the failure is one a retry can cure and attempts are left.
     async fn send(

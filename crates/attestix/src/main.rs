@@ -9,6 +9,7 @@
 mod cli;
 mod client;
 mod commands;
+mod mcp;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
             Command::Did(args) => commands::did::run(args).await,
             Command::AgentCard(args) => commands::agent_card::run(args).await,
             Command::Health(args) => commands::health::run(args).await,
+            Command::Mcp(args) => commands::mcp::run(args).await.map(|()| Outcome::Success),
             Command::Completions { .. } => Ok(Outcome::Success),
         }
     });

@@ -9,6 +9,7 @@ pub mod health;
 pub mod identity;
 pub mod import;
 pub mod keys;
+pub mod mcp;
 pub mod presentation;
 pub mod serve;
 

@@ -81,7 +81,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     application.run_until(shutdown_signal()).await
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
