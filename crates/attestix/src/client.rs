@@ -379,7 +379,7 @@ fn hint(
 /// A duration as the --timeout flag writes it.
 fn humanize(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")

@@ -119,7 +119,10 @@ async fn keyed_card_generation_replays_the_same_card(backend: Backend) {
     // Without a key the handler runs again (the card id derives from name and url).
     let fresh = post(&server, "/v1/agent-cards/generate", &body).await;
     assert!(!fresh.replayed());
-    assert_eq!(fresh.json()["agent_card"]["id"], first.json()["agent_card"]["id"]);
+    assert_eq!(
+        fresh.json()["agent_card"]["id"],
+        first.json()["agent_card"]["id"]
+    );
     let other = json!({"name": "Other Bot", "url": "https://bot.example/"});
     assert_eq!(send("card-1", &other).await.status, 409);
     // Parse is keyed the same way.
