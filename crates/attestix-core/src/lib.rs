@@ -44,6 +44,7 @@
 //! - [`validation`]: checked request inputs (display name, expiry, claims).
 
 pub mod agent_card;
+pub mod anchor;
 pub mod canonical;
 pub mod credential;
 pub mod delegation;
