@@ -70,3 +70,54 @@ VALUES ($1, $2, $3, $4)";
 pub(crate) fn now_millis() -> i64 {
     crate::codec::unix_millis(std::time::SystemTime::now())
 }
+
+/// Creates the ledger with `ledger_ddl` when missing, then applies and records every
+/// migration of `migrator` it lacks, on `connection`: the caller's transaction, begun
+/// under the backend's exclusive lock. `backend` names the database in the log.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) async fn apply_pending<DB>(
+    connection: &mut DB::Connection,
+    migrator: &Migrator,
+    ledger_ddl: &str,
+    backend: &str,
+) -> Result<(), MigrateError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64, Vec<u8>): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    use sqlx::Executor as _;
+
+    sqlx::query::<DB>(ledger_ddl)
+        .execute(&mut *connection)
+        .await?;
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as::<DB, (i64, Vec<u8>)>(SELECT_APPLIED)
+        .fetch_all(&mut *connection)
+        .await?;
+    for migration in pending(migrator, applied)? {
+        // A plain string runs as a script of several statements, as in sqlx's migrator.
+        (&mut *connection)
+            .execute(&*migration.sql)
+            .await
+            .map_err(|error| MigrateError::ExecuteMigration(error, migration.version))?;
+        sqlx::query::<DB>(INSERT_APPLIED)
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .bind(now_millis())
+            .execute(&mut *connection)
+            .await?;
+        tracing::info!(
+            version = migration.version,
+            description = %migration.description,
+            ledger = MIGRATIONS_TABLE,
+            backend,
+            "applied an idempotency-sql migration"
+        );
+    }
+    Ok(())
+}

@@ -40,10 +40,10 @@ use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres,
 };
 use sqlx::query::QueryScalar;
-use sqlx::{Connection, Executor};
+use sqlx::Connection;
 use tokio::sync::oneshot;
 
-use crate::migrations::{self, MIGRATIONS_TABLE};
+use crate::migrations;
 use crate::record::{self, RecordRow};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -164,7 +164,7 @@ impl PostgresStore {
     /// Idempotent, and safe to call from several server instances at once: the whole
     /// pass runs in one transaction holding an advisory lock, and PostgreSQL's DDL is
     /// transactional, so a failure leaves nothing half-applied. Applied migrations are
-    /// recorded in [`MIGRATIONS_TABLE`], never in sqlx's `_sqlx_migrations`, so a host
+    /// recorded in [`MIGRATIONS_TABLE`](crate::MIGRATIONS_TABLE), never in sqlx's `_sqlx_migrations`, so a host
     /// running its own `sqlx::migrate!()` on the same database is unaffected (see
     /// [`crate::migrations`]).
     pub async fn migrate(&self) -> Result<(), MigrateError> {
@@ -173,39 +173,18 @@ impl PostgresStore {
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        migrations::apply_pending::<sqlx::Postgres>(
+            &mut tx,
+            &MIGRATOR,
             "CREATE TABLE IF NOT EXISTS _idempotency_sql_migrations (
                 version BIGINT PRIMARY KEY,
                 description TEXT NOT NULL,
                 checksum BYTEA NOT NULL,
                 installed_at BIGINT NOT NULL
             )",
+            "PostgreSQL",
         )
-        .execute(&mut *tx)
         .await?;
-        let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(migrations::SELECT_APPLIED)
-            .fetch_all(&mut *tx)
-            .await?;
-        for migration in migrations::pending(&MIGRATOR, applied)? {
-            // A plain string runs as a script of several statements, as in sqlx's migrator.
-            (&mut *tx)
-                .execute(&*migration.sql)
-                .await
-                .map_err(|error| MigrateError::ExecuteMigration(error, migration.version))?;
-            sqlx::query(migrations::INSERT_APPLIED)
-                .bind(migration.version)
-                .bind(&*migration.description)
-                .bind(&*migration.checksum)
-                .bind(migrations::now_millis())
-                .execute(&mut *tx)
-                .await?;
-            tracing::info!(
-                version = migration.version,
-                description = %migration.description,
-                ledger = MIGRATIONS_TABLE,
-                "applied idempotency-sql PostgreSQL migration"
-            );
-        }
         tx.commit().await?;
         Ok(())
     }

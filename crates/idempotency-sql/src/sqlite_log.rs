@@ -66,10 +66,10 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteLockingMode, SqliteSynchronous,
 };
-use sqlx::{Connection, Executor};
+use sqlx::Connection;
 use tokio::sync::{mpsc, Notify, OwnedMappedMutexGuard, OwnedMutexGuard};
 
-use crate::migrations::{self, MIGRATIONS_TABLE};
+use crate::migrations;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -658,39 +658,18 @@ fn is_locked(error: &sqlx::Error) -> bool {
 /// ledger (see [`migrations`]).
 async fn migrate(connection: &mut SqliteConnection) -> Result<(), MigrateError> {
     let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query(
+    migrations::apply_pending::<sqlx::Sqlite>(
+        &mut tx,
+        &MIGRATOR,
         "CREATE TABLE IF NOT EXISTS _idempotency_sql_migrations (
-                version INTEGER PRIMARY KEY,
-                description TEXT NOT NULL,
-                checksum BLOB NOT NULL,
-                installed_at INTEGER NOT NULL
-            )",
+            version INTEGER PRIMARY KEY,
+            description TEXT NOT NULL,
+            checksum BLOB NOT NULL,
+            installed_at INTEGER NOT NULL
+        )",
+        "SQLite",
     )
-    .execute(&mut *tx)
     .await?;
-    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(migrations::SELECT_APPLIED)
-        .fetch_all(&mut *tx)
-        .await?;
-    for migration in migrations::pending(&MIGRATOR, applied)? {
-        // A plain string runs as a script of several statements, as in sqlx's migrator.
-        (&mut *tx)
-            .execute(&*migration.sql)
-            .await
-            .map_err(|error| MigrateError::ExecuteMigration(error, migration.version))?;
-        sqlx::query(migrations::INSERT_APPLIED)
-            .bind(migration.version)
-            .bind(&*migration.description)
-            .bind(&*migration.checksum)
-            .bind(migrations::now_millis())
-            .execute(&mut *tx)
-            .await?;
-        tracing::info!(
-            version = migration.version,
-            description = %migration.description,
-            ledger = MIGRATIONS_TABLE,
-            "applied idempotency-sql SQLite migration"
-        );
-    }
     tx.commit().await?;
     Ok(())
 }
