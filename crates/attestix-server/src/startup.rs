@@ -37,7 +37,8 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
-    agent_cards, credentials, delegations, dids, health, identities, presentations,
+    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
+    reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -703,6 +704,14 @@ pub fn router(
             "/v1/delegations/{jti}",
             delete(delegations::revoke_delegation),
         )
+        .route("/v1/audit/events", get(audit::list_events))
+        .route("/v1/audit/verify", get(audit::verify_chain))
+        .route("/v1/reputation", get(reputation::query_reputation))
+        .route(
+            "/v1/reputation/interactions",
+            post(reputation::record_interaction),
+        )
+        .route("/v1/reputation/{agent_id}", get(reputation::get_reputation))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
