@@ -64,6 +64,8 @@ fn main() -> ExitCode {
             Command::Credential(args) => commands::credential::run(args).await,
             Command::Presentation(args) => commands::presentation::run(args).await,
             Command::Delegation(args) => commands::delegation::run(args).await,
+            Command::Reputation(args) => commands::reputation::run(args).await,
+            Command::Audit(args) => commands::reputation::run_audit(args).await,
             Command::Did(args) => commands::did::run(args).await,
             Command::AgentCard(args) => commands::agent_card::run(args).await,
             Command::Health(args) => commands::health::run(args).await,

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod import;
 pub mod keys;
 pub mod presentation;
+pub mod reputation;
 pub mod serve;
 
 use std::io::{Read, Write};
