@@ -32,6 +32,7 @@ pub mod data_key;
 pub mod error;
 pub mod fetch;
 pub mod openapi;
+pub mod provenance;
 pub mod recovery;
 pub mod reputation;
 pub mod routes;

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    reputation,
+    provenance, reputation,
 };
 
 /// The name of the request header, as documented.
@@ -64,6 +64,9 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         reputation::record_interaction,
         reputation::get_reputation,
         reputation::query_reputation,
+        provenance::log_action,
+        provenance::audit_trail,
+        provenance::verify_audit_trail,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -74,6 +77,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "agent-cards", description = "A2A agent cards: generate, parse, discover"),
         (name = "dids", description = "did:key and did:web creation and resolution"),
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
+        (name = "provenance", description = "EU AI Act Art. 12: the per-agent hash-chained action log"),
         (name = "reputation", description = "Interactions and recency-weighted trust scores"),
         (name = "audit", description = "The hash-chained audit events of every mutation"),
         (name = "health", description = "Health and metrics"),

@@ -38,7 +38,7 @@ use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
     agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    reputation,
+    provenance, reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -712,6 +712,15 @@ pub fn router(
             post(reputation::record_interaction),
         )
         .route("/v1/reputation/{agent_id}", get(reputation::get_reputation))
+        .route("/v1/provenance/actions", post(provenance::log_action))
+        .route(
+            "/v1/provenance/audit-trail/{agent_id}",
+            get(provenance::audit_trail),
+        )
+        .route(
+            "/v1/provenance/audit-trail/{agent_id}/verify",
+            get(provenance::verify_audit_trail),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)

@@ -1,4 +1,4 @@
-//! Reputation scores and audit chains against the Python reference itself (attestix
+//! Reputation scores, audit chains and provenance action chains against the Python reference itself (attestix
 //! 0.4.3), run where it is installed: the interpreter named by
 //! `ATTESTIX_REFERENCE_PYTHON`, else `python3`, must import `attestix` 0.4.3. Without
 //! it the test prints `SKIPPED: …` and passes.
@@ -6,12 +6,14 @@
 //! The same interactions at the same instant must give the same rounded score as the
 //! reference's `ReputationService._compute_score` and `round(x, 4)`, and an audit
 //! chain written here must pass the reference's `verify_chain` (and a changed event
-//! must fail it at the same event).
+//! must fail it at the same event). Provenance action chains (the `json.dumps` form)
+//! verify in both directions.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use attestix_server::audit::AuditDraft;
+use attestix_server::provenance::{chain_hash, verify_trail, TrailReport};
 use attestix_server::reputation::{round4, score, Interaction};
 use attestix_server::storage::records::GENESIS_HASH;
 use serde_json::{json, Value};
@@ -31,9 +33,27 @@ for agent in sorted({i["agent_id"] for i in data["interactions"]}):
     scores[agent] = round(ReputationService._compute_score(None, data["interactions"], agent), 4)
 result = verify_chain(data["events"])
 tampered = verify_chain(data["tampered"])
+from attestix.services.provenance_service import ProvenanceService
+actions_ok = True
+prev = "0" * 64
+for entry in data["actions"]:
+    body = {k: v for k, v in entry.items() if k not in ("chain_hash", "signature")}
+    actions_ok = actions_ok and entry["prev_hash"] == prev and ProvenanceService._chain_hash(prev, body) == entry["chain_hash"]
+    prev = entry["chain_hash"]
+theirs = []
+prev = "0" * 64
+for n, text in enumerate(["caf\u00e9 \U0001f600", "tab\tquote\"", "\u212b"]):
+    entry = {"log_id": f"audit:{n:012x}", "agent_id": "agent-p", "action_type": "inference",
+             "input_summary": text, "output_summary": "", "decision_rationale": "",
+             "human_override": n == 1, "timestamp": "2026-12-03T00:00:00+00:00",
+             "logged_by": "did:key:zRef", "score": 0.1 + n, "prev_hash": prev}
+    entry["chain_hash"] = ProvenanceService._chain_hash(prev, entry)
+    prev = entry["chain_hash"]
+    theirs.append(entry)
 print(json.dumps({"scores": scores, "valid": bool(result.valid),
                   "tampered_valid": bool(tampered.valid),
-                  "tampered_at": tampered.broken_event_id}))
+                  "tampered_at": tampered.broken_event_id,
+                  "actions_ok": actions_ok, "their_actions": theirs}))
 "#;
 
 fn reference_python() -> Option<String> {
@@ -110,6 +130,23 @@ fn scores_and_chains_agree_with_the_reference() {
         prev = event.chain_hash.clone();
         events.push(serde_json::to_value(&event).unwrap());
     }
+    // An action chain written as `append_action` writes it (non-ASCII, a float).
+    let mut actions = Vec::new();
+    let mut prev_action = GENESIS_HASH.to_owned();
+    for (n, text) in ["naïve — 😀", "\"quoted\"\n", "Å"].iter().enumerate() {
+        let mut entry = json!({
+            "log_id": format!("audit:{n:012x}"), "agent_id": "agent-p",
+            "action_type": "data_access", "input_summary": text, "output_summary": "",
+            "decision_rationale": "", "human_override": false,
+            "timestamp": "2026-12-03T00:00:00+00:00", "logged_by": "did:key:zTest",
+            "weight": 0.25 + n as f64, "prev_hash": prev_action,
+        });
+        let hash = chain_hash(&prev_action, &entry);
+        entry["chain_hash"] = json!(hash);
+        entry["signature"] = json!("unused");
+        prev_action = hash;
+        actions.push(entry);
+    }
     let mut tampered = events.clone();
     tampered[3]["target_collection"] = json!("credentials");
 
@@ -123,7 +160,7 @@ fn scores_and_chains_agree_with_the_reference() {
         .spawn()
         .expect("the reference runs");
     let input = json!({"now": now, "interactions": interactions, "events": events,
-                       "tampered": tampered});
+                       "tampered": tampered, "actions": actions});
     child
         .stdin
         .take()
@@ -141,4 +178,20 @@ fn scores_and_chains_agree_with_the_reference() {
     assert_eq!(theirs["valid"], true);
     assert_eq!(theirs["tampered_valid"], false);
     assert_eq!(theirs["tampered_at"], events[3]["event_id"]);
+    // Our action chain verifies in the reference's code, and the reference's here.
+    assert_eq!(theirs["actions_ok"], true);
+    let their_actions: Vec<String> = theirs["their_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(
+        verify_trail(&their_actions),
+        TrailReport {
+            valid: true,
+            entries: 3,
+            broken_at: None
+        }
+    );
 }

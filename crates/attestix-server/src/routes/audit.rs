@@ -76,6 +76,7 @@ pub async fn list_events(
         subject: query.target_id,
         label: query.action,
         since_ms,
+        until_ms: None,
     };
     let page = paging.page()?;
     let scope = caller.scope();

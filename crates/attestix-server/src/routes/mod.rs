@@ -8,6 +8,7 @@ pub mod dids;
 pub mod health;
 pub mod identities;
 pub mod presentations;
+pub mod provenance;
 pub mod reputation;
 
 use axum::http::{header, HeaderValue, StatusCode};

@@ -457,6 +457,8 @@ pub mod kind {
     pub const AUDIT_EVENT: &str = "audit_event";
     /// A reputation interaction.
     pub const INTERACTION: &str = "interaction";
+    /// A provenance action log entry (`audit:` id), one chain per agent.
+    pub const ACTION: &str = "action";
 }
 
 /// A record to insert.
@@ -536,6 +538,8 @@ pub struct RecordFilter {
     pub label: Option<String>,
     /// Only records created at or after this instant (unix milliseconds).
     pub since_ms: Option<i64>,
+    /// Only records created at or before this instant (unix milliseconds).
+    pub until_ms: Option<i64>,
 }
 
 /// A page of `scope`'s records of `kind` passing `filter`, in insertion order.
@@ -564,6 +568,9 @@ pub async fn list(
     }
     if let Some(since) = filter.since_ms {
         stmt = stmt.sql(" AND created_at_ms >= ").bind(since);
+    }
+    if let Some(until) = filter.until_ms {
+        stmt = stmt.sql(" AND created_at_ms <= ").bind(until);
     }
     if let Some(after) = page.after {
         stmt = stmt.sql(" AND seq > ").bind(after);

@@ -14,6 +14,7 @@ mod dids;
 mod identities;
 mod openapi;
 mod outage;
+mod provenance;
 mod reputation;
 mod restart;
 mod tls_serving;
