@@ -41,6 +41,8 @@ pub enum Command {
     Reputation(ReputationArgs),
     /// Verify the hash chain of your audit events.
     Audit(AuditArgs),
+    /// Log agent actions and read and verify their hash-chained trail (EU AI Act Art. 12).
+    Provenance(ProvenanceArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Print a shell completion script (for example `attestix completions bash`).
@@ -742,6 +744,68 @@ pub enum ReputationCommand {
         /// Paging.
         #[command(flatten)]
         page: PageArgs,
+    },
+}
+
+/// `attestix provenance …`
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ProvenanceCommand,
+}
+
+/// The provenance subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProvenanceCommand {
+    /// Log an action (POST /v1/provenance/actions); prints its log id.
+    Log {
+        /// The agent that acted.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// `inference`, `delegation`, `data_access` or `external_call`.
+        #[arg(long)]
+        action_type: String,
+        /// What went in.
+        #[arg(long)]
+        input_summary: Option<String>,
+        /// What came out.
+        #[arg(long)]
+        output_summary: Option<String>,
+        /// Why.
+        #[arg(long)]
+        decision_rationale: Option<String>,
+        /// A human overrode the agent.
+        #[arg(long)]
+        human_override: bool,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// An agent's action log, oldest first (GET /v1/provenance/audit-trail/{agent_id}).
+    Trail {
+        /// The agent.
+        agent_id: String,
+        /// Only this action type.
+        #[arg(long)]
+        action_type: Option<String>,
+        /// Only entries at or after this date or instant (RFC 3339).
+        #[arg(long)]
+        start_date: Option<String>,
+        /// Only entries at or before this date or instant (RFC 3339).
+        #[arg(long)]
+        end_date: Option<String>,
+        /// Paging.
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Walk an agent's action chain; exits with 1 when it is broken.
+    Verify {
+        /// The agent.
+        agent_id: String,
     },
 }
 

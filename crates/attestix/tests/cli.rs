@@ -1428,3 +1428,57 @@ async fn reputation_commands_record_show_and_query_and_audit_verify() {
         stdout(&verified)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_commands_log_list_and_verify_the_trail() {
+    let server = TestServer::start().await;
+    for key in ["cli-prov-1", "cli-prov-1", "cli-prov-2"] {
+        let logged = run(server.attestix().args([
+            "provenance",
+            "log",
+            "--agent",
+            "agent-p",
+            "--action-type",
+            "inference",
+            "--input-summary",
+            "question",
+            "--idempotency-key",
+            key,
+        ]))
+        .await;
+        assert_exit(&logged, 0);
+        assert!(
+            stdout(&logged).contains("Logged inference audit:"),
+            "{}",
+            stdout(&logged)
+        );
+    }
+    let trail = run(server
+        .attestix()
+        .args(["provenance", "trail", "agent-p", "--all"]))
+    .await;
+    assert_exit(&trail, 0);
+    assert_eq!(
+        stdout(&trail).matches("audit:").count(),
+        2,
+        "{}",
+        stdout(&trail)
+    );
+    let verified = run(server.attestix().args(["provenance", "verify", "agent-p"])).await;
+    assert_exit(&verified, 0);
+    assert!(
+        stdout(&verified).contains("VALID: action trail of agent-p, 2 entries"),
+        "{}",
+        stdout(&verified)
+    );
+    let bad = run(server.attestix().args([
+        "provenance",
+        "log",
+        "--agent",
+        "agent-p",
+        "--action-type",
+        "dance",
+    ]))
+    .await;
+    assert_ne!(bad.status.code(), Some(0));
+}

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod import;
 pub mod keys;
 pub mod presentation;
+pub mod provenance;
 pub mod reputation;
 pub mod serve;
 
