@@ -30,6 +30,25 @@ pub(crate) fn refuse_nul(errors: &mut Vec<FieldError>, field: &str, value: &str)
     }
 }
 
+/// Notes in `errors` that `value`, a client's string for `field`, is not `min` to
+/// `max` characters long or holds a NUL ([`refuse_nul`]).
+pub(crate) fn check_chars(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) {
+    let chars = value.chars().count();
+    if chars < min || chars > max {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: format!("{field} must be {min} to {max} characters (got {chars})"),
+        });
+    }
+    refuse_nul(errors, field, value);
+}
+
 /// The errors [`refuse_nul`] noted, as a 422.
 pub(crate) fn no_errors(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {

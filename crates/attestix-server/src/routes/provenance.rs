@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    audit_draft, list_response, may_be_stored, no_errors, refuse_nul, unix_ms, ApiJson, ApiPath,
+    audit_draft, check_chars, list_response, may_be_stored, no_errors, unix_ms, ApiJson, ApiPath,
     ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
@@ -53,17 +53,6 @@ pub struct LogActionRequest {
     pub human_override: bool,
 }
 
-fn check(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
-    let chars = value.chars().count();
-    if chars < min || chars > max {
-        errors.push(FieldError {
-            field: field.to_owned(),
-            message: format!("{field} must be {min} to {max} characters (got {chars})"),
-        });
-    }
-    refuse_nul(errors, field, value);
-}
-
 fn check_action_type(errors: &mut Vec<FieldError>, value: &str) {
     if !ACTION_TYPES.contains(&value) {
         errors.push(FieldError {
@@ -90,14 +79,14 @@ pub async fn log_action(
     ApiJson(body): ApiJson<LogActionRequest>,
 ) -> Result<JsonText, ApiError> {
     let mut errors = Vec::new();
-    check(&mut errors, "agent_id", &body.agent_id, 1, MAX_ID_CHARS);
+    check_chars(&mut errors, "agent_id", &body.agent_id, 1, MAX_ID_CHARS);
     check_action_type(&mut errors, &body.action_type);
     for (field, value) in [
         ("input_summary", &body.input_summary),
         ("output_summary", &body.output_summary),
         ("decision_rationale", &body.decision_rationale),
     ] {
-        check(&mut errors, field, value, 0, MAX_TEXT_CHARS);
+        check_chars(&mut errors, field, value, 0, MAX_TEXT_CHARS);
     }
     no_errors(errors)?;
     let now = OffsetDateTime::now_utc();

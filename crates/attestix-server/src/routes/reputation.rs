@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    audit_draft, audit_draft_by, may_be_stored, no_errors, refuse_nul, ApiJson, ApiPath, ApiQuery,
+    audit_draft, audit_draft_by, check_chars, may_be_stored, no_errors, ApiJson, ApiPath, ApiQuery,
     JsonText, Paging,
 };
 use crate::audit::actor;
@@ -72,35 +72,24 @@ pub struct QueryReputation {
     pub category: Option<String>,
 }
 
-fn check_length(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
-    let chars = value.chars().count();
-    if chars < min || chars > max {
-        errors.push(FieldError {
-            field: field.to_owned(),
-            message: format!("{field} must be {min} to {max} characters (got {chars})"),
-        });
-    }
-    refuse_nul(errors, field, value);
-}
-
 fn validate(body: RecordInteractionRequest, now: OffsetDateTime) -> Result<Interaction, ApiError> {
     let mut errors = Vec::new();
-    check_length(&mut errors, "agent_id", &body.agent_id, 1, MAX_ID_CHARS);
-    check_length(
+    check_chars(&mut errors, "agent_id", &body.agent_id, 1, MAX_ID_CHARS);
+    check_chars(
         &mut errors,
         "counterparty_id",
         &body.counterparty_id,
         1,
         MAX_ID_CHARS,
     );
-    check_length(
+    check_chars(
         &mut errors,
         "category",
         &body.category,
         1,
         MAX_CATEGORY_CHARS,
     );
-    check_length(&mut errors, "details", &body.details, 0, MAX_DETAILS_CHARS);
+    check_chars(&mut errors, "details", &body.details, 0, MAX_DETAILS_CHARS);
     if !OUTCOMES.iter().any(|(name, _)| *name == body.outcome) {
         errors.push(FieldError {
             field: "outcome".into(),
@@ -257,7 +246,7 @@ pub async fn query_reputation(
         });
     }
     if let Some(category) = &query.category {
-        check_length(&mut errors, "category", category, 1, MAX_CATEGORY_CHARS);
+        check_chars(&mut errors, "category", category, 1, MAX_CATEGORY_CHARS);
     }
     no_errors(errors)?;
     let page = paging.page()?;
