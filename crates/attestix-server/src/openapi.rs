@@ -65,6 +65,8 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         reputation::get_reputation,
         reputation::query_reputation,
         provenance::log_action,
+        provenance::record_training_data,
+        provenance::record_model_lineage,
         provenance::audit_trail,
         provenance::verify_audit_trail,
     ),

@@ -714,6 +714,14 @@ pub fn router(
         .route("/v1/reputation/{agent_id}", get(reputation::get_reputation))
         .route("/v1/provenance/actions", post(provenance::log_action))
         .route(
+            "/v1/provenance/training-data",
+            post(provenance::record_training_data),
+        )
+        .route(
+            "/v1/provenance/model-lineage",
+            post(provenance::record_model_lineage),
+        )
+        .route(
             "/v1/provenance/audit-trail/{agent_id}",
             get(provenance::audit_trail),
         )

@@ -235,3 +235,291 @@ pub async fn verify_audit_trail(
     .await?;
     JsonText::ok(&verify_trail(&documents))
 }
+
+/// The largest serialised `evaluation_metrics` or `training_config` accepted.
+const MAX_OBJECT_BYTES: usize = 16 * 1024;
+/// The most `data_categories` accepted.
+const MAX_CATEGORIES: usize = 64;
+
+/// The body of `POST /v1/provenance/training-data`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TrainingDataRequest {
+    /// The agent the data trained (1 to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
+    pub agent_id: String,
+    /// The dataset's name (1 to 4096 characters).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub dataset_name: String,
+    /// Where the dataset can be had (at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub source_url: String,
+    /// An alias of `source_url`, used when that is empty (at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub source: String,
+    /// The dataset's version (at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub dataset_version: String,
+    /// Its license (at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub license: String,
+    /// Categories of data (at most 64, each at most 256 characters).
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub data_categories: Option<Vec<String>>,
+    /// Whether it holds personal data.
+    #[serde(default)]
+    pub contains_personal_data: bool,
+    /// Governance measures applied (Art. 10; at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub data_governance_measures: String,
+}
+
+/// The body of `POST /v1/provenance/model-lineage`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ModelLineageRequest {
+    /// The agent the model serves (1 to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
+    pub agent_id: String,
+    /// The base model (1 to 4096 characters).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub base_model: String,
+    /// Its provider (at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub base_model_provider: String,
+    /// How it was fine-tuned (at most 4096 characters).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub fine_tuning_method: String,
+    /// Evaluation metrics, stored verbatim (an object of at most 16 KiB).
+    #[serde(default)]
+    pub evaluation_metrics: Option<serde_json::Map<String, Value>>,
+    /// Training configuration, stored verbatim (an object of at most 16 KiB).
+    #[serde(default)]
+    pub training_config: Option<serde_json::Map<String, Value>>,
+}
+
+/// Signs `entry` (over its canonical bytes), stores it as a provenance entry of
+/// `caller`'s scope with its audit event, and answers 201 with it.
+async fn store_entry(
+    state: &AppState,
+    caller: &Caller,
+    mut entry: serde_json::Map<String, Value>,
+    action: &str,
+    now: OffsetDateTime,
+) -> Result<JsonText, ApiError> {
+    let field = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+    let (entry_id, agent_id, entry_type) =
+        (field("entry_id"), field("agent_id"), field("entry_type"));
+    let bytes = attestix_core::canonical_bytes(&Value::Object(entry.clone()))
+        .map_err(|error| ApiError::invalid("body", error.to_string()))?;
+    entry.insert(
+        "signature".into(),
+        state.signer.sign_base64url(&bytes).into(),
+    );
+    let document = serde_json::to_string(&entry).map_err(ApiError::internal)?;
+    let after = json!({"entry_id": entry_id, "agent_id": agent_id, "entry_type": entry_type});
+    let event = audit_draft(state, caller, action, (&entry_id, "provenance"), after, now)?
+        .mentioning([agent_id.clone()]);
+    let record = records::NewRecord {
+        scope: caller.scope(),
+        kind: kind::PROVENANCE_ENTRY,
+        id: entry_id,
+        subject: Some(agent_id.clone()),
+        label: Some(entry_type),
+        created_at_ms: unix_ms(now),
+        document: document.clone(),
+        refs: vec![agent_id],
+    };
+    records::write_with(&*state.storage, move |tx| {
+        Box::pin(async move {
+            records::insert(tx, &record).await?;
+            crate::audit::append(tx, &event).await?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(JsonText::new(StatusCode::CREATED, document))
+}
+
+fn check_object(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&serde_json::Map<String, Value>>,
+) {
+    let size = value.map_or(2, |map| Value::Object(map.clone()).to_string().len());
+    if size > MAX_OBJECT_BYTES {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: format!("{field} must serialise to at most {MAX_OBJECT_BYTES} bytes"),
+        });
+    }
+    if value.is_some_and(|map| Value::Object(map.clone()).to_string().contains("\\u0000")) {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: format!("{field} must not contain the NUL character (U+0000)"),
+        });
+    }
+}
+
+fn new_entry_id() -> String {
+    format!("prov:{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Record a training data source of an agent (Art. 10).
+#[utoipa::path(
+    post,
+    path = "/v1/provenance/training-data",
+    tag = "provenance",
+    request_body = TrainingDataRequest,
+    responses(
+        (status = 201, description = "The signed provenance entry", body = Object, content_type = "application/json"),
+        (status = 422, description = "A field breaks its rule", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn record_training_data(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<TrainingDataRequest>,
+) -> Result<JsonText, ApiError> {
+    let mut errors = Vec::new();
+    check_chars(&mut errors, "agent_id", &body.agent_id, 1, MAX_ID_CHARS);
+    check_chars(
+        &mut errors,
+        "dataset_name",
+        &body.dataset_name,
+        1,
+        MAX_TEXT_CHARS,
+    );
+    for (field, value) in [
+        ("source_url", &body.source_url),
+        ("source", &body.source),
+        ("dataset_version", &body.dataset_version),
+        ("license", &body.license),
+        ("data_governance_measures", &body.data_governance_measures),
+    ] {
+        check_chars(&mut errors, field, value, 0, MAX_TEXT_CHARS);
+    }
+    let categories = body.data_categories.unwrap_or_default();
+    if categories.len() > MAX_CATEGORIES {
+        errors.push(FieldError {
+            field: "data_categories".into(),
+            message: format!("data_categories must have at most {MAX_CATEGORIES} items"),
+        });
+    }
+    for (index, category) in categories.iter().enumerate() {
+        check_chars(
+            &mut errors,
+            &format!("data_categories[{index}]"),
+            category,
+            0,
+            MAX_ID_CHARS,
+        );
+    }
+    no_errors(errors)?;
+    let now = OffsetDateTime::now_utc();
+    // `source` stands in for an empty `source_url`, as in the reference.
+    let source_url = if body.source_url.is_empty() {
+        body.source
+    } else {
+        body.source_url
+    };
+    let entry = json!({
+        "entry_id": new_entry_id(),
+        "entry_type": "training_data",
+        "agent_id": body.agent_id,
+        "dataset_name": body.dataset_name,
+        "dataset_version": body.dataset_version,
+        "source_url": source_url,
+        "license": body.license,
+        "data_categories": categories,
+        "contains_personal_data": body.contains_personal_data,
+        "data_governance_measures": body.data_governance_measures,
+        "recorded_at": attestix_core::format_isoformat(now),
+        "recorded_by": state.signer.did(),
+    });
+    let Value::Object(entry) = entry else {
+        return Err(ApiError::internal("an entry is an object"));
+    };
+    store_entry(
+        &state,
+        &caller,
+        entry,
+        "provenance.record_training_data",
+        now,
+    )
+    .await
+}
+
+/// Record the model lineage of an agent (Art. 11).
+#[utoipa::path(
+    post,
+    path = "/v1/provenance/model-lineage",
+    tag = "provenance",
+    request_body = ModelLineageRequest,
+    responses(
+        (status = 201, description = "The signed provenance entry", body = Object, content_type = "application/json"),
+        (status = 422, description = "A field breaks its rule", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn record_model_lineage(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<ModelLineageRequest>,
+) -> Result<JsonText, ApiError> {
+    let mut errors = Vec::new();
+    check_chars(&mut errors, "agent_id", &body.agent_id, 1, MAX_ID_CHARS);
+    check_chars(
+        &mut errors,
+        "base_model",
+        &body.base_model,
+        1,
+        MAX_TEXT_CHARS,
+    );
+    for (field, value) in [
+        ("base_model_provider", &body.base_model_provider),
+        ("fine_tuning_method", &body.fine_tuning_method),
+    ] {
+        check_chars(&mut errors, field, value, 0, MAX_TEXT_CHARS);
+    }
+    check_object(
+        &mut errors,
+        "evaluation_metrics",
+        body.evaluation_metrics.as_ref(),
+    );
+    check_object(
+        &mut errors,
+        "training_config",
+        body.training_config.as_ref(),
+    );
+    no_errors(errors)?;
+    let now = OffsetDateTime::now_utc();
+    let entry = json!({
+        "entry_id": new_entry_id(),
+        "entry_type": "model_lineage",
+        "agent_id": body.agent_id,
+        "base_model": body.base_model,
+        "base_model_provider": body.base_model_provider,
+        "fine_tuning_method": body.fine_tuning_method,
+        "evaluation_metrics": body.evaluation_metrics.unwrap_or_default(),
+        "training_config": body.training_config.unwrap_or_default(),
+        "recorded_at": attestix_core::format_isoformat(now),
+        "recorded_by": state.signer.did(),
+    });
+    let Value::Object(entry) = entry else {
+        return Err(ApiError::internal("an entry is an object"));
+    };
+    store_entry(
+        &state,
+        &caller,
+        entry,
+        "provenance.record_model_lineage",
+        now,
+    )
+    .await
+}

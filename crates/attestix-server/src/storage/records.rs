@@ -459,6 +459,8 @@ pub mod kind {
     pub const INTERACTION: &str = "interaction";
     /// A provenance action log entry (`audit:` id), one chain per agent.
     pub const ACTION: &str = "action";
+    /// A provenance entry (`prov:` id): training data or model lineage.
+    pub const PROVENANCE_ENTRY: &str = "provenance_entry";
 }
 
 /// A record to insert.

@@ -13,6 +13,7 @@ crate::on_both_backends!(
     the_trail_filters_by_type_and_date_and_is_scoped,
     a_keyed_action_replays_without_a_second_entry,
     every_bad_field_is_a_422_naming_it,
+    training_data_and_model_lineage_are_signed_entries_with_events,
 );
 
 fn action(agent: &str, action_type: &str) -> Value {
@@ -256,5 +257,101 @@ async fn every_bad_field_is_a_422_naming_it(backend: Backend) {
         assert_eq!(reply.status, 422, "{query}");
     }
     assert_eq!(verify(&server, "a").await["entries"], 0);
+    server.finish().await;
+}
+
+async fn training_data_and_model_lineage_are_signed_entries_with_events(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let post = |path: &'static str, body: Value| {
+        let server = &server;
+        async move { Reply::of(server.post_keyed(path, path, &body).send()).await }
+    };
+    let training = json!({"agent_id": "agent-m", "dataset_name": "corpus", "source": "https://x",
+                          "dataset_version": "2", "data_categories": ["text"]});
+    let first = post("/v1/provenance/training-data", training.clone()).await;
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let entry = first.json();
+    let keys: Vec<&str> = entry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "entry_id",
+            "entry_type",
+            "agent_id",
+            "dataset_name",
+            "dataset_version",
+            "source_url",
+            "license",
+            "data_categories",
+            "contains_personal_data",
+            "data_governance_measures",
+            "recorded_at",
+            "recorded_by",
+            "signature"
+        ]
+    );
+    assert_eq!(entry["source_url"], "https://x");
+    assert!(entry["entry_id"].as_str().unwrap().starts_with("prov:"));
+    assert!(post("/v1/provenance/training-data", training)
+        .await
+        .replayed());
+    let lineage = json!({"agent_id": "agent-m", "base_model": "m", "evaluation_metrics": {"f1": 0.91},
+                         "training_config": {"epochs": 3}});
+    let second = post("/v1/provenance/model-lineage", lineage).await;
+    assert_eq!(
+        second.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&second.body)
+    );
+    assert_eq!(second.json()["training_config"], json!({"epochs": 3}));
+    assert_eq!(second.json()["entry_type"], "model_lineage");
+    let events = server
+        .all_pages("/v1/audit/events", &server.admin_key)
+        .await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "provenance.record_training_data",
+            "provenance.record_model_lineage"
+        ]
+    );
+    for (path, body, field) in [
+        (
+            "/v1/provenance/training-data",
+            json!({"agent_id": "a"}),
+            "dataset_name",
+        ),
+        (
+            "/v1/provenance/model-lineage",
+            json!({"agent_id": "a", "base_model": ""}),
+            "base_model",
+        ),
+        (
+            "/v1/provenance/model-lineage",
+            json!({"agent_id": "a", "base_model": "m", "training_config": {"x": "y".repeat(17000)}}),
+            "training_config",
+        ),
+    ] {
+        let reply = Reply::of(server.request(Method::POST, path).json(&body).send()).await;
+        assert_eq!(reply.status, 422, "{body}");
+        assert!(reply.problem().to_string().contains(field), "{field}");
+    }
     server.finish().await;
 }
