@@ -25,6 +25,7 @@
 //! authentication → idempotency → routes. Nothing unauthenticated reaches the
 //! idempotency store; the idempotency scope is the caller's principal and tenant.
 
+pub mod audit;
 pub mod auth;
 pub mod checked_signatures;
 pub mod config;
@@ -32,7 +33,9 @@ pub mod data_key;
 pub mod error;
 pub mod fetch;
 pub mod openapi;
+pub mod provenance;
 pub mod recovery;
+pub mod reputation;
 pub mod routes;
 pub mod signing_key;
 pub mod startup;

@@ -11,7 +11,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agent_cards, credentials, delegations, dids, health, identities, presentations,
+    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
+    provenance, reputation,
 };
 
 /// The name of the request header, as documented.
@@ -58,6 +59,16 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         dids::create_did_key,
         dids::create_did_web,
         dids::resolve_did,
+        audit::list_events,
+        audit::verify_chain,
+        reputation::record_interaction,
+        reputation::get_reputation,
+        reputation::query_reputation,
+        provenance::log_action,
+        provenance::record_training_data,
+        provenance::record_model_lineage,
+        provenance::audit_trail,
+        provenance::verify_audit_trail,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -68,6 +79,9 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "agent-cards", description = "A2A agent cards: generate, parse, discover"),
         (name = "dids", description = "did:key and did:web creation and resolution"),
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
+        (name = "provenance", description = "EU AI Act Art. 12: the per-agent hash-chained action log"),
+        (name = "reputation", description = "Interactions and recency-weighted trust scores"),
+        (name = "audit", description = "The hash-chained audit events of every mutation"),
         (name = "health", description = "Health and metrics"),
     )
 )]

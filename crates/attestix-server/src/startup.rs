@@ -37,7 +37,8 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
-    agent_cards, credentials, delegations, dids, health, identities, presentations,
+    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
+    provenance, reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -714,6 +715,31 @@ pub fn router(
         .route(
             "/v1/delegations/{jti}",
             delete(delegations::revoke_delegation),
+        )
+        .route("/v1/audit/events", get(audit::list_events))
+        .route("/v1/audit/verify", get(audit::verify_chain))
+        .route("/v1/reputation", get(reputation::query_reputation))
+        .route(
+            "/v1/reputation/interactions",
+            post(reputation::record_interaction),
+        )
+        .route("/v1/reputation/{agent_id}", get(reputation::get_reputation))
+        .route("/v1/provenance/actions", post(provenance::log_action))
+        .route(
+            "/v1/provenance/training-data",
+            post(provenance::record_training_data),
+        )
+        .route(
+            "/v1/provenance/model-lineage",
+            post(provenance::record_model_lineage),
+        )
+        .route(
+            "/v1/provenance/audit-trail/{agent_id}",
+            get(provenance::audit_trail),
+        )
+        .route(
+            "/v1/provenance/audit-trail/{agent_id}/verify",
+            get(provenance::verify_audit_trail),
         )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))

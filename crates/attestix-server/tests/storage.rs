@@ -36,6 +36,7 @@ fn identity(owner: &str, n: u64, protocol: &str) -> NewIdentity {
         created_at_ms: NOW,
         expires_at_ms: NOW + 365 * DAY_MS,
         recovery: None,
+        audit: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn credential(owner: &str, n: u64, subject: &str, credential_type: &str) -> NewC
         issued_at_ms: NOW,
         expires_at_ms: NOW + 365 * DAY_MS,
         recovery: None,
+        audit: None,
     }
 }
 
@@ -102,6 +104,7 @@ fn keyed_identity_at_use(
         created_at_ms: at_ms,
         expires_at_ms: at_ms + 365 * DAY_MS,
         recovery: Some(recovery),
+        audit: None,
     }
 }
 
@@ -129,6 +132,7 @@ fn keyed_credential_at_use(
         issued_at_ms: at_ms,
         expires_at_ms: at_ms + 365 * DAY_MS,
         recovery: Some(recovery),
+        audit: None,
     }
 }
 
@@ -300,7 +304,7 @@ async fn another_owners_identity_is_invisible_and_cannot_be_updated(storage: Sha
         .documents
         .is_empty());
     assert!(!storage
-        .revoke_identity("bob", &new.agent_id, "{\"hijacked\":true}")
+        .revoke_identity("bob", &new.agent_id, "{\"hijacked\":true}", None)
         .await
         .expect("revocation succeeds"));
     assert_eq!(
@@ -326,11 +330,11 @@ async fn a_revoked_identity_is_listed_only_when_revoked_ones_are_asked_for(stora
 
     let revoked_document = "{\"agent_id\":\"attestix:0000000000000002\",\"revoked\":true}";
     assert!(storage
-        .revoke_identity("alice", &revoked.agent_id, revoked_document)
+        .revoke_identity("alice", &revoked.agent_id, revoked_document, None)
         .await
         .expect("revocation succeeds"));
     assert!(!storage
-        .revoke_identity("alice", "attestix:ffffffffffffffff", revoked_document)
+        .revoke_identity("alice", "attestix:ffffffffffffffff", revoked_document, None)
         .await
         .expect("revocation succeeds"));
 
@@ -424,17 +428,17 @@ async fn a_credential_reads_back_and_is_replaced_by_its_owner_only(storage: Shar
         None
     );
     assert!(!storage
-        .revoke_credential("bob", &new.credential_id, "{}")
+        .revoke_credential("bob", &new.credential_id, "{}", None)
         .await
         .expect("revocation succeeds"));
     assert!(!storage
-        .revoke_credential("alice", "urn:uuid:unknown", "{}")
+        .revoke_credential("alice", "urn:uuid:unknown", "{}", None)
         .await
         .expect("revocation succeeds"));
 
     let revoked_document = "{\"credentialStatus\":{\"revoked\":true}}";
     assert!(storage
-        .revoke_credential("alice", &new.credential_id, revoked_document)
+        .revoke_credential("alice", &new.credential_id, revoked_document, None)
         .await
         .expect("revocation succeeds"));
     assert_eq!(
@@ -474,7 +478,7 @@ async fn credentials_page_by_cursor_and_filter_by_subject_type_and_validity(
         let revoked = n % 11 == 4;
         if revoked {
             assert!(storage
-                .revoke_credential("alice", &mine.credential_id, &mine.document)
+                .revoke_credential("alice", &mine.credential_id, &mine.document, None)
                 .await
                 .expect("revocation succeeds"));
         }
@@ -1027,14 +1031,15 @@ async fn a_revocation_is_recorded_once_and_never_overwritten(storage: SharedStor
         .expect("insert succeeds");
     let first = "{\"revoked\":true,\"revocation_reason\":\"first\"}";
     assert!(storage
-        .revoke_identity("alice", &identity.agent_id, first)
+        .revoke_identity("alice", &identity.agent_id, first, None)
         .await
         .expect("revocation succeeds"));
     assert!(!storage
         .revoke_identity(
             "alice",
             &identity.agent_id,
-            "{\"revocation_reason\":\"second\"}"
+            "{\"revocation_reason\":\"second\"}",
+            None
         )
         .await
         .expect("revocation succeeds"));
@@ -1058,7 +1063,7 @@ async fn a_revocation_is_recorded_once_and_never_overwritten(storage: SharedStor
         tokio::spawn(async move {
             let document = format!("{{\"attempt\":{n}}}");
             let recorded = storage
-                .revoke_credential("alice", &id, &document)
+                .revoke_credential("alice", &id, &document, None)
                 .await
                 .expect("revocation succeeds");
             recorded.then_some(document)
@@ -1121,11 +1126,11 @@ async fn record_states_are_read_across_owners_and_follow_revocation(storage: Sha
         active
     );
     assert!(storage
-        .revoke_identity("alice", &identity.agent_id, "{}")
+        .revoke_identity("alice", &identity.agent_id, "{}", None)
         .await
         .expect("update succeeds"));
     assert!(storage
-        .revoke_credential("alice", &credential.credential_id, "{}")
+        .revoke_credential("alice", &credential.credential_id, "{}", None)
         .await
         .expect("update succeeds"));
     assert_eq!(
@@ -1180,6 +1185,7 @@ fn delegation(
             r#"{{"jti":"{jti}","issuer":"{issuer}","audience":"{audience}","revoked":false}}"#
         ),
         recovery: None,
+        audit: None,
     }
 }
 
@@ -1192,6 +1198,7 @@ fn keyed_delegation(scope: &str, key: &str, at_ms: i64, n: u64, use_of_key: u32)
         document: format!(r#"{{"jti":"{jti}","n":{n}}}"#),
         created_at_ms: at_ms,
         recovery: Some(recovery),
+        audit: None,
         ..delegation("alice", &jti, "attestix:a", "did:key:zB", at_ms + DAY_MS)
     }
 }
@@ -1239,7 +1246,7 @@ async fn a_delegation_reads_back_and_is_revoked_by_its_owner_only(storage: Share
         .is_empty());
     // Bob can neither revoke it nor take its jti.
     assert!(!storage
-        .revoke_delegation("bob", "jti-1", "{}")
+        .revoke_delegation("bob", "jti-1", "{}", None)
         .await
         .unwrap());
     assert!(matches!(
@@ -1254,11 +1261,11 @@ async fn a_delegation_reads_back_and_is_revoked_by_its_owner_only(storage: Share
         .unwrap()
         .is_empty());
     assert!(storage
-        .revoke_delegation("alice", "jti-1", r#"{"revoked":true}"#)
+        .revoke_delegation("alice", "jti-1", r#"{"revoked":true}"#, None)
         .await
         .unwrap());
     assert!(!storage
-        .revoke_delegation("alice", "jti-1", r#"{"again":true}"#)
+        .revoke_delegation("alice", "jti-1", r#"{"again":true}"#, None)
         .await
         .unwrap());
     assert_eq!(
@@ -1294,7 +1301,7 @@ async fn delegations_filter_by_agent_role_expiry_and_revocation_and_page(storage
             .unwrap();
     }
     storage
-        .revoke_delegation("alice", "d4", r#"{"jti":"d4"}"#)
+        .revoke_delegation("alice", "d4", r#"{"jti":"d4"}"#, None)
         .await
         .unwrap();
     let filter = |agent: Option<&str>, role, expired, revoked| DelegationFilter {
@@ -1449,6 +1456,7 @@ fn new_did(
         document: format!(r#"{{"did":"{did}","keypair_id":"{keypair_id}"}}"#),
         sealed_private_key: vec![1, 2, 3],
         recovery,
+        audit: None,
     }
 }
 

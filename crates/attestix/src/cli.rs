@@ -37,6 +37,12 @@ pub enum Command {
     AgentCard(AgentCardArgs),
     /// Create did:key and did:web DIDs (private keys stay on the server) and resolve DIDs.
     Did(DidArgs),
+    /// Record interactions and read recency-weighted trust scores.
+    Reputation(ReputationArgs),
+    /// Verify the hash chain of your audit events.
+    Audit(AuditArgs),
+    /// Log agent actions and read and verify their hash-chained trail (EU AI Act Art. 12).
+    Provenance(ProvenanceArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Serve the Attestix tools to AI agents over the Model Context Protocol
@@ -674,6 +680,159 @@ pub struct DelegationListArgs {
     /// Paging.
     #[command(flatten)]
     pub page: PageArgs,
+}
+
+/// `attestix reputation …`
+#[derive(Debug, Args)]
+pub struct ReputationArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ReputationCommand,
+}
+
+/// An interaction's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeArg {
+    /// Weighs 1.
+    Success,
+    /// Weighs 0.5.
+    Partial,
+    /// Weighs 0.2.
+    Timeout,
+    /// Weighs 0.
+    Failure,
+}
+
+/// The reputation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReputationCommand {
+    /// Record an interaction (POST /v1/reputation/interactions); prints the new score.
+    Record {
+        /// The agent being evaluated.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// The other party.
+        #[arg(long = "counterparty", value_name = "ID")]
+        counterparty_id: String,
+        /// How it went.
+        #[arg(long, value_enum)]
+        outcome: OutcomeArg,
+        /// The category (the server's default is `general`).
+        #[arg(long)]
+        category: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        details: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// An agent's score and breakdown per category (GET /v1/reputation/{agent_id}).
+    Show {
+        /// The agent.
+        agent_id: String,
+    },
+    /// Agents by score, highest first (GET /v1/reputation).
+    Query {
+        /// Lowest score, 0 to 1.
+        #[arg(long)]
+        min_score: Option<f64>,
+        /// Highest score, 0 to 1.
+        #[arg(long)]
+        max_score: Option<f64>,
+        /// Fewest interactions.
+        #[arg(long)]
+        min_interactions: Option<u64>,
+        /// Only this category's interactions count.
+        #[arg(long)]
+        category: Option<String>,
+        /// Paging.
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+/// `attestix provenance …`
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ProvenanceCommand,
+}
+
+/// The provenance subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProvenanceCommand {
+    /// Log an action (POST /v1/provenance/actions); prints its log id.
+    Log {
+        /// The agent that acted.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// `inference`, `delegation`, `data_access` or `external_call`.
+        #[arg(long)]
+        action_type: String,
+        /// What went in.
+        #[arg(long)]
+        input_summary: Option<String>,
+        /// What came out.
+        #[arg(long)]
+        output_summary: Option<String>,
+        /// Why.
+        #[arg(long)]
+        decision_rationale: Option<String>,
+        /// A human overrode the agent.
+        #[arg(long)]
+        human_override: bool,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// An agent's action log, oldest first (GET /v1/provenance/audit-trail/{agent_id}).
+    Trail {
+        /// The agent.
+        agent_id: String,
+        /// Only this action type.
+        #[arg(long)]
+        action_type: Option<String>,
+        /// Only entries at or after this date or instant (RFC 3339).
+        #[arg(long)]
+        start_date: Option<String>,
+        /// Only entries at or before this date or instant (RFC 3339).
+        #[arg(long)]
+        end_date: Option<String>,
+        /// Paging.
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Walk an agent's action chain; exits with 1 when it is broken.
+    Verify {
+        /// The agent.
+        agent_id: String,
+    },
+}
+
+/// `attestix audit …`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// The audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk your audit chain (GET /v1/audit/verify); exits with 1 when it is broken.
+    Verify,
 }
 
 /// `attestix agent-card …`

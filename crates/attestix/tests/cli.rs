@@ -1369,3 +1369,116 @@ async fn agent_card_commands_generate_and_parse() {
         stderr(&refused)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reputation_commands_record_show_and_query_and_audit_verify() {
+    let server = TestServer::start().await;
+    let record = |outcome: &'static str, key: &'static str| {
+        let mut command = server.attestix();
+        command.args([
+            "reputation",
+            "record",
+            "--agent",
+            "agent-r",
+            "--counterparty",
+            "peer",
+            "--outcome",
+            outcome,
+            "--category",
+            "task",
+            "--idempotency-key",
+            key,
+        ]);
+        command
+    };
+    let first = run(&mut record("success", "cli-rep-1")).await;
+    assert_exit(&first, 0);
+    assert!(
+        stdout(&first).contains("trust score 1.0 over 1 interactions"),
+        "{}",
+        stdout(&first)
+    );
+    // The same key again is a replay, not a second interaction.
+    let again = run(&mut record("success", "cli-rep-1")).await;
+    assert_exit(&again, 0);
+    assert!(stderr(&again).contains("replayed"), "{}", stderr(&again));
+    assert_exit(&run(&mut record("failure", "cli-rep-2")).await, 0);
+
+    let shown = run(server
+        .attestix()
+        .args(["reputation", "show", "agent-r", "--json"]))
+    .await;
+    assert_exit(&shown, 0);
+    let shown = json_stdout(&shown);
+    assert_eq!(shown["total_interactions"], 2);
+    assert_eq!(shown["category_breakdown"]["task"]["failure"], 1);
+
+    let queried = run(server
+        .attestix()
+        .args(["reputation", "query", "--min-interactions", "2"]))
+    .await;
+    assert_exit(&queried, 0);
+    assert!(stdout(&queried).contains("agent-r"), "{}", stdout(&queried));
+
+    let verified = run(server.attestix().args(["audit", "verify"])).await;
+    assert_exit(&verified, 0);
+    assert!(
+        stdout(&verified).contains("VALID: audit chain of 2 events"),
+        "{}",
+        stdout(&verified)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_commands_log_list_and_verify_the_trail() {
+    let server = TestServer::start().await;
+    for key in ["cli-prov-1", "cli-prov-1", "cli-prov-2"] {
+        let logged = run(server.attestix().args([
+            "provenance",
+            "log",
+            "--agent",
+            "agent-p",
+            "--action-type",
+            "inference",
+            "--input-summary",
+            "question",
+            "--idempotency-key",
+            key,
+        ]))
+        .await;
+        assert_exit(&logged, 0);
+        assert!(
+            stdout(&logged).contains("Logged inference audit:"),
+            "{}",
+            stdout(&logged)
+        );
+    }
+    let trail = run(server
+        .attestix()
+        .args(["provenance", "trail", "agent-p", "--all"]))
+    .await;
+    assert_exit(&trail, 0);
+    assert_eq!(
+        stdout(&trail).matches("audit:").count(),
+        2,
+        "{}",
+        stdout(&trail)
+    );
+    let verified = run(server.attestix().args(["provenance", "verify", "agent-p"])).await;
+    assert_exit(&verified, 0);
+    assert!(
+        stdout(&verified).contains("VALID: action trail of agent-p, 2 entries"),
+        "{}",
+        stdout(&verified)
+    );
+    let bad = run(server.attestix().args([
+        "provenance",
+        "log",
+        "--agent",
+        "agent-p",
+        "--action-type",
+        "dance",
+    ]))
+    .await;
+    assert_ne!(bad.status.code(), Some(0));
+}

@@ -18,9 +18,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    check_response_size, created, list_response, may_be_stored, new_resource_id, next_resource_id,
-    no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText,
-    Paging,
+    audit_draft, check_response_size, created, list_response, may_be_stored, new_resource_id,
+    next_resource_id, no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath,
+    ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -283,6 +283,7 @@ async fn issue(
     let (id, recovery) = new_resource_id(&state, ResourceKind::Credential, context.as_deref(), now);
     let mut credential = VerifiableCredential::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("claims", error.to_string()))?;
+    let record_subject = credential.credential_subject.id.clone();
     let mut record = NewCredential {
         credential_id: credential.id.clone(),
         owner: caller.scope(),
@@ -292,7 +293,21 @@ async fn issue(
         expires_at_ms: unix_ms(credential.expiration_date.datetime()),
         document: serialize(&credential)?,
         recovery,
+        audit: None,
     };
+    let types = credential.types.clone();
+    let audit = |id: &str| {
+        let after = serde_json::json!({"id": id, "type": types, "subject": record_subject});
+        audit_draft(
+            &state,
+            &caller,
+            "credential.issue",
+            (id, "credentials"),
+            after,
+            now,
+        )
+    };
+    record.audit = Some(audit(&record.credential_id)?);
     check_response_size(&state, &record.document, "claims", "credential")?;
     fail::fail_point!("credential.before_commit");
     let mut inserted = state.storage.insert_credential(&record).await;
@@ -307,6 +322,7 @@ async fn issue(
             .map_err(ApiError::internal)?;
         record.credential_id = credential.id.clone();
         record.document = serialize(&credential)?;
+        record.audit = Some(audit(&record.credential_id)?);
         inserted = state.storage.insert_credential(&record).await;
     }
     let inserted = inserted?;
@@ -597,11 +613,15 @@ pub async fn revoke_credential(
     if credential.credential_status.revoked {
         return Ok(Json(CredentialRevoked::of(&credential)));
     }
-    credential.revoke(request.reason, OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    credential.revoke(request.reason, now);
     let document = serde_json::to_string(&credential).map_err(ApiError::internal)?;
+    let after = serde_json::json!({"id": credential_id, "revoked": true});
+    let target = (credential_id.as_str(), "credentials");
+    let event = audit_draft(&state, &caller, "credential.revoke", target, after, now)?;
     if state
         .storage
-        .revoke_credential(&owner, &credential_id, &document)
+        .revoke_credential(&owner, &credential_id, &document, Some(&event))
         .await?
     {
         return Ok(Json(CredentialRevoked::of(&credential)));

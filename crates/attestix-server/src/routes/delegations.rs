@@ -22,9 +22,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    check_response_size, created, list_response, may_be_stored, new_resource_id, next_resource_id,
-    no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText,
-    Paging,
+    audit_draft, check_response_size, created, list_response, may_be_stored, new_resource_id,
+    next_resource_id, no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath,
+    ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -490,7 +490,22 @@ pub async fn create_delegation(
         expires_at_ms: expires_at_s * 1000,
         document: serialize(&record)?,
         recovery,
+        audit: None,
     };
+    let audit = |jti: &str| {
+        let after =
+            serde_json::json!({"jti": jti, "issuer": request.issuer, "audience": request.audience});
+        audit_draft(
+            &state,
+            &caller,
+            "delegation.create",
+            (jti, "delegations"),
+            after,
+            now,
+        )
+        .map(|draft| draft.mentioning([request.issuer.clone(), request.audience.clone()]))
+    };
+    row.audit = Some(audit(&row.jti)?);
     // Every jti has 22 characters, so this size holds whichever jti the insert ends with.
     let mut token = claims_for(&state, &request, &record)?.mint(&state.signer);
     check_response_size(
@@ -508,6 +523,7 @@ pub async fn create_delegation(
         record.jti = jti_from_bytes(id.into_bytes());
         row.jti = record.jti.clone();
         row.document = serialize(&record)?;
+        row.audit = Some(audit(&row.jti)?);
         token = claims_for(&state, &request, &record)?.mint(&state.signer);
         inserted = state.storage.insert_delegation(&row).await;
     }
@@ -681,10 +697,21 @@ pub async fn revoke_delegation(
     }
     record.revoked = true;
     record.revocation_reason = Some(request.reason.clone());
-    record.revoked_at = Some(format_isoformat(OffsetDateTime::now_utc()));
+    let now = OffsetDateTime::now_utc();
+    record.revoked_at = Some(format_isoformat(now));
+    let after = serde_json::json!({"jti": jti, "revoked": true});
+    let event = audit_draft(
+        &state,
+        &caller,
+        "delegation.revoke",
+        (&jti, "delegations"),
+        after,
+        now,
+    )?
+    .mentioning([record.issuer.clone(), record.audience.clone()]);
     if !state
         .storage
-        .revoke_delegation(&caller.scope(), &jti, &serialize(&record)?)
+        .revoke_delegation(&caller.scope(), &jti, &serialize(&record)?, Some(&event))
         .await?
     {
         // Revoked by a concurrent request since it was read.

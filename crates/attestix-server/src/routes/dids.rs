@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{created, new_resource_id, no_errors, refuse_nul, unix_ms, ApiJson, JsonText};
+use super::{
+    audit_draft_by, created, new_resource_id, no_errors, refuse_nul, unix_ms, ApiJson, JsonText,
+};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::recovery::ResourceKind;
@@ -105,6 +107,7 @@ async fn store(
     state: &AppState,
     caller: &Caller,
     method: &str,
+    domain: Option<&str>,
     recovery: Option<RecoveryPoint>,
     make: impl Fn() -> Result<(String, Minted, String), ApiError>,
     taken: impl Fn(&str) -> ApiError,
@@ -113,6 +116,21 @@ async fn store(
     let mut last_did = String::new();
     for _ in 0..3 {
         let (did, minted, document) = make()?;
+        // The reference's `did.create_did_key` / `did.create_did_web` payloads.
+        let mut after = serde_json::json!({"did": did, "keypair_id": minted.keypair_id});
+        if let Some(domain) = domain {
+            after["domain"] = domain.into();
+        }
+        let action = format!("did.create_did_{method}");
+        let target = (did.as_str(), "did");
+        let audit = audit_draft_by(
+            caller,
+            crate::audit::actor::DID,
+            &action,
+            target,
+            after,
+            now,
+        )?;
         let row = NewDid {
             did: did.clone(),
             owner: caller.scope(),
@@ -122,6 +140,7 @@ async fn store(
             document: document.clone(),
             sealed_private_key: minted.sealed,
             recovery: recovery.clone(),
+            audit: Some(audit),
         };
         match state.storage.insert_did(&row).await {
             Ok(inserted) => return created(state, inserted, document, "did.after_commit"),
@@ -163,7 +182,7 @@ pub async fn create_did_key(
         let document = serde_json::to_string(&answer).map_err(ApiError::internal)?;
         Ok((did, minted, document))
     };
-    store(&state, &caller, "key", recovery, make, |did| {
+    store(&state, &caller, "key", None, recovery, make, |did| {
         ApiError::internal(format!("new did:key {did} collided three times"))
     })
     .await
@@ -213,9 +232,15 @@ pub async fn create_did_web(
         let document = serde_json::to_string(&answer).map_err(ApiError::internal)?;
         Ok((did, minted, document))
     };
-    store(&state, &caller, "web", recovery, make, |did| {
-        ApiError::Conflict(format!("{did} was already created in your scope"))
-    })
+    store(
+        &state,
+        &caller,
+        "web",
+        Some(&body.domain),
+        recovery,
+        make,
+        |did| ApiError::Conflict(format!("{did} was already created in your scope")),
+    )
     .await
 }
 

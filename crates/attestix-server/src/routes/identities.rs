@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    check_response_size, created, list_response, may_be_stored, new_resource_id, next_resource_id,
-    no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath, ApiQuery, JsonText,
-    Paging,
+    audit_draft, check_response_size, created, list_response, may_be_stored, new_resource_id,
+    next_resource_id, no_errors, parse_revoke_body, refuse_nul, unix_ms, ApiJson, ApiPath,
+    ApiQuery, JsonText, Paging,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -159,6 +159,7 @@ pub async fn create_identity(
     let (id, recovery) = new_resource_id(&state, ResourceKind::Identity, context.as_deref(), now);
     let mut uait = Uait::issue(params, &state.signer, now, id)
         .map_err(|error| ApiError::invalid("expiry_days", error.to_string()))?;
+    let uait_protocol = uait.source_protocol.clone();
     let mut record = NewIdentity {
         agent_id: uait.agent_id.clone(),
         owner: caller.scope(),
@@ -167,7 +168,20 @@ pub async fn create_identity(
         expires_at_ms: unix_ms(uait.expires_at.datetime()),
         document: serialize(&uait)?,
         recovery,
+        audit: None,
     };
+    let audit = |agent_id: &str| {
+        let after = serde_json::json!({"agent_id": agent_id, "source_protocol": uait_protocol});
+        audit_draft(
+            &state,
+            &caller,
+            "identity.create",
+            (agent_id, "identities"),
+            after,
+            now,
+        )
+    };
+    record.audit = Some(audit(&record.agent_id)?);
     // Tests park a request here to kill the process while it holds a reservation.
     check_response_size(&state, &record.document, "body", "identity")?;
     fail::fail_point!("identity.before_commit");
@@ -184,6 +198,7 @@ pub async fn create_identity(
             .map_err(ApiError::internal)?;
         record.agent_id = uait.agent_id.clone();
         record.document = serialize(&uait)?;
+        record.audit = Some(audit(&record.agent_id)?);
         inserted = state.storage.insert_identity(&record).await;
     }
     let inserted = inserted?;
@@ -364,11 +379,21 @@ pub async fn revoke_identity(
     if uait.revoked {
         return Ok(JsonText::new(StatusCode::OK, stored));
     }
-    uait.revoke(request.reason, OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    uait.revoke(request.reason, now);
     let document = serde_json::to_string(&uait).map_err(ApiError::internal)?;
+    let after = serde_json::json!({"agent_id": agent_id, "revoked": true});
+    let event = audit_draft(
+        &state,
+        &caller,
+        "identity.revoke",
+        (&agent_id, "identities"),
+        after,
+        now,
+    )?;
     if state
         .storage
-        .revoke_identity(&caller.scope(), &agent_id, &document)
+        .revoke_identity(&caller.scope(), &agent_id, &document, Some(&event))
         .await?
     {
         return Ok(JsonText::new(StatusCode::OK, document));

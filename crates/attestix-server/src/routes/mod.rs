@@ -1,12 +1,15 @@
 //! The HTTP routes, one module per resource.
 
 pub mod agent_cards;
+pub mod audit;
 pub mod credentials;
 pub mod delegations;
 pub mod dids;
 pub mod health;
 pub mod identities;
 pub mod presentations;
+pub mod provenance;
+pub mod reputation;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +30,25 @@ pub(crate) fn refuse_nul(errors: &mut Vec<FieldError>, field: &str, value: &str)
     }
 }
 
+/// Notes in `errors` that `value`, a client's string for `field`, is not `min` to
+/// `max` characters long or holds a NUL ([`refuse_nul`]).
+pub(crate) fn check_chars(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) {
+    let chars = value.chars().count();
+    if chars < min || chars > max {
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: format!("{field} must be {min} to {max} characters (got {chars})"),
+        });
+    }
+    refuse_nul(errors, field, value);
+}
+
 /// The errors [`refuse_nul`] noted, as a 422.
 pub(crate) fn no_errors(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {
@@ -41,6 +63,42 @@ pub(crate) fn no_errors(errors: Vec<FieldError>) -> Result<(), ApiError> {
 /// database, where PostgreSQL would fail on it (see [`refuse_nul`]).
 pub(crate) fn may_be_stored(id: &str) -> bool {
     !id.contains('\0')
+}
+
+/// The audit event of a mutation the server's key made (`actor` = its DID), in the
+/// caller's chain.
+pub(crate) fn audit_draft(
+    state: &crate::state::AppState,
+    caller: &crate::auth::Caller,
+    action: &str,
+    target: (&str, &str),
+    after: serde_json::Value,
+    now: time::OffsetDateTime,
+) -> Result<crate::audit::AuditDraft, ApiError> {
+    audit_draft_by(caller, state.signer.did(), action, target, after, now)
+}
+
+/// The audit event of a mutation by `actor`, on `target` (id, collection), in the
+/// caller's chain.
+pub(crate) fn audit_draft_by(
+    caller: &crate::auth::Caller,
+    actor: &str,
+    action: &str,
+    (target_id, collection): (&str, &str),
+    after: serde_json::Value,
+    now: time::OffsetDateTime,
+) -> Result<crate::audit::AuditDraft, ApiError> {
+    crate::audit::AuditDraft::new(
+        caller.scope(),
+        &caller.tenant,
+        actor,
+        action,
+        target_id,
+        collection,
+        after,
+        now,
+    )
+    .map_err(ApiError::internal)
 }
 
 /// A JSON object body extractor whose rejections are problem+json: 415 without a

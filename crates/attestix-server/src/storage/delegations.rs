@@ -5,6 +5,7 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
+use super::records::{Stmt, Value};
 use super::{
     judge_holder, DelegationFilter, DelegationRole, Holder, Inserted, NewDelegation, StorageError,
 };
@@ -18,34 +19,25 @@ pub(crate) const FIND_HOLDER: &str = "SELECT document, created_at_ms, idempotenc
      idempotency_key, idempotency_fingerprint FROM delegations WHERE jti = ";
 
 /// The insert of `delegation`, which does nothing when its `jti` is taken.
-pub(crate) fn insert<'a, DB>(delegation: &'a NewDelegation) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    DB::Arguments<'a>: Default,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    Option<&'a [u8]>: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
+pub(crate) fn insert(delegation: &NewDelegation) -> Stmt {
     let recovery = delegation.recovery.as_ref();
-    let mut query = QueryBuilder::new(
+    Stmt::new(
         "INSERT INTO delegations (jti, owner, issuer, audience, created_at_ms, expires_at_ms, \
          document, idempotency_scope, idempotency_key, idempotency_fingerprint) VALUES (",
-    );
-    let mut values = query.separated(", ");
-    values
-        .push_bind(delegation.jti.as_str())
-        .push_bind(delegation.owner.as_str())
-        .push_bind(delegation.issuer.as_str())
-        .push_bind(delegation.audience.as_str())
-        .push_bind(delegation.created_at_ms)
-        .push_bind(delegation.expires_at_ms)
-        .push_bind(delegation.document.as_str())
-        .push_bind(recovery.map(|point| point.scope.as_str()))
-        .push_bind(recovery.map(|point| point.key.as_str()))
-        .push_bind(recovery.map(|point| point.fingerprint.as_slice()));
-    query.push(") ON CONFLICT (jti) DO NOTHING");
-    query
+    )
+    .bind_list([
+        Value::from(delegation.jti.as_str()),
+        delegation.owner.as_str().into(),
+        delegation.issuer.as_str().into(),
+        delegation.audience.as_str().into(),
+        delegation.created_at_ms.into(),
+        delegation.expires_at_ms.into(),
+        delegation.document.as_str().into(),
+        recovery.map(|point| point.scope.as_str()).into(),
+        recovery.map(|point| point.key.as_str()).into(),
+        recovery.map(|point| point.fingerprint.as_slice()).into(),
+    ])
+    .sql(") ON CONFLICT (jti) DO NOTHING")
 }
 
 /// What an insert that found its `jti` taken by `holder` amounts to.
@@ -109,32 +101,6 @@ where
     if !filter.include_expired {
         query.push(" AND expires_at_ms > ").push_bind(filter.now_ms);
     }
-    query
-}
-
-/// The revocation of `owner`'s unrevoked delegation `jti`, storing `document`.
-pub(crate) fn revoke<'a, DB>(
-    owner: &'a str,
-    jti: &'a str,
-    document: &'a str,
-) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    DB::Arguments<'a>: Default,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    bool: Encode<'a, DB> + Type<DB>,
-{
-    let mut query = QueryBuilder::new("UPDATE delegations SET document = ");
-    query
-        .push_bind(document)
-        .push(", revoked = ")
-        .push_bind(true)
-        .push(" WHERE jti = ")
-        .push_bind(jti)
-        .push(" AND owner = ")
-        .push_bind(owner)
-        .push(" AND revoked = ")
-        .push_bind(false);
     query
 }
 

@@ -3,6 +3,7 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
+use super::records::{Stmt, Value};
 use super::NewDid;
 
 /// The row holding a recovery point: seq, document, created_at_ms, fingerprint.
@@ -10,35 +11,25 @@ pub(crate) type HolderRow = (i64, String, i64, Option<Vec<u8>>);
 
 /// The insert of `did`, which does nothing when its DID (for its owner), keypair id
 /// or recovery point is taken.
-pub(crate) fn insert<'a, DB>(did: &'a NewDid) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    DB::Arguments<'a>: Default,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    &'a [u8]: Encode<'a, DB> + Type<DB>,
-    Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    Option<&'a [u8]>: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
+pub(crate) fn insert(did: &NewDid) -> Stmt {
     let recovery = did.recovery.as_ref();
-    let mut query = QueryBuilder::new(
+    Stmt::new(
         "INSERT INTO did_keys (did, owner, method, keypair_id, created_at_ms, document, \
          sealed_private_key, idempotency_scope, idempotency_key, idempotency_fingerprint) VALUES (",
-    );
-    let mut values = query.separated(", ");
-    values
-        .push_bind(did.did.as_str())
-        .push_bind(did.owner.as_str())
-        .push_bind(did.method.as_str())
-        .push_bind(did.keypair_id.as_str())
-        .push_bind(did.created_at_ms)
-        .push_bind(did.document.as_str())
-        .push_bind(did.sealed_private_key.as_slice())
-        .push_bind(recovery.map(|point| point.scope.as_str()))
-        .push_bind(recovery.map(|point| point.key.as_str()))
-        .push_bind(recovery.map(|point| point.fingerprint.as_slice()));
-    query.push(") ON CONFLICT DO NOTHING");
-    query
+    )
+    .bind_list([
+        Value::from(did.did.as_str()),
+        did.owner.as_str().into(),
+        did.method.as_str().into(),
+        did.keypair_id.as_str().into(),
+        did.created_at_ms.into(),
+        did.document.as_str().into(),
+        did.sealed_private_key.as_slice().into(),
+        recovery.map(|point| point.scope.as_str()).into(),
+        recovery.map(|point| point.key.as_str()).into(),
+        recovery.map(|point| point.fingerprint.as_slice()).into(),
+    ])
+    .sql(") ON CONFLICT DO NOTHING")
 }
 
 /// The row holding the recovery point (`scope`, `key`).

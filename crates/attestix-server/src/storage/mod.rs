@@ -16,9 +16,13 @@
 
 use async_trait::async_trait;
 
+use crate::audit::AuditDraft;
+pub use records::Job;
+
 mod delegations;
 mod dids;
 pub mod postgres;
+pub mod records;
 pub mod sqlite;
 mod sqlite_batch;
 pub mod sqlite_writer;
@@ -87,6 +91,8 @@ pub struct NewIdentity {
     pub document: String,
     /// Set when the request carried an Idempotency-Key.
     pub recovery: Option<RecoveryPoint>,
+    /// The audit event to append, in the same transaction, when the row is created.
+    pub audit: Option<AuditDraft>,
 }
 
 /// A credential to insert.
@@ -108,6 +114,8 @@ pub struct NewCredential {
     pub document: String,
     /// Set when the request carried an Idempotency-Key.
     pub recovery: Option<RecoveryPoint>,
+    /// The audit event to append, in the same transaction, when the row is created.
+    pub audit: Option<AuditDraft>,
 }
 
 /// A delegation record to insert (the token itself is never stored).
@@ -129,6 +137,8 @@ pub struct NewDelegation {
     pub document: String,
     /// Set when the request carried an Idempotency-Key.
     pub recovery: Option<RecoveryPoint>,
+    /// The audit event to append, in the same transaction, when the row is created.
+    pub audit: Option<AuditDraft>,
 }
 
 /// A DID the server created, with its private key sealed under the data key.
@@ -151,6 +161,8 @@ pub struct NewDid {
     pub sealed_private_key: Vec<u8>,
     /// Set when the request carried an Idempotency-Key.
     pub recovery: Option<RecoveryPoint>,
+    /// The audit event to append, in the same transaction, when the row is created.
+    pub audit: Option<AuditDraft>,
 }
 
 /// Which side of a delegation [`DelegationFilter::agent_id`] must be on.
@@ -333,7 +345,18 @@ pub trait Storage: Send + Sync + 'static {
         owner: &str,
         agent_id: &str,
         document: &str,
-    ) -> Result<bool, StorageError>;
+        audit: Option<&AuditDraft>,
+    ) -> Result<bool, StorageError> {
+        records::revoke(
+            self,
+            records::Revocable::Identity,
+            owner,
+            agent_id,
+            document,
+            audit,
+        )
+        .await
+    }
 
     /// The recorded state of the identity `agent_id` in any scope. Unscoped on purpose:
     /// whoever holds a presentation this server signed may learn whether its holder
@@ -364,7 +387,18 @@ pub trait Storage: Send + Sync + 'static {
         owner: &str,
         credential_id: &str,
         document: &str,
-    ) -> Result<bool, StorageError>;
+        audit: Option<&AuditDraft>,
+    ) -> Result<bool, StorageError> {
+        records::revoke(
+            self,
+            records::Revocable::Credential,
+            owner,
+            credential_id,
+            document,
+            audit,
+        )
+        .await
+    }
 
     /// The recorded state of the credential `credential_id` in any scope (unscoped for
     /// the reason given at [`Storage::identity_state`]).
@@ -397,7 +431,18 @@ pub trait Storage: Send + Sync + 'static {
         owner: &str,
         jti: &str,
         document: &str,
-    ) -> Result<bool, StorageError>;
+        audit: Option<&AuditDraft>,
+    ) -> Result<bool, StorageError> {
+        records::revoke(
+            self,
+            records::Revocable::Delegation,
+            owner,
+            jti,
+            document,
+            audit,
+        )
+        .await
+    }
     /// Which of `jtis` name a revoked delegation, in any scope: a token's revocation
     /// holds wherever it is presented (unscoped for the reason given at
     /// [`Storage::identity_state`]).
@@ -427,4 +472,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> Result<(), StorageError>;
+
+    /// Runs `job` in one write transaction (SQLite: on the writer, `BEGIN IMMEDIATE`;
+    /// PostgreSQL: READ COMMITTED), committed when it returns `Ok`, rolled back
+    /// otherwise. The record kinds of [`records`] are written through it, so each is
+    /// implemented once for both backends.
+    async fn write(&self, job: Job) -> Result<(), StorageError>;
+
+    /// Runs `job` on a read connection.
+    async fn read(&self, job: Job) -> Result<(), StorageError>;
 }

@@ -35,6 +35,7 @@ use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, Postgres};
 use sqlx::query::Query;
 use sqlx::QueryBuilder;
 
+use super::records::{self, append_event, Conn, Job};
 use super::{
     delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
     Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
@@ -115,12 +116,12 @@ impl PostgresStorage {
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
         // Fast path, also the only path without a recovery point: one autocommit
         // statement that inserts unless the recovery point is taken.
-        let inserted = row.insert().execute(&self.pool).await.map_err(insert_error);
+        let inserted = self.insert_with_event(row).await;
         let Some(recovery) = row.recovery() else {
             return inserted.map(|_| Inserted::Created);
         };
         match inserted {
-            Ok(done) if done.rows_affected() == 1 => return Ok(Inserted::Created),
+            Ok(true) => return Ok(Inserted::Created),
             Ok(_) => {}
             // Two executions of one request insert the same row, id included. The
             // second can pass the (scope, key) check before the first's entry is there
@@ -139,6 +140,19 @@ impl PostgresStorage {
             "the recovery point of a new row in {} kept changing; gave up after {RECOVERY_ATTEMPTS} attempts",
             row.statements().table
         )))
+    }
+
+    /// Inserts `row` and, when it went in, appends its audit event, in one
+    /// transaction; whether it went in (a taken recovery point keeps it out).
+    async fn insert_with_event(&self, row: NewRow<'_>) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
+        let done = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_event(&mut Conn::<Postgres>(&mut tx), row.audit()).await?;
+        tx.commit().await.map_err(StorageError::database)?;
+        Ok(true)
     }
 
     /// One attempt at an insert whose recovery point was taken: `None` when another
@@ -186,6 +200,7 @@ impl PostgresStorage {
         // or has: then this insert waits for it and does nothing).
         let inserted = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
         if inserted.rows_affected() == 1 {
+            append_event(&mut Conn::<Postgres>(&mut tx), row.audit()).await?;
             tx.commit().await.map_err(StorageError::database)?;
             return Ok(Some(Inserted::Created));
         }
@@ -271,6 +286,14 @@ impl<'a> NewRow<'a> {
         match self {
             Self::Identity(identity) => identity.recovery.as_ref(),
             Self::Credential(credential) => credential.recovery.as_ref(),
+        }
+    }
+
+    /// The audit event the row's creation appends.
+    fn audit(self) -> Option<&'a crate::audit::AuditDraft> {
+        match self {
+            Self::Identity(identity) => identity.audit.as_ref(),
+            Self::Credential(credential) => credential.audit.as_ref(),
         }
     }
 
@@ -397,25 +420,6 @@ impl Storage for PostgresStorage {
         self.list(query, page).await
     }
 
-    async fn revoke_identity(
-        &self,
-        owner: &str,
-        agent_id: &str,
-        document: &str,
-    ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE identities SET document = $1, revoked = TRUE \
-             WHERE agent_id = $2 AND owner = $3 AND NOT revoked",
-        )
-        .bind(document)
-        .bind(agent_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(StorageError::database)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn identity_state(&self, agent_id: &str) -> Result<Option<RecordState>, StorageError> {
         let row: Option<(bool, i64)> =
             sqlx::query_as("SELECT revoked, expires_at_ms FROM identities WHERE agent_id = $1")
@@ -475,25 +479,6 @@ impl Storage for PostgresStorage {
         self.list(query, page).await
     }
 
-    async fn revoke_credential(
-        &self,
-        owner: &str,
-        credential_id: &str,
-        document: &str,
-    ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE credentials SET document = $1, revoked = TRUE \
-             WHERE credential_id = $2 AND owner = $3 AND NOT revoked",
-        )
-        .bind(document)
-        .bind(credential_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(StorageError::database)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn credential_state(
         &self,
         credential_id: &str,
@@ -515,12 +500,13 @@ impl Storage for PostgresStorage {
         &self,
         delegation: &NewDelegation,
     ) -> Result<Inserted, StorageError> {
-        let done = delegations::insert::<Postgres>(delegation)
-            .build()
-            .execute(&self.pool)
-            .await
-            .map_err(insert_error)?;
-        if done.rows_affected() == 1 {
+        if records::insert_audited(
+            self,
+            delegations::insert(delegation),
+            delegation.audit.as_ref(),
+        )
+        .await?
+        {
             return Ok(Inserted::Created);
         }
         if delegation.recovery.is_none() {
@@ -556,20 +542,6 @@ impl Storage for PostgresStorage {
         self.list(delegations::list(owner, filter), page).await
     }
 
-    async fn revoke_delegation(
-        &self,
-        owner: &str,
-        jti: &str,
-        document: &str,
-    ) -> Result<bool, StorageError> {
-        let done = delegations::revoke::<Postgres>(owner, jti, document)
-            .build()
-            .execute(&self.pool)
-            .await
-            .map_err(StorageError::database)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn revoked_delegations(&self, jtis: &[String]) -> Result<Vec<String>, StorageError> {
         if jtis.is_empty() {
             return Ok(Vec::new());
@@ -585,12 +557,7 @@ impl Storage for PostgresStorage {
         // An expired holder of the recovery point is released, then the insert is
         // tried again: at most twice, as nothing else releases it.
         for _ in 0..3 {
-            let done = dids::insert::<Postgres>(did)
-                .build()
-                .execute(&self.pool)
-                .await
-                .map_err(insert_error)?;
-            if done.rows_affected() == 1 {
+            if records::insert_audited(self, dids::insert(did), did.audit.as_ref()).await? {
                 return Ok(Inserted::Created);
             }
             let Some(recovery) = &did.recovery else {
@@ -690,5 +657,16 @@ impl Storage for PostgresStorage {
             .await
             .map_err(StorageError::database)?;
         Ok(())
+    }
+
+    async fn write(&self, job: Job) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
+        job(&mut Conn::<Postgres>(&mut tx)).await?;
+        tx.commit().await.map_err(StorageError::database)
+    }
+
+    async fn read(&self, job: Job) -> Result<(), StorageError> {
+        let mut connection = self.pool.acquire().await.map_err(StorageError::database)?;
+        job(&mut Conn::<Postgres>(&mut connection)).await
     }
 }

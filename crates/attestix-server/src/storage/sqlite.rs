@@ -61,6 +61,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder};
 
+use super::records::{self, append_event, Conn, Job};
 use super::{
     delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
     Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
@@ -264,6 +265,7 @@ impl SqliteStorage {
                 sql.table
             )));
         }
+        append_event(&mut Conn::<Sqlite>(&mut tx), row.audit()).await?;
         tx.commit().await.map_err(StorageError::database)?;
         Ok(Inserted::Created)
     }
@@ -401,6 +403,14 @@ impl<'a> NewRow<'a> {
         match self {
             Self::Identity(identity) => identity.recovery.as_ref(),
             Self::Credential(credential) => credential.recovery.as_ref(),
+        }
+    }
+
+    /// The audit event the row's creation appends.
+    pub(super) fn audit(self) -> Option<&'a crate::audit::AuditDraft> {
+        match self {
+            Self::Identity(identity) => identity.audit.as_ref(),
+            Self::Credential(credential) => credential.audit.as_ref(),
         }
     }
 
@@ -556,25 +566,6 @@ impl Storage for SqliteStorage {
         self.list(query, page).await
     }
 
-    async fn revoke_identity(
-        &self,
-        owner: &str,
-        agent_id: &str,
-        document: &str,
-    ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE identities SET document = ?1, revoked = 1 \
-             WHERE agent_id = ?2 AND owner = ?3 AND revoked = 0",
-        )
-        .bind(document)
-        .bind(agent_id)
-        .bind(owner)
-        .execute(&mut *self.checkout_writer().await?)
-        .await
-        .map_err(StorageError::database)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn identity_state(&self, agent_id: &str) -> Result<Option<RecordState>, StorageError> {
         let row: Option<(bool, i64)> =
             sqlx::query_as("SELECT revoked, expires_at_ms FROM identities WHERE agent_id = ?1")
@@ -634,25 +625,6 @@ impl Storage for SqliteStorage {
         self.list(query, page).await
     }
 
-    async fn revoke_credential(
-        &self,
-        owner: &str,
-        credential_id: &str,
-        document: &str,
-    ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE credentials SET document = ?1, revoked = 1 \
-             WHERE credential_id = ?2 AND owner = ?3 AND revoked = 0",
-        )
-        .bind(document)
-        .bind(credential_id)
-        .bind(owner)
-        .execute(&mut *self.checkout_writer().await?)
-        .await
-        .map_err(StorageError::database)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn credential_state(
         &self,
         credential_id: &str,
@@ -674,12 +646,13 @@ impl Storage for SqliteStorage {
         &self,
         delegation: &NewDelegation,
     ) -> Result<Inserted, StorageError> {
-        let done = delegations::insert::<Sqlite>(delegation)
-            .build()
-            .execute(&mut *self.checkout_writer().await?)
-            .await
-            .map_err(insert_error)?;
-        if done.rows_affected() == 1 {
+        if records::insert_audited(
+            self,
+            delegations::insert(delegation),
+            delegation.audit.as_ref(),
+        )
+        .await?
+        {
             return Ok(Inserted::Created);
         }
         if delegation.recovery.is_none() {
@@ -715,20 +688,6 @@ impl Storage for SqliteStorage {
         self.list(delegations::list(owner, filter), page).await
     }
 
-    async fn revoke_delegation(
-        &self,
-        owner: &str,
-        jti: &str,
-        document: &str,
-    ) -> Result<bool, StorageError> {
-        let done = delegations::revoke::<Sqlite>(owner, jti, document)
-            .build()
-            .execute(&mut *self.checkout_writer().await?)
-            .await
-            .map_err(StorageError::database)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn revoked_delegations(&self, jtis: &[String]) -> Result<Vec<String>, StorageError> {
         if jtis.is_empty() {
             return Ok(Vec::new());
@@ -744,12 +703,7 @@ impl Storage for SqliteStorage {
         // An expired holder of the recovery point is released, then the insert is
         // tried again: at most twice, as nothing else releases it.
         for _ in 0..3 {
-            let done = dids::insert::<Sqlite>(did)
-                .build()
-                .execute(&mut *self.checkout_writer().await?)
-                .await
-                .map_err(insert_error)?;
-            if done.rows_affected() == 1 {
+            if records::insert_audited(self, dids::insert(did), did.audit.as_ref()).await? {
                 return Ok(Inserted::Created);
             }
             let Some(recovery) = &did.recovery else {
@@ -849,5 +803,26 @@ impl Storage for SqliteStorage {
             .await
             .map_err(StorageError::database)?;
         Ok(())
+    }
+
+    async fn write(&self, job: Job) -> Result<(), StorageError> {
+        let mut writer = self.checkout_writer().await?;
+        // IMMEDIATE: the write lock from the first statement, so a read-then-write
+        // job never meets SQLITE_BUSY on upgrading (another process on the file).
+        let mut tx = (*writer)
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StorageError::database)?;
+        job(&mut Conn::<Sqlite>(&mut tx)).await?;
+        tx.commit().await.map_err(StorageError::database)
+    }
+
+    async fn read(&self, job: Job) -> Result<(), StorageError> {
+        let mut connection = self
+            .reader
+            .acquire()
+            .await
+            .map_err(StorageError::database)?;
+        job(&mut Conn::<Sqlite>(&mut connection)).await
     }
 }

@@ -16,7 +16,10 @@
 //! one, so each caller gets its own answer. Nothing waits on purpose: a lone insert
 //! goes out at once.
 
+use sqlx::{Connection, Sqlite};
 use tokio::sync::oneshot;
+
+use super::records::{append_event, Conn};
 
 use super::sqlite::{insert_error, NewRow, MAX_INSERT_ROWS};
 use super::sqlite_writer::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};
@@ -115,8 +118,25 @@ impl WriterBatch for Inserts {
     }
 
     async fn run(&mut self, connection: &mut WriterConnection) {
-        run_batch(connection, &mut self.identities).await;
-        run_batch(connection, &mut self.credentials).await;
+        let mut batches = [
+            std::mem::take(&mut self.identities),
+            std::mem::take(&mut self.credentials),
+        ];
+        match run_batches(connection, &batches).await {
+            Ok(outcomes) => {
+                for (batch, inserted) in batches.iter_mut().zip(outcomes) {
+                    for ((_, reply), inserted) in batch.drain(..).zip(inserted) {
+                        let _ = reply.send(Ok(inserted));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "batched insert failed; inserting each row alone");
+                for (row, reply) in batches.iter_mut().flat_map(|batch| batch.drain(..)) {
+                    let _ = reply.send(insert_one(connection, &row).await);
+                }
+            }
+        }
     }
 
     fn fail(&mut self, error: &sqlx::Error) {
@@ -126,38 +146,60 @@ impl WriterBatch for Inserts {
     }
 }
 
-/// Runs one table's batch as one statement (every row of `batch` is of one table).
-async fn run_batch(connection: &mut WriterConnection, batch: &mut Vec<Pending>) {
-    let Some((first, _)) = batch.first() else {
-        return;
-    };
-    let sql = &first.as_row().inserts()[batch.len() - 1];
-    let mut query = sqlx::query_scalar::<_, String>(sql);
-    for (row, _) in batch.iter() {
-        query = row.as_row().bind_values(query);
-    }
-    match query.fetch_all(&mut **connection).await {
-        Ok(inserted) => {
-            for (row, reply) in batch.drain(..) {
-                let _ = reply.send(Ok(inserted.iter().any(|id| id == row.as_row().id())));
-            }
+/// Runs every table's batch, one statement a table, and appends the audit event of
+/// each row inserted, all in one transaction: the rows and their events commit
+/// together or not at all. Whether each row was inserted, batch by batch.
+async fn run_batches(
+    connection: &mut WriterConnection,
+    batches: &[Vec<Pending>],
+) -> Result<Vec<Vec<bool>>, StorageError> {
+    let mut tx = (**connection)
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(StorageError::database)?;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let Some((first, _)) = batch.first() else {
+            outcomes.push(Vec::new());
+            continue;
+        };
+        let sql = &first.as_row().inserts()[batch.len() - 1];
+        let mut query = sqlx::query_scalar::<_, String>(sql);
+        for (row, _) in batch {
+            query = row.as_row().bind_values(query);
         }
-        Err(error) => {
-            tracing::debug!(%error, rows = batch.len(), "batched insert failed; inserting each row alone");
-            for (row, reply) in batch.drain(..) {
-                let _ = reply.send(insert_one(connection, &row).await);
+        let ids = query.fetch_all(&mut *tx).await.map_err(insert_error)?;
+        let mut inserted = Vec::with_capacity(batch.len());
+        for (row, _) in batch {
+            let row = row.as_row();
+            let made = ids.iter().any(|id| id == row.id());
+            if made {
+                append_event(&mut Conn::<Sqlite>(&mut tx), row.audit()).await?;
             }
+            inserted.push(made);
         }
+        outcomes.push(inserted);
     }
+    tx.commit().await.map_err(StorageError::database)?;
+    Ok(outcomes)
 }
 
-/// The single-row insert (the fallback path).
+/// The single-row insert and its event, in one transaction (the fallback path).
 async fn insert_one(connection: &mut WriterConnection, row: &OwnedRow) -> Reply {
+    let mut tx = (**connection)
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(StorageError::database)?;
     let inserted = row
         .as_row()
         .insert()
-        .fetch_optional(&mut **connection)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(insert_error)?;
-    Ok(inserted.is_some())
+        .map_err(insert_error)?
+        .is_some();
+    if inserted {
+        append_event(&mut Conn::<Sqlite>(&mut tx), row.as_row().audit()).await?;
+    }
+    tx.commit().await.map_err(StorageError::database)?;
+    Ok(inserted)
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod tls;
 
 mod agent_cards;
+mod audit;
 mod auth;
 mod credentials;
 mod delegations;
@@ -13,6 +14,8 @@ mod dids;
 mod identities;
 mod openapi;
 mod outage;
+mod provenance;
+mod reputation;
 mod restart;
 mod tls_serving;
 mod translate;

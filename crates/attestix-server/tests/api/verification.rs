@@ -162,6 +162,7 @@ async fn store_expired_credential(server: &TestServer, subject: &str) -> String 
             expires_at_ms: credential.expiration_date.datetime().unix_timestamp() * 1000,
             document: serde_json::to_string(&credential).unwrap(),
             recovery: None,
+            audit: None,
         })
         .await
         .unwrap();
@@ -186,6 +187,7 @@ async fn store_expired_identity(server: &TestServer) -> String {
             expires_at_ms: uait.expires_at.datetime().unix_timestamp() * 1000,
             document: serde_json::to_string(&uait).unwrap(),
             recovery: None,
+            audit: None,
         })
         .await
         .unwrap();
@@ -347,6 +349,7 @@ async fn presentations_of_revoked_or_expired_holders_and_credentials_are_refused
             expires_at_ms: credential.expiration_date.datetime().unix_timestamp() * 1000,
             document: serde_json::to_string(&credential).unwrap(),
             recovery: None,
+            audit: None,
         })
         .await
         .unwrap();

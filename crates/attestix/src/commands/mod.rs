@@ -11,6 +11,8 @@ pub mod import;
 pub mod keys;
 pub mod mcp;
 pub mod presentation;
+pub mod provenance;
+pub mod reputation;
 pub mod serve;
 
 use std::io::{Read, Write};

@@ -1,0 +1,230 @@
+//! Provenance: the per-agent hash-chained action log (EU AI Act Art. 12), in the
+//! reference's `ProvenanceService.log_action` format.
+//!
+//! The chain hash is not the signing form: it is sha256 of `prev_hash` + `":"` + the
+//! entry (with `prev_hash`, without `chain_hash` and `signature`) as Python's
+//! `json.dumps(entry, sort_keys=True, separators=(",", ":"))` writes it ([`dumps`]),
+//! so chains written here verify with the reference's code and the reference's here.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::audit::{self, AuditDraft};
+use crate::storage::records::{self, kind, NewRecord, Tx, GENESIS_HASH};
+use crate::storage::StorageError;
+
+/// The action types the reference accepts, sorted (its error message lists them so).
+pub const ACTION_TYPES: [&str; 4] = ["data_access", "delegation", "external_call", "inference"];
+
+/// `value` as Python's `json.dumps(value, sort_keys=True, separators=(",", ":"))`:
+/// keys sorted by code point, non-ASCII escaped as `\uXXXX` (surrogate pairs above
+/// the BMP), no Unicode normalisation, floats as Python's `repr`.
+pub fn dumps(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(value, &mut out);
+    out
+}
+
+fn write_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(number) => write_number(number, out),
+        Value::String(text) => write_string(text, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_value(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            // Python compares str by code point; Rust's str order is byte order of
+            // UTF-8, which is the same.
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_value(&map[key], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_number(number: &serde_json::Number, out: &mut String) {
+    if number.is_i64() || number.is_u64() {
+        out.push_str(&number.to_string());
+        return;
+    }
+    let f = number.as_f64().unwrap_or(0.0);
+    if f.fract() == 0.0 && f.abs() < 1e16 {
+        // Python's repr of an integral float keeps `.0`.
+        let _ = write!(out, "{f:.1}");
+    } else if f.fract() == 0.0 {
+        // repr switches to exponent form at 1e16: `1e+16`, `1.5e+22`.
+        let text = format!("{f:e}");
+        out.push_str(&text.replacen('e', "e+", 1));
+    } else {
+        // The canonical form writes non-integral floats as Python's repr.
+        let canonical =
+            attestix_core::canonical_bytes(&Value::Number(number.clone())).unwrap_or_default();
+        out.push_str(&String::from_utf8_lossy(&canonical));
+    }
+}
+
+fn write_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0_u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// sha256 hex of `prev_hash` + `":"` + [`dumps`] of `entry` (the reference's
+/// `ProvenanceService._chain_hash`).
+pub fn chain_hash(prev_hash: &str, entry: &Value) -> String {
+    let combined = format!("{prev_hash}:{}", dumps(entry));
+    hex::encode(Sha256::digest(combined.as_bytes()))
+}
+
+/// The `chain_heads` name of an agent's action log.
+fn chain_of(agent_id: &str) -> String {
+    format!("actions:{agent_id}")
+}
+
+/// Appends `entry` (the log entry without `prev_hash`, `chain_hash` and `signature`)
+/// to its agent's chain in `scope`, signs it with `sign` (over the entry without
+/// `signature`), stores it and appends `event`, all in the caller's transaction.
+/// The chain head row serializes concurrent appends for one agent.
+pub async fn append_action(
+    tx: &mut dyn Tx,
+    scope: &str,
+    mut entry: serde_json::Map<String, Value>,
+    sign: impl FnOnce(&Value) -> Result<String, StorageError> + Send,
+    event: &AuditDraft,
+    created_at_ms: i64,
+) -> Result<String, StorageError> {
+    let text = |key: &str, entry: &serde_json::Map<String, Value>| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| StorageError::database(format!("a log entry without {key}")))
+    };
+    let agent_id = text("agent_id", &entry)?;
+    let log_id = text("log_id", &entry)?;
+    let action_type = text("action_type", &entry)?;
+    let chain = chain_of(&agent_id);
+    let (_, prev_hash) = records::next_link(tx, scope, &chain).await?;
+    entry.insert("prev_hash".into(), Value::from(prev_hash.as_str()));
+    let hash = chain_hash(&prev_hash, &Value::Object(entry.clone()));
+    entry.insert("chain_hash".into(), Value::from(hash.as_str()));
+    let signature = sign(&Value::Object(entry.clone()))?;
+    entry.insert("signature".into(), Value::from(signature));
+    let document = serde_json::to_string(&entry).map_err(StorageError::database)?;
+    records::insert(
+        tx,
+        &NewRecord {
+            scope: scope.to_owned(),
+            kind: kind::ACTION,
+            id: log_id,
+            subject: Some(agent_id.clone()),
+            label: Some(action_type),
+            created_at_ms,
+            document: document.clone(),
+            refs: vec![agent_id],
+        },
+    )
+    .await?;
+    records::set_chain_head(tx, scope, &chain, &hash).await?;
+    audit::append(tx, event).await?;
+    Ok(document)
+}
+
+/// What `GET /v1/provenance/audit-trail/{agent_id}/verify` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct TrailReport {
+    /// Every link verifies.
+    pub valid: bool,
+    /// How many entries the agent's chain has.
+    pub entries: u64,
+    /// The `log_id` of the first entry that does not verify.
+    pub broken_at: Option<String>,
+}
+
+/// Walks an agent's log entries in chain order.
+pub fn verify_trail(documents: &[String]) -> TrailReport {
+    let mut expected_prev = GENESIS_HASH.to_owned();
+    for document in documents {
+        let mut entry: serde_json::Map<String, Value> =
+            serde_json::from_str(document).unwrap_or_default();
+        let log_id = entry
+            .get("log_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        entry.remove("signature");
+        let stored = entry.remove("chain_hash");
+        let prev = entry.get("prev_hash").and_then(Value::as_str);
+        let ok = prev == Some(expected_prev.as_str())
+            && stored.as_ref().and_then(Value::as_str)
+                == Some(chain_hash(&expected_prev, &Value::Object(entry.clone())).as_str());
+        if !ok {
+            return TrailReport {
+                valid: false,
+                entries: documents.len() as u64,
+                broken_at: Some(log_id),
+            };
+        }
+        expected_prev = stored
+            .and_then(|hash| hash.as_str().map(str::to_owned))
+            .unwrap_or_default();
+    }
+    TrailReport {
+        valid: true,
+        entries: documents.len() as u64,
+        broken_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dumps_writes_what_python_writes() {
+        let value = json!({"b": "naïve 😀\u{7f}\"\\\n", "a": [true, null, 1, 1.0, 0.5, 1e16]});
+        assert_eq!(
+            dumps(&value),
+            r#"{"a":[true,null,1,1.0,0.5,1e+16],"b":"na\u00efve \ud83d\ude00\u007f\"\\\n"}"#
+        );
+    }
+}

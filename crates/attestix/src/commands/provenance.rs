@@ -1,0 +1,118 @@
+//! `attestix provenance log|trail|verify`.
+
+use serde_json::{json, Value};
+
+use super::{emit, idempotency_key, note_replay, text, Outcome, Session};
+use crate::cli::{ProvenanceArgs, ProvenanceCommand};
+
+/// Runs a `provenance` subcommand.
+pub async fn run(args: ProvenanceArgs) -> anyhow::Result<Outcome> {
+    let session = Session::new(&args.client)?;
+    match args.command {
+        ProvenanceCommand::Log {
+            agent_id,
+            action_type,
+            input_summary,
+            output_summary,
+            decision_rationale,
+            human_override,
+            idempotency,
+        } => {
+            let body = json!({
+                "agent_id": agent_id,
+                "action_type": action_type,
+                "input_summary": input_summary.unwrap_or_default(),
+                "output_summary": output_summary.unwrap_or_default(),
+                "decision_rationale": decision_rationale.unwrap_or_default(),
+                "human_override": human_override,
+            });
+            let key = idempotency_key(&idempotency);
+            let response = session
+                .client
+                .post(&["v1", "provenance", "actions"], &body, &key)
+                .await?;
+            session.print(&response, |entry| {
+                format!(
+                    "Logged {} {} for {}.",
+                    text(entry, "action_type"),
+                    text(entry, "log_id"),
+                    text(entry, "agent_id")
+                )
+            })?;
+        }
+        ProvenanceCommand::Trail {
+            agent_id,
+            action_type,
+            start_date,
+            end_date,
+            page,
+        } => {
+            let mut query = Vec::new();
+            for (name, value) in [
+                ("action_type", action_type),
+                ("start_date", start_date),
+                ("end_date", end_date),
+            ] {
+                if let Some(value) = value {
+                    query.push((name, value));
+                }
+            }
+            session
+                .list(
+                    &["v1", "provenance", "audit-trail", &agent_id],
+                    query,
+                    &page,
+                    "entries",
+                    &format!("{:<20} {:<14} {:<33} CHAIN", "LOG ID", "TYPE", "TIME"),
+                    |entry| {
+                        format!(
+                            "{:<20} {:<14} {:<33} {}",
+                            text(entry, "log_id"),
+                            text(entry, "action_type"),
+                            text(entry, "timestamp"),
+                            text(entry, "chain_hash").get(..16).unwrap_or_default(),
+                        )
+                    },
+                )
+                .await?;
+        }
+        ProvenanceCommand::Verify { agent_id } => {
+            let response = session
+                .client
+                .get(
+                    &["v1", "provenance", "audit-trail", &agent_id, "verify"],
+                    &[],
+                )
+                .await?;
+            let report = response.json()?;
+            let valid = report.get("valid").and_then(Value::as_bool) == Some(true);
+            if session.json {
+                emit(&response.text())?;
+            } else {
+                emit(&render(&agent_id, &report, valid))?;
+            }
+            note_replay(&response);
+            return Ok(if valid {
+                Outcome::Success
+            } else {
+                Outcome::Negative
+            });
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// A trail verification for a person.
+fn render(agent_id: &str, report: &Value, valid: bool) -> String {
+    if valid {
+        format!(
+            "VALID: action trail of {agent_id}, {} entries",
+            report["entries"]
+        )
+    } else {
+        format!(
+            "BROKEN: action trail of {agent_id}, first bad entry {}",
+            text(report, "broken_at")
+        )
+    }
+}
