@@ -501,7 +501,7 @@ async fn the_streamable_http_transport_serves_the_tools() {
     let plan = json!([
         {"name": "create_did_key", "arguments": {"idempotency_key": "mcp-http-did-1"}},
         {"name": "create_did_key", "arguments": {"idempotency_key": "mcp-http-did-1"}},
-        {"name": "get_reputation", "arguments": {"agent_id": "attestix:x"}},
+        {"name": "get_compliance_status", "arguments": {"agent_id": "attestix:x"}},
     ]);
     let output = drive(&python, &["http", &url], &plan).await;
     assert_eq!(output["server"]["name"], json!("attestix"));
@@ -521,7 +521,7 @@ async fn the_streamable_http_transport_serves_the_tools() {
     );
     let unserved = error_text(&results[2]);
     assert!(
-        unserved.contains("GET /v1/reputation/{agent_id} is not served"),
+        unserved.contains("GET /v1/compliance/profiles/{agent_id}/status is not served"),
         "{unserved}"
     );
     let _ = mcp.kill().await;
