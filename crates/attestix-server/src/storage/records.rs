@@ -531,6 +531,71 @@ pub async fn insert(tx: &mut dyn Tx, record: &NewRecord) -> Result<i64, StorageE
     Ok(seq)
 }
 
+/// Inserts `records` (none of which may exist) and their refs, one statement each.
+pub async fn insert_many(tx: &mut dyn Tx, records: &[NewRecord]) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut insert = Stmt::new(
+        "INSERT INTO records (scope, kind, id, subject, label, created_at_ms, document) VALUES ",
+    );
+    for (index, record) in records.iter().enumerate() {
+        insert = insert
+            .sql(if index == 0 { "(" } else { ", (" })
+            .bind(record.scope.as_str())
+            .sql(", ")
+            .bind(record.kind)
+            .sql(", ")
+            .bind(record.id.as_str())
+            .sql(", ")
+            .bind(record.subject.as_deref())
+            .sql(", ")
+            .bind(record.label.as_deref())
+            .sql(", ")
+            .bind(record.created_at_ms)
+            .sql(", ")
+            .bind(record.document.as_str())
+            .sql(")");
+    }
+    // RETURNING's row order is unspecified: rows are matched by id.
+    let rows = tx
+        .fetch(
+            insert.sql(" ON CONFLICT (scope, kind, id) DO NOTHING RETURNING seq, scope, kind, id"),
+            &[Col::Int, Col::Text, Col::Text, Col::Text],
+        )
+        .await?;
+    if rows.len() != records.len() {
+        return Err(StorageError::Duplicate);
+    }
+    let mut refs = Stmt::new("INSERT INTO record_refs (record_seq, scope, agent_id) VALUES ");
+    let mut any = false;
+    for row in &rows {
+        let (seq, scope, kind, id) = (row.int(0)?, row.text(1)?, row.text(2)?, row.text(3)?);
+        let record = records
+            .iter()
+            .find(|r| r.scope == scope && r.kind == kind && r.id == id)
+            .ok_or_else(|| StorageError::database("an inserted record came back unknown"))?;
+        let mut agents: Vec<&str> = record.refs.iter().map(String::as_str).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        for agent in agents {
+            refs = refs
+                .sql(if any { ", (" } else { "(" })
+                .bind(seq)
+                .sql(", ")
+                .bind(scope.as_str())
+                .sql(", ")
+                .bind(agent)
+                .sql(")");
+            any = true;
+        }
+    }
+    if any {
+        tx.execute(refs.sql(" ON CONFLICT DO NOTHING")).await?;
+    }
+    Ok(())
+}
+
 /// Filters of [`list`].
 #[derive(Debug, Clone, Default)]
 pub struct RecordFilter {
@@ -645,6 +710,35 @@ pub async fn next_link(
         .first()
         .ok_or_else(|| StorageError::database("the chain head upsert returned no row"))?;
     Ok((row.int(0)?, row.text(1)?))
+}
+
+/// Takes the next `count` links of chain `chain` of `scope` at once (creating the
+/// chain when missing) and returns the hash the first of them follows.
+pub async fn advance_chain(
+    tx: &mut dyn Tx,
+    scope: &str,
+    chain: &str,
+    count: i64,
+) -> Result<String, StorageError> {
+    let rows = tx
+        .fetch(
+            Stmt::new("INSERT INTO chain_heads (scope, chain, length, head) VALUES (")
+                .bind(scope)
+                .sql(", ")
+                .bind(chain)
+                .sql(", ")
+                .bind(count)
+                .sql(", ")
+                .bind(GENESIS_HASH)
+                .sql(") ON CONFLICT (scope, chain) DO UPDATE SET length = chain_heads.length + ")
+                .bind(count)
+                .sql(" RETURNING head"),
+            &[Col::Text],
+        )
+        .await?;
+    rows.first()
+        .ok_or_else(|| StorageError::database("the chain head upsert returned no row"))?
+        .text(0)
 }
 
 /// Records `head` as the hash of the newest link of chain `chain` of `scope`.

@@ -158,6 +158,7 @@ async fn run_batches(
         .await
         .map_err(StorageError::database)?;
     let mut outcomes = Vec::with_capacity(batches.len());
+    let mut drafts = Vec::new();
     for batch in batches {
         let Some((first, _)) = batch.first() else {
             outcomes.push(Vec::new());
@@ -174,12 +175,13 @@ async fn run_batches(
             let row = row.as_row();
             let made = ids.iter().any(|id| id == row.id());
             if made {
-                append_event(&mut Conn::<Sqlite>(&mut tx), row.audit()).await?;
+                drafts.extend(row.audit());
             }
             inserted.push(made);
         }
         outcomes.push(inserted);
     }
+    crate::audit::append_many(&mut Conn::<Sqlite>(&mut tx), &drafts).await?;
     tx.commit().await.map_err(StorageError::database)?;
     Ok(outcomes)
 }
