@@ -151,59 +151,7 @@ pub fn jti_from_bytes(bytes: [u8; 16]) -> String {
 /// the map's order, every non-ASCII character (and DEL) as `\uXXXX` with lowercase
 /// hex, astral characters as surrogate pairs.
 pub fn write_python_ascii_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(number) => out.push_str(&number.to_string()),
-        Value::String(text) => write_python_ascii_string(text, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_python_ascii_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (index, (key, item)) in map.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_python_ascii_string(key, out);
-                out.push(':');
-                write_python_ascii_json(item, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_python_ascii_string(text: &str, out: &mut String) {
-    use std::fmt::Write as _;
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
+    crate::python_json::write_dumps(value, out);
 }
 
 /// Why a single token does not decode.

@@ -54,6 +54,7 @@ pub mod error;
 pub mod identity_token;
 pub mod keys;
 pub mod presentation;
+pub mod python_json;
 pub mod timestamp;
 pub mod translate;
 pub mod uait;
