@@ -9,7 +9,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::audit::{self, AuditDraft};
+use crate::audit::AuditDraft;
 use crate::storage::records::{self, kind, NewRecord, Tx, GENESIS_HASH};
 use crate::storage::StorageError;
 
@@ -78,7 +78,7 @@ pub async fn append_action(
     )
     .await?;
     records::set_chain_head(tx, scope, &chain, &hash).await?;
-    audit::append(tx, event).await?;
+    tx.audit(event).await?;
     Ok(document)
 }
 

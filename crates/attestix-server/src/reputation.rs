@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::{self, AuditDraft};
+use crate::audit::AuditDraft;
 use crate::storage::records::{self, kind, NewRecord, Stmt, Tx};
 use crate::storage::StorageError;
 
@@ -155,7 +155,7 @@ pub async fn record(
         },
     )
     .await?;
-    audit::append(tx, event).await?;
+    tx.audit(event).await?;
     let history = interactions_of(tx, scope, &interaction.agent_id).await?;
     let trust_score = round4(score(&history, now));
     update_identity_score(
@@ -207,7 +207,7 @@ async fn update_identity_score(
             .bind(scope),
     )
     .await?;
-    audit::append(tx, &identity_event(score)?).await?;
+    tx.audit(&identity_event(score)?).await?;
     Ok(())
 }
 

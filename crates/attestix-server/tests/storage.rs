@@ -1536,6 +1536,101 @@ async fn a_did_is_stored_once_per_owner_and_recovered_by_its_key(storage: Shared
     );
 }
 
+/// Concurrent write jobs share a transaction (group commit); one that fails after it
+/// wrote is undone alone: its record and its audit event are gone, every other job's
+/// are kept, and the scope's event chain still verifies.
+async fn a_failing_job_in_a_shared_write_turn_is_undone_alone(storage: SharedStorage) {
+    use attestix_server::audit::{self, AuditDraft};
+    use attestix_server::storage::records::{self, kind, NewRecord};
+
+    const JOBS: u64 = 48;
+    let tasks: Vec<_> = (0..JOBS)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let now = time::OffsetDateTime::now_utc();
+                let record = NewRecord {
+                    scope: "alice|default".into(),
+                    kind: kind::INTERACTION,
+                    id: format!("job-{n}"),
+                    subject: Some(format!("attestix:{n:016x}")),
+                    label: None,
+                    created_at_ms: NOW,
+                    document: format!(r#"{{"n":{n}}}"#),
+                    refs: vec![format!("attestix:{n:016x}")],
+                };
+                let draft = AuditDraft::new(
+                    "alice|default".into(),
+                    "default",
+                    "test",
+                    "job.run",
+                    &record.id,
+                    "jobs",
+                    serde_json::json!({ "n": n }),
+                    now,
+                )
+                .expect("a draft");
+                records::write_with(&*storage, move |tx| {
+                    Box::pin(async move {
+                        records::insert(tx, &record).await?;
+                        tx.audit(&draft).await?;
+                        if n == 0 {
+                            // Hold the first turn so that the others queue behind it
+                            // and share the next ones.
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        if n % 5 == 3 {
+                            return Err(StorageError::database("this job fails after writing"));
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            })
+        })
+        .collect();
+    for (n, task) in (0..JOBS).zip(tasks) {
+        let outcome = task.await.expect("the task does not panic");
+        assert_eq!(outcome.is_err(), n % 5 == 3, "job {n}: {outcome:?}");
+    }
+    let (kept, events) = records::read_with(&*storage, |tx| {
+        Box::pin(async move {
+            let kept = records::all(tx, "alice|default", kind::INTERACTION, None).await?;
+            let events = records::all(tx, "alice|default", kind::AUDIT_EVENT, None).await?;
+            Ok((kept, events))
+        })
+    })
+    .await
+    .expect("the records read back");
+    let mut kept: Vec<u64> = kept
+        .iter()
+        .map(|document| {
+            serde_json::from_str::<serde_json::Value>(document).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    kept.sort_unstable();
+    let expected: Vec<u64> = (0..JOBS).filter(|n| n % 5 != 3).collect();
+    assert_eq!(kept, expected);
+    assert_eq!(events.len(), expected.len());
+    let report = audit::verify(&events);
+    assert!(report.valid, "{report:?}");
+    let mut targets: Vec<String> = events
+        .iter()
+        .map(|document| {
+            serde_json::from_str::<serde_json::Value>(document).unwrap()["target_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    targets.sort_unstable();
+    let mut wanted: Vec<String> = expected.iter().map(|n| format!("job-{n}")).collect();
+    wanted.sort_unstable();
+    assert_eq!(targets, wanted);
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         /// The contract on a SQLite database file.
@@ -1589,6 +1684,7 @@ on_both_backends!(
     a_retry_with_the_same_recovery_point_returns_the_original_delegation,
     concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_row,
     a_did_is_stored_once_per_owner_and_recovered_by_its_key,
+    a_failing_job_in_a_shared_write_turn_is_undone_alone,
 );
 
 // ---------------------------------------------------------------------------------

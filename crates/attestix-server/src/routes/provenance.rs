@@ -339,7 +339,7 @@ async fn store_entry(
     records::write_with(&*state.storage, move |tx| {
         Box::pin(async move {
             records::insert(tx, &record).await?;
-            crate::audit::append(tx, &event).await?;
+            tx.audit(&event).await?;
             Ok(())
         })
     })

@@ -19,8 +19,10 @@ use async_trait::async_trait;
 use crate::audit::AuditDraft;
 pub use records::Job;
 
+mod batch_queue;
 mod delegations;
 mod dids;
+mod job_batch;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;

@@ -64,6 +64,7 @@ fn migrator() -> Migrator {
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    jobs: super::job_batch::PostgresJobs,
 }
 
 impl PostgresStorage {
@@ -86,7 +87,10 @@ impl PostgresStorage {
     ///
     /// Call [`PostgresStorage::migrate`] before first use.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            jobs: super::job_batch::queue(pool.clone()),
+            pool,
+        }
     }
 
     /// Creates or updates the tables `identities`, `credentials` and `api_keys`.
@@ -660,9 +664,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn write(&self, job: Job) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
-        job(&mut Conn::<Postgres>(&mut tx)).await?;
-        tx.commit().await.map_err(StorageError::database)
+        super::job_batch::run(&self.jobs, job).await
     }
 
     async fn read(&self, job: Job) -> Result<(), StorageError> {

@@ -181,6 +181,10 @@ pub trait Tx: Send {
     async fn execute(&mut self, stmt: Stmt) -> Result<u64, StorageError>;
     /// Runs `stmt` and reads every row, its columns typed as `cols`.
     async fn fetch(&mut self, stmt: Stmt, cols: &[Col]) -> Result<Vec<DbRow>, StorageError>;
+    /// Appends the audit event `draft` to its scope's chain, in this transaction: at
+    /// once on a plain connection, at the end of the turn inside a shared write turn
+    /// ([`super::job_batch`]), where a turn's events are linked together.
+    async fn audit(&mut self, draft: &AuditDraft) -> Result<(), StorageError>;
 }
 
 /// Work to run in one transaction (or on one read connection): given the connection,
@@ -355,7 +359,7 @@ pub async fn insert_audited<S: Storage + ?Sized>(
 /// Appends `audit`, when there is one, inside the caller's transaction.
 pub async fn append_event(tx: &mut dyn Tx, audit: Option<&AuditDraft>) -> Result<(), StorageError> {
     if let Some(draft) = audit {
-        crate::audit::append(tx, draft).await?;
+        tx.audit(draft).await?;
     }
     Ok(())
 }
@@ -448,6 +452,10 @@ where
                     .map(DbRow)
             })
             .collect()
+    }
+
+    async fn audit(&mut self, draft: &AuditDraft) -> Result<(), StorageError> {
+        crate::audit::append(self, draft).await.map(drop)
     }
 }
 

@@ -93,6 +93,7 @@ pub struct SqliteStorage {
     writer: SqliteWriter,
     reader: SqlitePool,
     batcher: InsertBatcher,
+    jobs: super::job_batch::SqliteJobs,
 }
 
 impl SqliteStorage {
@@ -152,6 +153,7 @@ impl SqliteStorage {
     fn from_writer(writer: SqliteWriter, reader: SqlitePool) -> Self {
         Self {
             batcher: InsertBatcher::new(writer.clone()),
+            jobs: super::job_batch::queue(writer.clone()),
             writer,
             reader,
         }
@@ -806,15 +808,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn write(&self, job: Job) -> Result<(), StorageError> {
-        let mut writer = self.checkout_writer().await?;
-        // IMMEDIATE: the write lock from the first statement, so a read-then-write
-        // job never meets SQLITE_BUSY on upgrading (another process on the file).
-        let mut tx = (*writer)
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StorageError::database)?;
-        job(&mut Conn::<Sqlite>(&mut tx)).await?;
-        tx.commit().await.map_err(StorageError::database)
+        super::job_batch::run(&self.jobs, job).await
     }
 
     async fn read(&self, job: Job) -> Result<(), StorageError> {

@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 
 use super::records::{append_event, Conn};
 
+use super::batch_queue::{BatchQueue, WriterBatch};
 use super::sqlite::{insert_error, NewRow, MAX_INSERT_ROWS};
-use super::sqlite_writer::{BatchQueue, SqliteWriter, WriterBatch, WriterConnection};
+use super::sqlite_writer::{SqliteWriter, WriterConnection};
 use super::{NewCredential, NewIdentity, StorageError};
 
 /// `Ok(true)`: inserted; `Ok(false)`: its recovery point is taken.
@@ -96,6 +97,7 @@ impl InsertBatcher {
 }
 
 impl WriterBatch for Inserts {
+    type Source = SqliteWriter;
     type Operation = Pending;
 
     fn push(&mut self, pending: Pending) -> Result<(), Pending> {
