@@ -31,11 +31,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, Postgres};
-use sqlx::query::Query;
+use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
 use sqlx::QueryBuilder;
 
-use super::records::{self, append_event, Conn, Job};
+use super::records::{self, append_event, Conn, Job, Stmt, Tx, Value};
 use super::{
     delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
     Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
@@ -118,8 +117,8 @@ impl PostgresStorage {
     /// Inserts a row; with a recovery point, resolves a conflict on it (see
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
-        // Fast path, also the only path without a recovery point: one autocommit
-        // statement that inserts unless the recovery point is taken.
+        // Fast path, also the only path without a recovery point: an insert that does
+        // nothing when the recovery point is taken, in a shared write turn.
         let inserted = self.insert_with_event(row).await;
         let Some(recovery) = row.recovery() else {
             return inserted.map(|_| Inserted::Created);
@@ -149,14 +148,7 @@ impl PostgresStorage {
     /// Inserts `row` and, when it went in, appends its audit event, in one
     /// transaction; whether it went in (a taken recovery point keeps it out).
     async fn insert_with_event(&self, row: NewRow<'_>) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
-        let done = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        append_event(&mut Conn::<Postgres>(&mut tx), row.audit()).await?;
-        tx.commit().await.map_err(StorageError::database)?;
-        Ok(true)
+        records::insert_audited(self, row.insert(), row.audit()).await
     }
 
     /// One attempt at an insert whose recovery point was taken: `None` when another
@@ -202,8 +194,8 @@ impl PostgresStorage {
         // Either the stale holder was just cleared, or the holder vanished between the
         // insert and the read (another caller cleared it and has not committed its row,
         // or has: then this insert waits for it and does nothing).
-        let inserted = row.insert().execute(&mut *tx).await.map_err(insert_error)?;
-        if inserted.rows_affected() == 1 {
+        let inserted = Conn::<Postgres>(&mut tx).execute(row.insert()).await?;
+        if inserted == 1 {
             append_event(&mut Conn::<Postgres>(&mut tx), row.audit()).await?;
             tx.commit().await.map_err(StorageError::database)?;
             return Ok(Some(Inserted::Created));
@@ -265,19 +257,6 @@ const CREDENTIALS: TableStatements = TableStatements {
                      idempotency_fingerprint = NULL WHERE seq = $1",
 };
 
-const INSERT_IDENTITY: &str = "\
-INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, expires_at_ms,
-                        document, idempotency_scope, idempotency_key, idempotency_fingerprint)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
-
-const INSERT_CREDENTIAL: &str = "\
-INSERT INTO credentials (credential_id, owner, subject_id, credential_type, created_at_ms,
-                         expires_at_ms, document, idempotency_scope, idempotency_key,
-                         idempotency_fingerprint)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
-
 /// A row to insert into one of the resource tables.
 #[derive(Clone, Copy)]
 enum NewRow<'a> {
@@ -309,33 +288,45 @@ impl<'a> NewRow<'a> {
     }
 
     /// The insert, which does nothing when the recovery point is taken.
-    fn insert(self) -> Query<'a, Postgres, PgArguments> {
-        let scope = self.recovery().map(|point| point.scope.as_str());
-        let key = self.recovery().map(|point| point.key.as_str());
-        let fingerprint = self.recovery().map(|point| point.fingerprint.as_slice());
-        match self {
-            Self::Identity(identity) => sqlx::query(INSERT_IDENTITY)
-                .bind(identity.agent_id.as_str())
-                .bind(identity.owner.as_str())
-                .bind(identity.source_protocol.as_str())
-                .bind(identity.created_at_ms)
-                .bind(identity.expires_at_ms)
-                .bind(identity.document.as_str())
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint),
-            Self::Credential(credential) => sqlx::query(INSERT_CREDENTIAL)
-                .bind(credential.credential_id.as_str())
-                .bind(credential.owner.as_str())
-                .bind(credential.subject_id.as_str())
-                .bind(credential.credential_type.as_str())
-                .bind(credential.issued_at_ms)
-                .bind(credential.expires_at_ms)
-                .bind(credential.document.as_str())
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint),
-        }
+    fn insert(self) -> Stmt {
+        let recovery = self.recovery();
+        let (head, values) = match self {
+            Self::Identity(identity) => (
+                "INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, \
+                 expires_at_ms, document, idempotency_scope, idempotency_key, \
+                 idempotency_fingerprint) VALUES (",
+                vec![
+                    Value::from(identity.agent_id.as_str()),
+                    identity.owner.as_str().into(),
+                    identity.source_protocol.as_str().into(),
+                    identity.created_at_ms.into(),
+                    identity.expires_at_ms.into(),
+                    identity.document.as_str().into(),
+                ],
+            ),
+            Self::Credential(credential) => (
+                "INSERT INTO credentials (credential_id, owner, subject_id, credential_type, \
+                 created_at_ms, expires_at_ms, document, idempotency_scope, idempotency_key, \
+                 idempotency_fingerprint) VALUES (",
+                vec![
+                    Value::from(credential.credential_id.as_str()),
+                    credential.owner.as_str().into(),
+                    credential.subject_id.as_str().into(),
+                    credential.credential_type.as_str().into(),
+                    credential.issued_at_ms.into(),
+                    credential.expires_at_ms.into(),
+                    credential.document.as_str().into(),
+                ],
+            ),
+        };
+        let point = [
+            recovery.map(|point| point.scope.as_str()).into(),
+            recovery.map(|point| point.key.as_str()).into(),
+            recovery.map(|point| point.fingerprint.as_slice()).into(),
+        ];
+        Stmt::new(head)
+            .bind_list(values.into_iter().chain(point))
+            .sql(") ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING")
     }
 }
 
