@@ -34,6 +34,7 @@ pub mod error;
 pub mod fetch;
 pub mod openapi;
 pub mod provenance;
+pub mod purge;
 pub mod recovery;
 pub mod reputation;
 pub mod routes;

@@ -40,6 +40,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         identities::verify_identity,
         identities::revoke_identity,
         identities::translate_identity,
+        identities::purge_identity,
         credentials::issue_credential,
         credentials::issue_credential_alias,
         credentials::list_credentials,

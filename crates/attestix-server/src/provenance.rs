@@ -29,7 +29,7 @@ pub fn chain_hash(prev_hash: &str, entry: &Value) -> String {
 }
 
 /// The `chain_heads` name of an agent's action log.
-fn chain_of(agent_id: &str) -> String {
+pub(crate) fn chain_of(agent_id: &str) -> String {
     format!("actions:{agent_id}")
 }
 

@@ -262,6 +262,7 @@ impl Application {
             idempotency::spawn_purger(store, Arc::new(SystemClock), Duration::from_secs(60))
         });
         let flushed_at_shutdown = store.clone();
+        let purged_by_erasure = store.clone();
         let layer = store.map(|store| {
             let mut layer = IdempotencyLayer::with_config(store, IdempotencyConfig::default())
                 // Every mutating request honours a key: a retried DELETE replays its
@@ -306,6 +307,7 @@ impl Application {
                 axum::http::StatusCode::CONFLICT
             },
             max_response_bytes: config.max_response_bytes,
+            idempotency: purged_by_erasure,
             metrics: telemetry::prometheus(),
         });
         let router = router(state, layer, config.max_body_bytes);
@@ -666,6 +668,10 @@ pub fn router(
         .route(
             "/v1/identities/{agent_id}/translate",
             post(identities::translate_identity),
+        )
+        .route(
+            "/v1/identities/{agent_id}/purge",
+            delete(identities::purge_identity),
         )
         .route(
             "/v1/credentials",

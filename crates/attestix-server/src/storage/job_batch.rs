@@ -81,7 +81,9 @@ impl Checkout for PgPool {
 }
 
 type Reply = Result<(), StorageError>;
-type Pending = (Job, oneshot::Sender<Reply>);
+/// A queued job: the work, whether the events appended before it in its turn must be
+/// written first ([`run_after_events`]), and where its outcome goes.
+type Pending = (Job, bool, oneshot::Sender<Reply>);
 
 /// The jobs gathered for one turn.
 pub(crate) struct Jobs<S> {
@@ -116,15 +118,33 @@ where
     S: Checkout,
     S::Connection: TurnConnection,
 {
+    submit(queue, job, false).await
+}
+
+/// As [`run`], for a job that reads or rewrites audit events: every event appended
+/// before it (earlier in its turn included) is written before it runs.
+pub(crate) async fn run_after_events<S>(queue: &JobQueue<S>, job: Job) -> Result<(), StorageError>
+where
+    S: Checkout,
+    S::Connection: TurnConnection,
+{
+    submit(queue, job, true).await
+}
+
+async fn submit<S>(queue: &JobQueue<S>, job: Job, after_events: bool) -> Result<(), StorageError>
+where
+    S: Checkout,
+    S::Connection: TurnConnection,
+{
     let (reply, answer) = oneshot::channel();
-    if let Err((job, reply)) = queue.send((job, reply)) {
+    if let Err((job, after_events, reply)) = queue.send((job, after_events, reply)) {
         // The batching task is gone (its runtime shut down): run the job alone.
         let mut connection = queue
             .writer()
             .checkout()
             .await
             .map_err(StorageError::database)?;
-        run_turn(&mut connection, vec![(job, reply)]).await;
+        run_turn(&mut connection, vec![(job, after_events, reply)]).await;
     }
     answer.await.unwrap_or_else(|_| {
         Err(StorageError::database(
@@ -154,7 +174,7 @@ where
     }
 
     fn fail(&mut self, error: &sqlx::Error) {
-        for (_, reply) in self.pending.drain(..) {
+        for (_, _, reply) in self.pending.drain(..) {
             let _ = reply.send(Err(StorageError::database(format!(
                 "no connection to write on: {error}"
             ))));
@@ -164,7 +184,10 @@ where
 
 /// Runs `jobs` in one transaction on `connection` and answers each.
 async fn run_turn<C: TurnConnection>(connection: &mut C, jobs: Vec<Pending>) {
-    let (jobs, replies): (Vec<Job>, Vec<oneshot::Sender<Reply>>) = jobs.into_iter().unzip();
+    let (jobs, replies): (Vec<(Job, bool)>, Vec<oneshot::Sender<Reply>>) = jobs
+        .into_iter()
+        .map(|(job, after_events, reply)| ((job, after_events), reply))
+        .unzip();
     let outcome = {
         let mut tx = connection.tx();
         let outcome = turn(&mut *tx, C::BEGIN, jobs).await;
@@ -195,12 +218,21 @@ async fn run_turn<C: TurnConnection>(connection: &mut C, jobs: Vec<Pending>) {
 
 /// The turn's transaction: each job's own outcome, or the error that failed the whole
 /// turn (the caller rolls back). A lone job that fails rolls the transaction back here.
-async fn turn(tx: &mut dyn Tx, begin: &str, jobs: Vec<Job>) -> Result<Vec<Reply>, StorageError> {
+async fn turn(
+    tx: &mut dyn Tx,
+    begin: &str,
+    jobs: Vec<(Job, bool)>,
+) -> Result<Vec<Reply>, StorageError> {
     tx.execute(Stmt::new(begin)).await?;
     let alone = jobs.len() == 1;
     let mut drafts = Vec::new();
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for (job, after_events) in jobs {
+        if after_events && !drafts.is_empty() {
+            let pending: Vec<&AuditDraft> = drafts.iter().collect();
+            crate::audit::append_many(tx, &pending).await?;
+            drafts.clear();
+        }
         if alone {
             if let Err(error) = job(&mut Deferred::new(tx, &mut drafts)).await {
                 tx.execute(Stmt::new("ROLLBACK")).await?;

@@ -481,6 +481,19 @@ pub trait Storage: Send + Sync + 'static {
     /// implemented once for both backends.
     async fn write(&self, job: Job) -> Result<(), StorageError>;
 
+    /// As [`Storage::write`], for a job that reads or rewrites audit events (purge):
+    /// every event appended before it, by jobs sharing its transaction included, is
+    /// in the table when it runs.
+    async fn write_after_events(&self, job: Job) -> Result<(), StorageError> {
+        self.write(job).await
+    }
+
+    /// Removes what erased rows leave behind outside the live tables (SQLite: the
+    /// write-ahead log's old page images), so that erased bytes are gone from disk.
+    async fn erase_residue(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Runs `job` on a read connection.
     async fn read(&self, job: Job) -> Result<(), StorageError>;
 }

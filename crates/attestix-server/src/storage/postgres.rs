@@ -658,6 +658,10 @@ impl Storage for PostgresStorage {
         super::job_batch::run(&self.jobs, job).await
     }
 
+    async fn write_after_events(&self, job: Job) -> Result<(), StorageError> {
+        super::job_batch::run_after_events(&self.jobs, job).await
+    }
+
     async fn read(&self, job: Job) -> Result<(), StorageError> {
         let mut connection = self.pool.acquire().await.map_err(StorageError::database)?;
         job(&mut Conn::<Postgres>(&mut connection)).await

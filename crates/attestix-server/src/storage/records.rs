@@ -236,6 +236,19 @@ where
     take(&slot)
 }
 
+/// As [`write_with`], through [`Storage::write_after_events`]: every audit event
+/// appended before the work runs is in the table.
+pub async fn write_after_events_with<S, R, F>(storage: &S, work: F) -> Result<R, StorageError>
+where
+    S: Storage + ?Sized,
+    R: Send + 'static,
+    F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<R, StorageError>> + Send + 'static,
+{
+    let (slot, job) = into_job(work);
+    storage.write_after_events(job).await?;
+    take(&slot)
+}
+
 /// Runs `work` on a read connection of `storage` and returns what it read.
 pub async fn read_with<S, R, F>(storage: &S, work: F) -> Result<R, StorageError>
 where

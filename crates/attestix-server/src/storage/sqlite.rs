@@ -99,8 +99,9 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// The connection options used for a database file: created if missing, WAL
     /// journal, `synchronous = NORMAL` (durable across process crashes; a power loss
-    /// may lose the last transactions, never corrupt the file), foreign keys on, and a
-    /// 5 s busy timeout.
+    /// may lose the last transactions, never corrupt the file), foreign keys on,
+    /// `secure_delete` (deleted content is overwritten with zeros, so a purge leaves
+    /// no bytes behind), and a 5 s busy timeout.
     pub fn connect_options(path: &Path) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(path)
@@ -108,6 +109,7 @@ impl SqliteStorage {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT)
     }
 
@@ -809,6 +811,25 @@ impl Storage for SqliteStorage {
 
     async fn write(&self, job: Job) -> Result<(), StorageError> {
         super::job_batch::run(&self.jobs, job).await
+    }
+
+    async fn write_after_events(&self, job: Job) -> Result<(), StorageError> {
+        super::job_batch::run_after_events(&self.jobs, job).await
+    }
+
+    async fn erase_residue(&self) -> Result<(), StorageError> {
+        // TRUNCATE: the log's frames are copied into the database (where deleted
+        // cells were zeroed, `secure_delete`) and the log file is emptied.
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *self.checkout_writer().await?)
+            .await
+            .map_err(StorageError::database)?;
+        if busy != 0 {
+            return Err(StorageError::database(
+                "the write-ahead log could not be emptied: a reader held it",
+            ));
+        }
+        Ok(())
     }
 
     async fn read(&self, job: Job) -> Result<(), StorageError> {

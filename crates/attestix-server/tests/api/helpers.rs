@@ -141,6 +141,16 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and hands over its data directory (SQLite), which lives until
+    /// the returned guard is dropped.
+    pub async fn stop_keeping_data(mut self) -> Option<TempDir> {
+        self.stop().await;
+        if let Some(database) = self.database.take() {
+            let _ = database.drop_database().await;
+        }
+        self._dir.take()
+    }
+
     /// Stops the server and drops its database.
     pub async fn finish(mut self) {
         self.stop().await;

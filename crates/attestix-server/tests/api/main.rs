@@ -15,6 +15,7 @@ mod identities;
 mod openapi;
 mod outage;
 mod provenance;
+mod purge;
 mod reputation;
 mod restart;
 mod tls_serving;
