@@ -70,6 +70,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         provenance::record_model_lineage,
         provenance::audit_trail,
         provenance::verify_audit_trail,
+        provenance::provenance_of,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),

@@ -142,3 +142,132 @@ mod tests {
         );
     }
 }
+
+/// What `GET /v1/provenance/{agent_id}` reports: the agent's training data and model
+/// lineage, and a summary of its action log and of the audit events about it (about
+/// the agent itself, the credentials issued to it, or a record whose subject it is).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Aggregate {
+    /// The agent.
+    pub agent_id: String,
+    /// Its training-data entries, oldest first, as stored.
+    #[schema(value_type = Vec<Object>)]
+    pub training_data: Vec<Box<serde_json::value::RawValue>>,
+    /// Its model-lineage entries, oldest first, as stored.
+    #[schema(value_type = Vec<Object>)]
+    pub model_lineage: Vec<Box<serde_json::value::RawValue>>,
+    /// Action-log entries plus audit events.
+    pub audit_log_count: u64,
+    /// Action-log entries.
+    pub audit_chain_count_legacy: u64,
+    /// Audit events about the agent.
+    pub audit_events_count: u64,
+    /// The last five of the action-log entries followed by the events.
+    #[schema(value_type = Vec<Object>)]
+    pub latest_audit_entries: Vec<Box<serde_json::value::RawValue>>,
+}
+
+impl Aggregate {
+    /// The aggregate of an agent with nothing recorded.
+    pub fn empty(agent_id: String) -> Self {
+        Self {
+            agent_id,
+            training_data: Vec::new(),
+            model_lineage: Vec::new(),
+            audit_log_count: 0,
+            audit_chain_count_legacy: 0,
+            audit_events_count: 0,
+            latest_audit_entries: Vec::new(),
+        }
+    }
+}
+
+/// How many of the newest entries [`Aggregate::latest_audit_entries`] shows.
+const LATEST: i64 = 5;
+
+/// The aggregate of `agent_id` in `scope`. Counts are SQL counts and only the five
+/// newest entries of each log are read, so the cost does not grow with the logs.
+pub async fn aggregate(
+    tx: &mut dyn Tx,
+    scope: &str,
+    agent_id: &str,
+) -> Result<Aggregate, StorageError> {
+    use records::{Col, Stmt};
+    let raw = |text: String| {
+        serde_json::value::RawValue::from_string(text).map_err(StorageError::database)
+    };
+    let entries = |label: &'static str| {
+        Stmt::new("SELECT document FROM records WHERE scope = ")
+            .bind(scope)
+            .sql(" AND kind = ")
+            .bind(kind::PROVENANCE_ENTRY)
+            .sql(" AND subject = ")
+            .bind(agent_id)
+            .sql(" AND label = ")
+            .bind(label)
+            .sql(" ORDER BY seq")
+    };
+    let documents = |rows: Vec<records::DbRow>| -> Result<Vec<_>, StorageError> {
+        rows.iter().map(|row| raw(row.text(0)?)).collect()
+    };
+    let training_data = documents(tx.fetch(entries("training_data"), &[Col::Text]).await?)?;
+    let model_lineage = documents(tx.fetch(entries("model_lineage"), &[Col::Text]).await?)?;
+
+    let actions = || {
+        Stmt::new(" FROM records WHERE scope = ")
+            .bind(scope)
+            .sql(" AND kind = ")
+            .bind(kind::ACTION)
+            .sql(" AND subject = ")
+            .bind(agent_id)
+    };
+    // Events whose target is the agent, a credential issued to it, or one of the
+    // records about it (the reference's attribution by target_id).
+    let events = || {
+        Stmt::new(" FROM records WHERE scope = ")
+            .bind(scope)
+            .sql(" AND kind = ")
+            .bind(kind::AUDIT_EVENT)
+            .sql(" AND (subject = ")
+            .bind(agent_id)
+            .sql(" OR subject IN (SELECT credential_id FROM credentials WHERE owner = ")
+            .bind(scope)
+            .sql(" AND subject_id = ")
+            .bind(agent_id)
+            .sql(") OR subject IN (SELECT id FROM records WHERE scope = ")
+            .bind(scope)
+            .sql(" AND subject = ")
+            .bind(agent_id)
+            .sql(" AND kind <> ")
+            .bind(kind::AUDIT_EVENT)
+            .sql("))")
+    };
+    let count = |from: Stmt| Stmt::new("SELECT COUNT(*)").sql_stmt(from);
+    let newest = |from: Stmt| {
+        Stmt::new("SELECT document")
+            .sql_stmt(from)
+            .sql(" ORDER BY seq DESC LIMIT ")
+            .bind(LATEST)
+    };
+    let legacy = tx.fetch(count(actions()), &[Col::Int]).await?;
+    let legacy = u64::try_from(legacy.first().map_or(Ok(0), |row| row.int(0))?).unwrap_or(0);
+    let about = tx.fetch(count(events()), &[Col::Int]).await?;
+    let about = u64::try_from(about.first().map_or(Ok(0), |row| row.int(0))?).unwrap_or(0);
+    let mut latest_actions = documents(tx.fetch(newest(actions()), &[Col::Text]).await?)?;
+    let mut latest_events = documents(tx.fetch(newest(events()), &[Col::Text]).await?)?;
+    latest_actions.reverse();
+    latest_events.reverse();
+    let mut latest = latest_actions;
+    latest.append(&mut latest_events);
+    let skip = latest.len().saturating_sub(LATEST as usize);
+    latest.drain(..skip);
+    Ok(Aggregate {
+        agent_id: agent_id.to_owned(),
+        training_data,
+        model_lineage,
+        audit_log_count: legacy + about,
+        audit_chain_count_legacy: legacy,
+        audit_events_count: about,
+        latest_audit_entries: latest,
+    })
+}

@@ -747,6 +747,7 @@ pub fn router(
             "/v1/provenance/audit-trail/{agent_id}/verify",
             get(provenance::verify_audit_trail),
         )
+        .route("/v1/provenance/{agent_id}", get(provenance::provenance_of))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)

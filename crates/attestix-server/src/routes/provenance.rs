@@ -5,7 +5,7 @@ use std::sync::Arc;
 use attestix_core::Timestamp;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Extension;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -234,6 +234,33 @@ pub async fn verify_audit_trail(
     })
     .await?;
     JsonText::ok(&verify_trail(&documents))
+}
+
+/// The agent's provenance: its training data, model lineage, the size of its action
+/// log and of the audit events about it, and the newest five of those.
+#[utoipa::path(
+    get,
+    path = "/v1/provenance/{agent_id}",
+    tag = "provenance",
+    params(("agent_id" = String, Path, description = "The agent")),
+    responses(
+        (status = 200, description = "The agent's provenance (empty lists and zero counts for an agent with none)", body = crate::provenance::Aggregate, content_type = "application/json"),
+    )
+)]
+pub async fn provenance_of(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(agent_id): ApiPath<String>,
+) -> Result<Json<crate::provenance::Aggregate>, ApiError> {
+    if !may_be_stored(&agent_id) {
+        return Ok(Json(crate::provenance::Aggregate::empty(agent_id)));
+    }
+    let scope = caller.scope();
+    let aggregate = records::read_with(&*state.storage, move |tx| {
+        Box::pin(async move { crate::provenance::aggregate(tx, &scope, &agent_id).await })
+    })
+    .await?;
+    Ok(Json(aggregate))
 }
 
 /// The largest serialised `evaluation_metrics` or `training_config` accepted.

@@ -128,6 +128,12 @@ impl Stmt {
         self
     }
 
+    /// Appends another statement's text and values.
+    pub fn sql_stmt(mut self, other: Stmt) -> Self {
+        self.pieces.extend(other.pieces);
+        self
+    }
+
     /// Appends values separated by commas (for `IN (…)`).
     pub fn bind_list(mut self, values: impl IntoIterator<Item = Value>) -> Self {
         for (index, value) in values.into_iter().enumerate() {

@@ -14,6 +14,7 @@ crate::on_both_backends!(
     a_keyed_action_replays_without_a_second_entry,
     every_bad_field_is_a_422_naming_it,
     training_data_and_model_lineage_are_signed_entries_with_events,
+    the_aggregate_counts_the_logs_and_shows_the_newest_entries,
 );
 
 fn action(agent: &str, action_type: &str) -> Value {
@@ -353,5 +354,148 @@ async fn training_data_and_model_lineage_are_signed_entries_with_events(backend:
         assert_eq!(reply.status, 422, "{body}");
         assert!(reply.problem().to_string().contains(field), "{field}");
     }
+    server.finish().await;
+}
+
+/// `GET /v1/provenance/{agent_id}`: the agent's entries as stored, its action count,
+/// the events about it (its identity, a credential issued to it, its entries and
+/// actions) and the newest five of the action log followed by those events; nothing
+/// of another agent or another scope.
+async fn the_aggregate_counts_the_logs_and_shows_the_newest_entries(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let post = |path: &str, body: Value| {
+        let server = &server;
+        let path = path.to_owned();
+        async move {
+            let reply = Reply::of(server.request(Method::POST, &path).json(&body).send()).await;
+            assert_eq!(
+                reply.status,
+                201,
+                "{path}: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            reply
+        }
+    };
+    let agent = post("/v1/identities", crate::helpers::identity_body("Traced"))
+        .await
+        .json()["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post(
+        "/v1/credentials",
+        json!({"subject_id": agent, "credential_type": "AgentIdentityCredential",
+               "issuer_name": "Acme", "claims": {"role": "x"}}),
+    )
+    .await;
+    let mut training = Vec::new();
+    for version in ["1", "2"] {
+        let reply = post(
+            "/v1/provenance/training-data",
+            json!({"agent_id": agent, "dataset_name": "corpus", "dataset_version": version}),
+        )
+        .await;
+        training.push(reply.json());
+    }
+    let lineage = post(
+        "/v1/provenance/model-lineage",
+        json!({"agent_id": agent, "base_model": "m"}),
+    )
+    .await
+    .json();
+    for n in 0..7 {
+        post(
+            "/v1/provenance/actions",
+            action(
+                &agent,
+                if n % 2 == 0 {
+                    "inference"
+                } else {
+                    "delegation"
+                },
+            ),
+        )
+        .await;
+    }
+    // Another agent's records count for it alone.
+    let other_ids = [
+        post("/v1/provenance/actions", action("agent-other", "inference"))
+            .await
+            .json()["log_id"]
+            .clone(),
+        post(
+            "/v1/provenance/training-data",
+            json!({"agent_id": "agent-other", "dataset_name": "other"}),
+        )
+        .await
+        .json()["entry_id"]
+            .clone(),
+    ];
+
+    let reply = Reply::of(
+        server
+            .request(Method::GET, &format!("/v1/provenance/{agent}"))
+            .send(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let aggregate = reply.json();
+    let keys: Vec<&str> = aggregate
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "agent_id",
+            "training_data",
+            "model_lineage",
+            "audit_log_count",
+            "audit_chain_count_legacy",
+            "audit_events_count",
+            "latest_audit_entries",
+        ]
+    );
+    assert_eq!(aggregate["training_data"], Value::Array(training));
+    assert_eq!(aggregate["model_lineage"], json!([lineage]));
+    // identity.create, credential.issue, 3 entries, 7 actions.
+    assert_eq!(aggregate["audit_chain_count_legacy"], 7, "{aggregate}");
+    assert_eq!(aggregate["audit_events_count"], 12, "{aggregate}");
+    assert_eq!(aggregate["audit_log_count"], 19, "{aggregate}");
+    // Seven actions then twelve events: the newest five are the last five events.
+    let events = server
+        .all_pages("/v1/audit/events?limit=1000", &server.admin_key)
+        .await;
+    let about: Vec<&Value> = events
+        .iter()
+        .filter(|event| !other_ids.contains(&event["target_id"]))
+        .collect();
+    assert_eq!(about.len(), 12);
+    let latest: Vec<&Value> = aggregate["latest_audit_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(latest, about[about.len() - 5..]);
+    assert_eq!(latest.last().unwrap()["action"], "provenance.log_action");
+
+    // Another scope sees an agent with nothing.
+    let other = server.key_for("mallory").await;
+    let theirs = Reply::of(
+        server
+            .client
+            .get(server.url(&format!("/v1/provenance/{agent}")))
+            .header("x-api-key", &other)
+            .send(),
+    )
+    .await
+    .json();
+    assert_eq!(theirs["audit_log_count"], 0);
+    assert_eq!(theirs["training_data"], json!([]));
     server.finish().await;
 }
