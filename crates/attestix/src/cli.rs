@@ -331,6 +331,17 @@ pub enum IdentityCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Erase an agent from your scope (DELETE /v1/identities/{agent_id}/purge, GDPR
+    /// Art. 17): its identity, credentials, delegations, compliance, provenance and
+    /// reputation records and stored responses; audit events about it are redacted.
+    /// Prints what was erased, by kind.
+    Purge {
+        /// The agent id.
+        agent_id: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
     /// Show an identity in another format (POST /v1/identities/{agent_id}/translate):
     /// an A2A agent card, a DID document, OAuth 2.0 claims or a summary.
     Translate {
@@ -812,6 +823,12 @@ pub enum ProvenanceCommand {
     },
     /// Walk an agent's action chain; exits with 1 when it is broken.
     Verify {
+        /// The agent.
+        agent_id: String,
+    },
+    /// An agent's provenance (GET /v1/provenance/{agent_id}): training data, model
+    /// lineage, log and event counts, the newest entries.
+    Show {
         /// The agent.
         agent_id: String,
     },

@@ -1471,6 +1471,14 @@ async fn provenance_commands_log_list_and_verify_the_trail() {
         "{}",
         stdout(&verified)
     );
+    let shown = run(server
+        .attestix()
+        .args(["provenance", "show", "agent-p", "--json"]))
+    .await;
+    assert_exit(&shown, 0);
+    let aggregate = json_stdout(&shown);
+    assert_eq!(aggregate["audit_chain_count_legacy"], 2, "{aggregate}");
+    assert_eq!(aggregate["audit_events_count"], 2, "{aggregate}");
     let bad = run(server.attestix().args([
         "provenance",
         "log",
@@ -1481,4 +1489,50 @@ async fn provenance_commands_log_list_and_verify_the_trail() {
     ]))
     .await;
     assert_ne!(bad.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_purge_erases_the_agent_and_a_retry_replays() {
+    let server = TestServer::start().await;
+    let created =
+        run(server
+            .attestix()
+            .args(["identity", "create", "--name", "Forget me", "--json"]))
+        .await;
+    assert_exit(&created, 0);
+    let agent_id = json_stdout(&created)["agent_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let purge_args = [
+        "identity",
+        "purge",
+        agent_id.as_str(),
+        "--idempotency-key",
+        "cli-purge-1",
+    ];
+    let first = run(server.attestix().args(purge_args)).await;
+    assert_exit(&first, 0);
+    assert!(
+        stdout(&first).contains(&format!("Purged {agent_id}:")),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        stdout(&first).contains("  identities: 1"),
+        "{}",
+        stdout(&first)
+    );
+    // The retry with the same key is the same purge, answered from the stored response.
+    let retry = run(server.attestix().args(purge_args)).await;
+    assert_exit(&retry, 0);
+    assert!(
+        stdout(&retry).contains("  identities: 1"),
+        "{}",
+        stdout(&retry)
+    );
+    let gone = run(server.attestix().args(["identity", "get", &agent_id])).await;
+    assert_ne!(gone.status.code(), Some(0));
+    let audit = run(server.attestix().args(["audit", "verify"])).await;
+    assert_exit(&audit, 0);
 }

@@ -1,4 +1,4 @@
-//! `attestix identity create|list|get|verify|revoke|import`.
+//! `attestix identity create|list|get|verify|revoke|purge|translate|import`.
 
 use serde_json::{json, Map, Value};
 
@@ -69,6 +69,26 @@ pub async fn run(args: IdentityArgs) -> anyhow::Result<Outcome> {
                 } else {
                     format!("Revoked identity {} ({reason}).", text(uait, "agent_id"))
                 }
+            })?;
+        }
+        IdentityCommand::Purge {
+            agent_id,
+            idempotency,
+        } => {
+            let key = idempotency_key(&idempotency);
+            let response = session
+                .client
+                .delete_keyed(&["v1", "identities", &agent_id, "purge"], None, &key)
+                .await?;
+            session.print(&response, |report| {
+                let mut lines = vec![format!("Purged {}:", text(report, "agent_id"))];
+                if let Some(counts) = report.get("counts").and_then(Value::as_object) {
+                    for (kind, count) in counts {
+                        lines.push(format!("  {kind}: {count}"));
+                    }
+                }
+                lines.push(format!("  note: {}", text(report, "external_copies")));
+                lines.join("\n")
             })?;
         }
         IdentityCommand::Translate {

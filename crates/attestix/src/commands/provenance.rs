@@ -1,4 +1,4 @@
-//! `attestix provenance log|trail|verify`.
+//! `attestix provenance log|trail|verify|show`.
 
 use serde_json::{json, Value};
 
@@ -75,6 +75,13 @@ pub async fn run(args: ProvenanceArgs) -> anyhow::Result<Outcome> {
                     },
                 )
                 .await?;
+        }
+        ProvenanceCommand::Show { agent_id } => {
+            let response = session
+                .client
+                .get(&["v1", "provenance", &agent_id], &[])
+                .await?;
+            session.print(&response, super::pretty)?;
         }
         ProvenanceCommand::Verify { agent_id } => {
             let response = session
