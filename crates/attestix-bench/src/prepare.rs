@@ -118,7 +118,13 @@ pub async fn plan_for(
         | Scenario::Storm
         | Scenario::CardGenerate
         | Scenario::DidKey
-        | Scenario::DidWeb => {}
+        | Scenario::DidWeb
+        | Scenario::ActionNokey
+        | Scenario::ActionKey
+        | Scenario::InteractionNokey
+        | Scenario::InteractionKey
+        | Scenario::TrainingNokey
+        | Scenario::TrainingKey => {}
     }
     Ok(Arc::new(plan))
 }

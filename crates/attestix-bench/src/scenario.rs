@@ -50,10 +50,25 @@ pub enum Scenario {
     DidKey,
     /// `POST /v1/dids/web`, a new path and a fresh key per request.
     DidWeb,
+    /// `POST /v1/provenance/actions`, every request on one agent's chain, no key.
+    ActionNokey,
+    /// As `action-nokey`, a fresh key per request.
+    ActionKey,
+    /// `POST /v1/reputation/interactions` about one agent, no key.
+    InteractionNokey,
+    /// As `interaction-nokey`, a fresh key per request.
+    InteractionKey,
+    /// `POST /v1/provenance/training-data` for one agent, no key.
+    TrainingNokey,
+    /// As `training-nokey`, a fresh key per request.
+    TrainingKey,
 }
 
+/// The agent every provenance and reputation scenario writes about.
+pub const BENCH_AGENT: &str = "attestix:bench0000agent00";
+
 /// Every scenario, in the order the command line lists them.
-const ALL: [Scenario; 14] = [
+const ALL: [Scenario; 20] = [
     Scenario::CreateNokey,
     Scenario::CreateKey,
     Scenario::Replay,
@@ -68,6 +83,12 @@ const ALL: [Scenario; 14] = [
     Scenario::CardParse,
     Scenario::DidKey,
     Scenario::DidWeb,
+    Scenario::ActionNokey,
+    Scenario::ActionKey,
+    Scenario::InteractionNokey,
+    Scenario::InteractionKey,
+    Scenario::TrainingNokey,
+    Scenario::TrainingKey,
 ];
 
 /// Which idempotency key a scenario sends.
@@ -101,6 +122,12 @@ impl Scenario {
             Self::CardParse => "card-parse",
             Self::DidKey => "did-key",
             Self::DidWeb => "did-web",
+            Self::ActionNokey => "action-nokey",
+            Self::ActionKey => "action-key",
+            Self::InteractionNokey => "interaction-nokey",
+            Self::InteractionKey => "interaction-key",
+            Self::TrainingNokey => "training-nokey",
+            Self::TrainingKey => "training-key",
         }
     }
 
@@ -111,9 +138,13 @@ impl Scenario {
 
     fn key_use(self) -> KeyUse {
         match self {
-            Self::CreateNokey | Self::List | Self::DelegateNokey | Self::VerifyChain => {
-                KeyUse::None
-            }
+            Self::CreateNokey
+            | Self::List
+            | Self::DelegateNokey
+            | Self::VerifyChain
+            | Self::ActionNokey
+            | Self::InteractionNokey
+            | Self::TrainingNokey => KeyUse::None,
             Self::Replay => KeyUse::Repeated,
             Self::Storm => KeyUse::PerRound,
             Self::CreateKey
@@ -123,7 +154,10 @@ impl Scenario {
             | Self::CardGenerate
             | Self::CardParse
             | Self::DidKey
-            | Self::DidWeb => KeyUse::Fresh,
+            | Self::DidWeb
+            | Self::ActionKey
+            | Self::InteractionKey
+            | Self::TrainingKey => KeyUse::Fresh,
         }
     }
 }
@@ -176,6 +210,33 @@ impl RequestPlan {
             Scenario::DidKey => ("/v1/dids/key".to_owned(), Bytes::new()),
             // Each request names a path of its own: a did:web exists once per scope.
             Scenario::DidWeb => ("/v1/dids/web".to_owned(), Bytes::new()),
+            Scenario::ActionNokey | Scenario::ActionKey => (
+                "/v1/provenance/actions".to_owned(),
+                Bytes::from(
+                    serde_json::json!({"agent_id": BENCH_AGENT, "action_type": "inference",
+                                       "input_summary": "bench question",
+                                       "output_summary": "bench answer"})
+                    .to_string(),
+                ),
+            ),
+            Scenario::InteractionNokey | Scenario::InteractionKey => (
+                "/v1/reputation/interactions".to_owned(),
+                Bytes::from(
+                    serde_json::json!({"agent_id": BENCH_AGENT,
+                                       "counterparty_id": "attestix:bench0000peer0000",
+                                       "outcome": "success", "category": "task"})
+                    .to_string(),
+                ),
+            ),
+            Scenario::TrainingNokey | Scenario::TrainingKey => (
+                "/v1/provenance/training-data".to_owned(),
+                Bytes::from(
+                    serde_json::json!({"agent_id": BENCH_AGENT, "dataset_name": "bench corpus",
+                                       "source": "https://bench.example/corpus",
+                                       "data_categories": ["text"]})
+                    .to_string(),
+                ),
+            ),
         };
         Ok(Self {
             scenario,
