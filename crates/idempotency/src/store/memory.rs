@@ -30,12 +30,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, RwLock};
 
 use super::log::{CompletedRecord, CompletionLog, LogPosition};
 use super::{
-    from_unix_millis, unix_millis, ExistingRecord, FencingToken, RecordId, RecordState,
-    ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
+    contains_bytes, from_unix_millis, unix_millis, ExistingRecord, FencingToken, RecordId,
+    RecordState, ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
 };
 use crate::fingerprint::Fingerprint;
 use crate::metrics::MemoryStoreGauges;
@@ -120,6 +120,17 @@ impl Entry {
         }
     }
 
+    fn scope(&self) -> &str {
+        &self.id[..self.scope_len]
+    }
+
+    /// Whether the record's key or response mentions `needle` (see
+    /// [`Store::erase_mentioning`]).
+    fn mentions(&self, needle: &[u8]) -> bool {
+        contains_bytes(self.id[self.scope_len..].as_bytes(), needle)
+            || matches!(&self.state, EntryState::Completed(response) if response.mentions(needle))
+    }
+
     fn wake_waiters(&mut self) {
         if let Some(waiters) = self.waiters.take() {
             waiters.notify_waiters();
@@ -180,6 +191,11 @@ pub struct MemoryStore {
     gauges: MemoryStoreGauges,
     /// Where completed records are made durable, for the embedded store.
     log: Option<Arc<dyn CompletionLog>>,
+    /// Taken for writing by [`Store::erase_mentioning`] for its whole run, and for
+    /// reading by a reservation from before it reads the log until it is done, so
+    /// that no reservation puts back into memory a record it read from the log
+    /// before the erasure deleted it there.
+    erasing: RwLock<()>,
     /// Tests set this to give every id the same hash, to check that entries with
     /// equal hashes are kept apart.
     #[cfg(test)]
@@ -220,6 +236,7 @@ impl MemoryStore {
             earliest_expiry: AtomicI64::new(i64::MAX),
             gauges: MemoryStoreGauges::default(),
             log: None,
+            erasing: RwLock::new(()),
             #[cfg(test)]
             same_hash_for_all: false,
         }
@@ -441,6 +458,7 @@ impl Store for MemoryStore {
         self.latest_now.fetch_max(now, Ordering::Relaxed);
         let mut read_back = None;
         let mut room_made = false;
+        let mut erasure_excluded = None;
         loop {
             // Every decision is made under the shard's lock; what needs I/O or other
             // shards' locks (reading the log, making room) happens between turns.
@@ -457,6 +475,12 @@ impl Store for MemoryStore {
                     return Ok(outcome);
                 }
                 ReserveStep::ReadLog { removals } => {
+                    // Kept until this reservation returns: what it reads is put into
+                    // memory on its next turn, and must not be a record an erasure
+                    // running meanwhile has deleted from the log.
+                    if erasure_excluded.is_none() {
+                        erasure_excluded = Some(self.erasing.read().await);
+                    }
                     let log = self
                         .log
                         .as_ref()
@@ -592,6 +616,54 @@ impl Store for MemoryStore {
             purged = purged.max(log.purge_expired(now).await?);
         }
         Ok(purged)
+    }
+
+    /// Erases the matching records of every shard, then, for the embedded store, has
+    /// the log erase its own (it first writes what is queued, so a completion still
+    /// on its way is erased there too). Reservations that would read the log wait
+    /// until the erasure is done.
+    ///
+    /// The count: in-flight records live only in memory, and every completed one is
+    /// in the log once it is written, so with a log the answer is the in-flight
+    /// records erased plus the log's rows erased, or the records erased from memory
+    /// if that is more (a completion the log refused for good lives only in memory).
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        if needle.is_empty() {
+            return Ok(0);
+        }
+        let _erasing = self.erasing.write().await;
+        let (mut in_flight, mut completed) = (0u64, 0u64);
+        for index in 0..self.shards.len() {
+            let mut shard = self.lock(index);
+            // The expiry sequence number tells apart entries whose hashes are equal.
+            let doomed: Vec<(u64, u64)> = shard
+                .records
+                .iter()
+                .filter(|entry| entry.scope() == scope && entry.mentions(needle))
+                .map(|entry| (entry.hash, entry.expiry_seq))
+                .collect();
+            for (hash, expiry_seq) in doomed {
+                // Index entries, counts, bytes and waiters, as for any removal; the
+                // earliest-expiry bound stays a lower bound.
+                let removed =
+                    self.remove_entry(&mut shard, hash, |entry| entry.expiry_seq == expiry_seq);
+                match removed.map(|entry| entry.state) {
+                    Some(EntryState::InFlight { .. }) => in_flight += 1,
+                    Some(EntryState::Completed(_)) => completed += 1,
+                    None => {}
+                }
+            }
+        }
+        if in_flight + completed > 0 {
+            self.report_size();
+        }
+        match &self.log {
+            Some(log) => {
+                let logged = log.erase_mentioning(scope, needle).await?;
+                Ok((in_flight + logged).max(in_flight + completed))
+            }
+            None => Ok(in_flight + completed),
+        }
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
