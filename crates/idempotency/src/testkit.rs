@@ -787,6 +787,25 @@ pub async fn erase_mentioning_removes_exactly_the_scopes_records_that_mention_it
         0,
         "an empty needle matches nothing"
     );
+    // Stored side by side, the two headers could look like one string to a backend
+    // that searches its encoded header list: a match never spans two headers (the
+    // needle is the first value, the second name's length prefix and that name).
+    let spanning_response = StoredResponse {
+        headers: vec![
+            ("x-left".into(), Bytes::from_static(b"agent-7f3a")),
+            ("x-right".into(), Bytes::from_static(b"9c-erase")),
+        ],
+        ..sample_response()
+    };
+    let spanning = complete(id("k-erase-spanning"), spanning_response.clone()).await;
+    assert_eq!(
+        store
+            .erase_mentioning("principal-a", b"agent-7f3a\x00\x07x-right")
+            .await
+            .expect("erase with a needle across two headers"),
+        0,
+        "a needle spanning two headers matches nothing"
+    );
     assert_eq!(
         store
             .erase_mentioning("principal-a", NEEDLE)
@@ -849,6 +868,11 @@ pub async fn erase_mentioning_removes_exactly_the_scopes_records_that_mention_it
         store.lookup(&other_scope, now).await.expect("lookup"),
         completed(with_needle_in_body(NEEDLE)),
         "the same needle in another scope stays"
+    );
+    assert_eq!(
+        store.lookup(&spanning, now).await.expect("lookup"),
+        completed(spanning_response),
+        "the needle's halves in two headers are no mention"
     );
     assert!(matches!(
         store.lookup(&in_flight_without, now).await.expect("lookup"),
