@@ -1119,4 +1119,167 @@ mod tests {
         assert_eq!(store.len(), 0);
         assert_eq!(store.bytes_held(), 0);
     }
+
+    /// The shard's indexes name exactly its records.
+    fn assert_indexes_exact(store: &MemoryStore) {
+        for index in 0..store.shards.len() {
+            let shard = store.lock(index);
+            assert_eq!(shard.by_expiry.len(), shard.records.len());
+            let completed = shard
+                .records
+                .iter()
+                .filter(|entry| matches!(entry.state, EntryState::Completed(_)))
+                .count();
+            assert_eq!(shard.by_completion.len(), completed);
+        }
+    }
+
+    #[tokio::test]
+    async fn erasing_keeps_counts_bytes_and_indexes_exact_among_equal_hashes() {
+        let mut store = single_shard(usize::MAX, usize::MAX);
+        store.same_hash_for_all = true;
+        let now = SystemTime::now();
+        let fp = Fingerprint::from_bytes([5; 32]);
+        let empty_bytes = store.bytes_held();
+        for key in ["a", "b", "c", "d"] {
+            reserve_and_complete(&store, key, now, 10).await;
+        }
+        let bytes_without_needle = store.bytes_held();
+        let with_needle = StoredResponse {
+            body: Bytes::from_static(b"{\"agent\":\"needle-1\"}"),
+            ..response(0)
+        };
+        for key in ["n1", "n2"] {
+            let id = RecordId::new("s", key);
+            let request = reserve_request(&id, &fp, now);
+            let token = request.token;
+            store.reserve(request).await.unwrap();
+            store.complete(&id, token, &with_needle).await.unwrap();
+        }
+        let in_flight = RecordId::new("s", "in-flight-needle-1");
+        store
+            .reserve(reserve_request(&in_flight, &fp, now))
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 7);
+
+        assert_eq!(store.erase_mentioning("s", b"needle-1").await.unwrap(), 3);
+        assert_eq!(store.len(), 4);
+        assert_eq!(store.bytes_held(), bytes_without_needle);
+        assert_indexes_exact(&store);
+        for key in ["a", "b", "c", "d"] {
+            assert!(store
+                .lookup(&RecordId::new("s", key), now)
+                .await
+                .unwrap()
+                .is_some());
+        }
+        let later = now + Duration::from_secs(3601);
+        assert_eq!(store.purge_expired(later).await.unwrap(), 4);
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.bytes_held(), empty_bytes);
+    }
+
+    /// A log holding one record, whose reads can be held at a gate after they have
+    /// copied the record: a read that happened before an erasure, answered after it.
+    struct GatedLog {
+        record: Mutex<Option<CompletedRecord>>,
+        reading: Notify,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl CompletionLog for GatedLog {
+        fn append(&self, record: CompletedRecord) -> Result<LogPosition, StoreError> {
+            *self.record.lock().unwrap() = Some(record);
+            Ok(1)
+        }
+        fn durable_through(&self) -> LogPosition {
+            LogPosition::MAX
+        }
+        async fn wait_durable(&self, _: LogPosition) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn may_hold(&self, _: &RecordId) -> bool {
+            self.record.lock().unwrap().is_some()
+        }
+        async fn read(
+            &self,
+            _: &RecordId,
+            _: SystemTime,
+        ) -> Result<Option<CompletedRecord>, StoreError> {
+            let copy = self.record.lock().unwrap().clone();
+            self.reading.notify_one();
+            let _pass = self.gate.acquire().await.unwrap();
+            Ok(copy)
+        }
+        async fn purge_expired(&self, _: SystemTime) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn erase_mentioning(&self, _: &str, needle: &[u8]) -> Result<u64, StoreError> {
+            let mut record = self.record.lock().unwrap();
+            let erase = record
+                .as_ref()
+                .is_some_and(|record| record.response.mentions(needle));
+            if erase {
+                *record = None;
+            }
+            Ok(u64::from(erase))
+        }
+        async fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_read_from_the_log_before_an_erasure_does_not_come_back() {
+        let now = SystemTime::now();
+        let id = RecordId::new("s", "k");
+        let log = Arc::new(GatedLog {
+            record: Mutex::new(Some(CompletedRecord {
+                id: id.clone(),
+                fingerprint: Fingerprint::from_bytes([6; 32]),
+                response: StoredResponse {
+                    body: Bytes::from_static(b"needle-2"),
+                    ..response(0)
+                },
+                created_at: now,
+                expires_at: now + Duration::from_secs(3600),
+            })),
+            reading: Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let store = Arc::new(MemoryStore::with_log(
+            MemoryStoreConfig::default(),
+            log.clone(),
+        ));
+        let reservation = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let fp = Fingerprint::from_bytes([6; 32]);
+                store.reserve(reserve_request(&id, &fp, now)).await
+            })
+        };
+        // The reservation has copied the record out of the log; now erase.
+        log.reading.notified().await;
+        let erasure = {
+            let store = store.clone();
+            tokio::spawn(async move { store.erase_mentioning("s", b"needle-2").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.gate.add_permits(1);
+        // Read before the erasure, the record is answered to the reservation...
+        assert!(matches!(
+            reservation.await.unwrap().unwrap(),
+            ReserveOutcome::Existing(ExistingRecord {
+                state: RecordState::Completed(_),
+                ..
+            })
+        ));
+        assert_eq!(erasure.await.unwrap().unwrap(), 1);
+        // ...but is not left in memory after it.
+        assert_eq!(store.lookup(&id, now).await.unwrap(), None);
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.bytes_held(), 0);
+    }
 }
