@@ -46,7 +46,7 @@
 //! Instants are Unix milliseconds chosen by the caller (`now`), never the database's
 //! clock, so every decision of one request uses one instant and tests can move time
 //! without sleeping. Headers are kept in one column in the format of
-//! [`idempotency::StoredResponse::encode_headers`]. Each backend applies its embedded
+//! [`codec::encode_headers`]. Each backend applies its embedded
 //! migrations and records them in its own ledger table, not in sqlx's
 //! `_sqlx_migrations`, so the host application can run its own sqlx migrations on the
 //! same database (see [`migrations`]).

@@ -27,9 +27,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::codec::{encode_headers, unix_millis};
+use crate::codec::{decode_headers, encode_headers, unix_millis};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
+use idempotency::store::contains_bytes;
 use idempotency::{
     ExistingRecord, FencingToken, RecordId, ReserveOutcome, ReserveRequest, Store, StoreError,
     StoredResponse,
@@ -367,6 +368,93 @@ impl Store for PostgresStore {
             purged += done.rows_affected();
             if done.rows_affected() < self.purge_batch as u64 {
                 return Ok(purged);
+            }
+        }
+    }
+
+    /// One transaction: a `SELECT … FOR UPDATE` finds the scope's rows whose raw
+    /// columns hold the needle (`position` on the key's bytes, the status digits, the
+    /// encoded header list and the body) and locks them, each match is decided
+    /// exactly on the decoded response (a needle could span the header list's length
+    /// prefixes), and one `DELETE` removes the matches. A row that does not decode
+    /// but whose raw bytes hold the needle is deleted too. The locks keep a locked
+    /// row from completing or being released in between; a row reserved meanwhile is
+    /// not seen. What PostgreSQL keeps of deleted rows (dead tuples until vacuum,
+    /// WAL segments) is the database's to reclaim.
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        if needle.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(record::unavailable)?;
+        let candidates: Vec<ErasureCandidate> = sqlx::query_as(
+            "SELECT key, status, headers, body FROM idempotency_records
+             WHERE scope = $1 AND (
+                 position($2 in convert_to(key, 'UTF8')) > 0
+                 OR (state = 'completed' AND (
+                     position($2 in convert_to(status::text, 'UTF8')) > 0
+                     OR position($2 in headers) > 0
+                     OR position($2 in body) > 0))
+             )
+             FOR UPDATE",
+        )
+        .bind(scope)
+        .bind(needle)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(record::unavailable)?;
+        let keys: Vec<String> = candidates
+            .into_iter()
+            .filter(|candidate| candidate.mentions(needle))
+            .map(|candidate| candidate.key)
+            .collect();
+        if keys.is_empty() {
+            tx.commit().await.map_err(record::unavailable)?;
+            return Ok(0);
+        }
+        let done =
+            sqlx::query("DELETE FROM idempotency_records WHERE scope = $1 AND key = ANY($2)")
+                .bind(scope)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await
+                .map_err(record::unavailable)?;
+        tx.commit().await.map_err(record::unavailable)?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// A row `erase_mentioning` found by a search of its raw columns.
+#[derive(sqlx::FromRow)]
+struct ErasureCandidate {
+    key: String,
+    status: Option<i32>,
+    headers: Option<Vec<u8>>,
+    body: Option<Vec<u8>>,
+}
+
+impl ErasureCandidate {
+    /// The exact test of [`Store::erase_mentioning`]: the key, or the decoded
+    /// response of a completed row. A row that does not decode is searched as raw
+    /// bytes, so that a corrupt row holding the needle is erased, not kept.
+    fn mentions(&self, needle: &[u8]) -> bool {
+        if contains_bytes(self.key.as_bytes(), needle) {
+            return true;
+        }
+        let (Some(status), Some(headers), Some(body)) = (self.status, &self.headers, &self.body)
+        else {
+            return false;
+        };
+        match (u16::try_from(status), decode_headers(headers)) {
+            (Ok(status), Ok(headers)) => StoredResponse {
+                status,
+                headers,
+                body: body.clone().into(),
+            }
+            .mentions(needle),
+            _ => {
+                contains_bytes(status.to_string().as_bytes(), needle)
+                    || contains_bytes(headers, needle)
+                    || contains_bytes(body, needle)
             }
         }
     }

@@ -59,6 +59,7 @@ use crate::codec::{decode_headers, encode_headers, from_unix_millis, unix_millis
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use idempotency::store::contains_bytes;
 use idempotency::{
     CompletedRecord, CompletionLog, Fingerprint, LogPosition, RecordId, StoreError, StoredResponse,
 };
@@ -271,6 +272,9 @@ impl SqliteLog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .locking_mode(SqliteLockingMode::Exclusive)
+            // Deleted rows and freed pages are overwritten with zeros, so that an
+            // erased record (`erase_mentioning`) leaves nothing in the file.
+            .pragma("secure_delete", "ON")
             .busy_timeout(OPEN_BUSY_TIMEOUT);
         let mut connection = SqliteConnection::connect_with(&options)
             .await
@@ -603,10 +607,97 @@ impl CompletionLog for SqliteLog {
         }
     }
 
+    /// Writes what is queued (a queued record may mention the needle), searches the
+    /// scope's rows with `instr` on their raw columns (bodies are stored as they are,
+    /// headers in [`encode_headers`]'s form), decides each match exactly on the
+    /// decoded record, and deletes the matches in one transaction. A row that no
+    /// longer decodes but whose raw bytes hold the needle is deleted too. Then the
+    /// write-ahead log is checkpointed and truncated: with `secure_delete` on, the
+    /// file's pages hold zeros where the rows were, and no older copy of them is
+    /// left in the `-wal` file.
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        if needle.is_empty() {
+            return Ok(0);
+        }
+        self.flush().await?;
+        let mut connection = self.inner.checkout().await.map_err(unavailable)?;
+        // The scope's rows are not indexed (see the module docs): this scans the
+        // table, which a purge by a person's identifier may afford.
+        let candidates: Vec<CandidateRow> = sqlx::query_as(
+            "SELECT id, scope, key, fingerprint, status, headers, body, created_at, expires_at \
+             FROM idempotency_completed \
+             WHERE scope = ?1 AND (instr(CAST(key AS BLOB), ?2) > 0 \
+                 OR instr(CAST(status AS BLOB), ?2) > 0 \
+                 OR instr(CAST(headers AS BLOB), ?2) > 0 \
+                 OR instr(CAST(body AS BLOB), ?2) > 0)",
+        )
+        .bind(scope)
+        .bind(needle)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(unavailable)?;
+        let doomed: Vec<(i64, u64)> = candidates
+            .into_iter()
+            .filter_map(|candidate| {
+                let hash = self
+                    .inner
+                    .key_hash(&candidate.stored.scope, &candidate.stored.key);
+                let mentions = match candidate.stored.into_record() {
+                    Ok(record) => {
+                        contains_bytes(record.id.key.as_bytes(), needle)
+                            || record.response.mentions(needle)
+                    }
+                    Err(_) => true,
+                };
+                mentions.then_some((candidate.id, hash))
+            })
+            .collect();
+        let mut erased = 0;
+        if !doomed.is_empty() {
+            let mut tx = connection.begin().await.map_err(unavailable)?;
+            for (row, _) in &doomed {
+                erased += sqlx::query("DELETE FROM idempotency_completed WHERE id = ?1")
+                    .bind(row)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(unavailable)?;
+            for (row, hash) in &doomed {
+                self.inner.index(*hash).remove(*hash, *row);
+            }
+        }
+        // Even with nothing deleted now: an earlier erasure's checkpoint may have failed.
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+        if busy != 0 {
+            return Err(StoreError::Unavailable(
+                format!(
+                    "erased {erased} idempotency records, but the write-ahead log of {} could \
+                     not be checkpointed, so it may still hold them; erase again",
+                    self.inner.path.display()
+                )
+                .into(),
+            ));
+        }
+        Ok(erased)
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         let appended = lock(&self.inner.queue).0;
         self.wait_durable(appended).await
     }
+}
+
+/// A row of `idempotency_completed` with its id, as `erase_mentioning` reads it.
+#[derive(sqlx::FromRow)]
+struct CandidateRow {
+    id: i64,
+    #[sqlx(flatten)]
+    stored: StoredRow,
 }
 
 /// A row of `idempotency_completed` as read back.

@@ -517,3 +517,130 @@ async fn concurrent_completions_are_all_written_once() {
     assert_eq!(log.stored_records(), 32 * 40 + 10);
     log.close().await;
 }
+
+/// Whether any file in `dir` holds the bytes `marker`.
+fn any_file_holds(dir: &Path, marker: &[u8]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("the directory lists")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| {
+            let bytes = std::fs::read(path).expect("the file reads");
+            bytes.windows(marker.len()).any(|window| window == marker)
+        })
+        .map(|path| path.display().to_string())
+        .collect()
+}
+
+/// Reserves and completes `id` at `t0()` with fingerprint 1 and `body`.
+async fn complete_with_body(store: &impl Store, id: &RecordId, body: Vec<u8>) {
+    let token = FencingToken::generate();
+    assert_eq!(
+        reserve(store, id, &fingerprint(1), token, t0()).await,
+        ReserveOutcome::Reserved { took_over: false }
+    );
+    let response = idempotency::StoredResponse {
+        body: body.into(),
+        ..response()
+    };
+    store
+        .complete(id, token, &response)
+        .await
+        .expect("the owner completes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_response_leaves_no_trace_in_the_files() {
+    const NEEDLE: &[u8] = b"agent-0b5e-purged";
+    // What only the erased responses hold, looked for byte by byte in every file: one
+    // small enough to sit in its table page, one that spills into overflow pages.
+    const SMALL_SECRET: &[u8] = b"small-secret-6c1d";
+    const LARGE_SECRET: &[u8] = b"large-secret-93fa";
+    const WAL_SECRET: &[u8] = b"wal-secret-4e27";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idempotency.db");
+    let small = RecordId::new("scope-a", "small");
+    let large = RecordId::new("scope-a", "large");
+    let kept = RecordId::new("scope-a", "kept");
+    let other_scope = RecordId::new("scope-b", "small");
+    {
+        let (store, log) = open(&path).await;
+        complete_with_body(&store, &small, [NEEDLE, SMALL_SECRET].concat()).await;
+        let mut body = NEEDLE.to_vec();
+        for _ in 0..2_000 {
+            body.extend_from_slice(LARGE_SECRET);
+        }
+        complete_with_body(&store, &large, body).await;
+        complete_with_body(&store, &kept, b"{\"agent\":\"someone-else\"}".to_vec()).await;
+        complete_with_body(&store, &other_scope, [NEEDLE, b" of b".as_slice()].concat()).await;
+        store.flush().await.unwrap();
+        // Closing checkpoints the write-ahead log: the rows are in the main file.
+        log.close().await;
+    }
+    for secret in [SMALL_SECRET, LARGE_SECRET] {
+        assert!(
+            !any_file_holds(dir.path(), secret).is_empty(),
+            "the scan must see a stored response before the erasure"
+        );
+    }
+
+    // A fresh memory store on the reopened file: every record is in the file only.
+    let (store, log) = open(&path).await;
+    assert_eq!(log.stored_records(), 4);
+    assert_eq!(store.erase_mentioning("scope-a", NEEDLE).await.unwrap(), 2);
+    assert_eq!(log.stored_records(), 2);
+    assert!(!log.may_hold(&small) && !log.may_hold(&large));
+    for secret in [SMALL_SECRET, LARGE_SECRET] {
+        assert_eq!(
+            any_file_holds(dir.path(), secret),
+            Vec::<String>::new(),
+            "erased bytes are left in the open log's files"
+        );
+    }
+    // A record written since the reopen is in the write-ahead log only, until the
+    // erasure's checkpoint.
+    let wal_only = RecordId::new("scope-a", "wal-only");
+    complete_with_body(&store, &wal_only, [NEEDLE, WAL_SECRET].concat()).await;
+    store.flush().await.unwrap();
+    assert!(
+        !any_file_holds(dir.path(), WAL_SECRET).is_empty(),
+        "the scan must see a response in the write-ahead log"
+    );
+    assert_eq!(store.erase_mentioning("scope-a", NEEDLE).await.unwrap(), 1);
+    assert_eq!(log.stored_records(), 2);
+    assert_eq!(
+        any_file_holds(dir.path(), WAL_SECRET),
+        Vec::<String>::new(),
+        "erased bytes are left in the write-ahead log"
+    );
+    log.close().await;
+    for secret in [SMALL_SECRET, LARGE_SECRET, WAL_SECRET] {
+        assert_eq!(
+            any_file_holds(dir.path(), secret),
+            Vec::<String>::new(),
+            "erased bytes are left in the closed log's files"
+        );
+    }
+
+    let (store, log) = open(&path).await;
+    for erased in [&small, &large, &wal_only] {
+        assert_eq!(store.lookup(erased, t0()).await.unwrap(), None);
+    }
+    match store.lookup(&kept, t0()).await.unwrap() {
+        Some(existing) => assert_eq!(
+            existing.state,
+            RecordState::Completed(idempotency::StoredResponse {
+                body: b"{\"agent\":\"someone-else\"}".to_vec().into(),
+                ..response()
+            })
+        ),
+        None => panic!("the response without the needle was erased"),
+    }
+    match store.lookup(&other_scope, t0()).await.unwrap() {
+        Some(existing) => assert!(matches!(
+            existing.state,
+            RecordState::Completed(ref stored) if stored.mentions(NEEDLE)
+        )),
+        None => panic!("the needle in another scope was erased"),
+    }
+    log.close().await;
+}

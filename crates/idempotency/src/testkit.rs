@@ -90,6 +90,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.store.purge_expired(now).await
     }
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        self.store.erase_mentioning(scope, needle).await
+    }
     async fn flush(&self) -> Result<(), StoreError> {
         self.store.flush().await
     }
@@ -711,6 +714,175 @@ pub async fn peek_reports_only_live_completed_records(store: Arc<dyn Store>) {
     );
 }
 
+/// `response` with `needle` in its body, among non-UTF-8 bytes.
+fn with_needle_in_body(needle: &[u8]) -> StoredResponse {
+    let mut body = b"{\"agent\":\"".to_vec();
+    body.extend_from_slice(needle);
+    body.extend_from_slice(b"\"}\x00\xff tail");
+    StoredResponse {
+        body: Bytes::from(body),
+        ..sample_response()
+    }
+}
+
+/// `response` with `needle` in a header value only.
+fn with_needle_in_header(needle: &[u8]) -> StoredResponse {
+    let mut response = sample_response();
+    let mut location = b"/v1/identities/".to_vec();
+    location.extend_from_slice(needle);
+    response
+        .headers
+        .push(("location".into(), Bytes::from(location)));
+    response
+}
+
+/// Erasing what mentions a needle removes exactly the records of the scope whose
+/// response (body, header) or key holds it, in flight or completed: they read as
+/// absent and their keys are free again; the rest of the scope and the same needle
+/// in another scope stay, and an empty needle erases nothing.
+pub async fn erase_mentioning_removes_exactly_the_scopes_records_that_mention_it(
+    store: Arc<dyn Store>,
+) {
+    const NEEDLE: &[u8] = b"agent-7f3a9c-erase";
+    let now = epoch();
+    let complete = |id: RecordId, response: StoredResponse| {
+        let store = store.clone();
+        async move {
+            let token = FencingToken::generate();
+            reserve(&*store, &id, fingerprint(22), token, now).await;
+            store
+                .complete(&id, token, &response)
+                .await
+                .expect("the owner completes");
+            id
+        }
+    };
+    let in_body = complete(id("k-erase-body"), with_needle_in_body(NEEDLE)).await;
+    let in_header = complete(id("k-erase-header"), with_needle_in_header(NEEDLE)).await;
+    let without = complete(id("k-erase-without"), sample_response()).await;
+    let other_scope = complete(
+        RecordId::new("principal-b", "k-erase-body"),
+        with_needle_in_body(NEEDLE),
+    )
+    .await;
+    // An in-flight record has no response yet: its key is what mentions the needle.
+    let in_flight = id("k-erase-in-flight-agent-7f3a9c-erase");
+    let in_flight_owner = FencingToken::generate();
+    reserve(&*store, &in_flight, fingerprint(23), in_flight_owner, now).await;
+    let in_flight_without = id("k-erase-in-flight-without");
+    reserve(
+        &*store,
+        &in_flight_without,
+        fingerprint(23),
+        FencingToken::generate(),
+        now,
+    )
+    .await;
+
+    assert_eq!(
+        store
+            .erase_mentioning("principal-a", b"")
+            .await
+            .expect("erase with an empty needle"),
+        0,
+        "an empty needle matches nothing"
+    );
+    // Stored side by side, the two headers could look like one string to a backend
+    // that searches its encoded header list: a match never spans two headers (the
+    // needle is the first value, the second name's length prefix and that name).
+    let spanning_response = StoredResponse {
+        headers: vec![
+            ("x-left".into(), Bytes::from_static(b"agent-7f3a")),
+            ("x-right".into(), Bytes::from_static(b"9c-erase")),
+        ],
+        ..sample_response()
+    };
+    let spanning = complete(id("k-erase-spanning"), spanning_response.clone()).await;
+    assert_eq!(
+        store
+            .erase_mentioning("principal-a", b"agent-7f3a\x00\x07x-right")
+            .await
+            .expect("erase with a needle across two headers"),
+        0,
+        "a needle spanning two headers matches nothing"
+    );
+    assert_eq!(
+        store
+            .erase_mentioning("principal-a", NEEDLE)
+            .await
+            .expect("erase"),
+        3,
+        "the body, the header and the in-flight key of scope A mention the needle"
+    );
+
+    for erased in [&in_body, &in_header, &in_flight] {
+        assert_eq!(
+            store.lookup(erased, now).await.expect("lookup"),
+            None,
+            "{erased:?} was erased"
+        );
+    }
+    // The erased reservation's worker no longer owns anything.
+    assert!(matches!(
+        store
+            .complete(&in_flight, in_flight_owner, &with_needle_in_body(NEEDLE))
+            .await,
+        Err(StoreError::NotOwner)
+    ));
+    assert_eq!(
+        store
+            .erase_mentioning("principal-a", NEEDLE)
+            .await
+            .expect("second erase"),
+        0,
+        "nothing is left to erase"
+    );
+    store.flush().await.expect("flush");
+    for erased in [&in_body, &in_header, &in_flight] {
+        assert_eq!(
+            reserve(
+                &*store,
+                erased,
+                fingerprint(24),
+                FencingToken::generate(),
+                now
+            )
+            .await,
+            ReserveOutcome::Reserved { took_over: false },
+            "the key of {erased:?} is free again"
+        );
+    }
+
+    let completed = |response: StoredResponse| {
+        Some(ExistingRecord {
+            fingerprint: fingerprint(22),
+            state: RecordState::Completed(response),
+            expires_at: now + RETENTION,
+        })
+    };
+    assert_eq!(
+        store.lookup(&without, now).await.expect("lookup"),
+        completed(sample_response())
+    );
+    assert_eq!(
+        store.lookup(&other_scope, now).await.expect("lookup"),
+        completed(with_needle_in_body(NEEDLE)),
+        "the same needle in another scope stays"
+    );
+    assert_eq!(
+        store.lookup(&spanning, now).await.expect("lookup"),
+        completed(spanning_response),
+        "the needle's halves in two headers are no mention"
+    );
+    assert!(matches!(
+        store.lookup(&in_flight_without, now).await.expect("lookup"),
+        Some(ExistingRecord {
+            state: RecordState::InFlight { .. },
+            ..
+        })
+    ));
+}
+
 /// Generates one `#[tokio::test]` per conformance check for a store backend.
 ///
 /// `$factory` is the path of an `async fn() -> S` where `S: Store` returns a fresh,
@@ -744,6 +916,7 @@ macro_rules! store_conformance_tests {
             a_completed_key_replays_to_every_concurrent_caller,
             wait_returns_when_the_record_completes,
             peek_reports_only_live_completed_records,
+            erase_mentioning_removes_exactly_the_scopes_records_that_mention_it,
         );
     };
     (@checks $factory:path, $mode:ident; $($check:ident),* $(,)?) => {

@@ -464,6 +464,10 @@ impl Store for BrokenStore {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Err(StoreError::Unavailable("connection refused".into()))
     }
+    async fn erase_mentioning(&self, _: &str, _: &[u8]) -> Result<u64, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
 }
 
 #[tokio::test]
@@ -937,6 +941,9 @@ impl Store for SlowToAnswer {
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.inner.purge_expired(now).await
     }
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        self.inner.erase_mentioning(scope, needle).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1011,6 +1018,9 @@ impl Store for ReleaseOutageStore {
     }
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.inner.purge_expired(now).await
+    }
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        self.inner.erase_mentioning(scope, needle).await
     }
 }
 

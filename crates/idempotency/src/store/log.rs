@@ -72,6 +72,14 @@ pub trait CompletionLog: Send + Sync + 'static {
     /// Deletes the records that expired at or before `now`; answers how many.
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError>;
 
+    /// Deletes every record of `scope` the log holds (expired or not, appended and
+    /// not yet durable included) whose key or response mentions `needle`, as
+    /// [`Store::erase_mentioning`](super::Store::erase_mentioning) defines it; answers
+    /// how many it deleted. An empty `needle` matches nothing. When it answers, nothing
+    /// of a deleted record may be left readable in the log's storage (free pages,
+    /// journals), and [`CompletionLog::may_hold`] no longer counts it.
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError>;
+
     /// Waits until everything appended so far is durable.
     async fn flush(&self) -> Result<(), StoreError>;
 }

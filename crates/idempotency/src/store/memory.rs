@@ -30,12 +30,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, RwLock};
 
 use super::log::{CompletedRecord, CompletionLog, LogPosition};
 use super::{
-    from_unix_millis, unix_millis, ExistingRecord, FencingToken, RecordId, RecordState,
-    ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
+    contains_bytes, from_unix_millis, unix_millis, ExistingRecord, FencingToken, RecordId,
+    RecordState, ReserveOutcome, ReserveRequest, Store, StoreError, StoredResponse,
 };
 use crate::fingerprint::Fingerprint;
 use crate::metrics::MemoryStoreGauges;
@@ -120,6 +120,17 @@ impl Entry {
         }
     }
 
+    fn scope(&self) -> &str {
+        &self.id[..self.scope_len]
+    }
+
+    /// Whether the record's key or response mentions `needle` (see
+    /// [`Store::erase_mentioning`]).
+    fn mentions(&self, needle: &[u8]) -> bool {
+        contains_bytes(self.id[self.scope_len..].as_bytes(), needle)
+            || matches!(&self.state, EntryState::Completed(response) if response.mentions(needle))
+    }
+
     fn wake_waiters(&mut self) {
         if let Some(waiters) = self.waiters.take() {
             waiters.notify_waiters();
@@ -180,6 +191,11 @@ pub struct MemoryStore {
     gauges: MemoryStoreGauges,
     /// Where completed records are made durable, for the embedded store.
     log: Option<Arc<dyn CompletionLog>>,
+    /// Taken for writing by [`Store::erase_mentioning`] for its whole run, and for
+    /// reading by a reservation from before it reads the log until it is done, so
+    /// that no reservation puts back into memory a record it read from the log
+    /// before the erasure deleted it there.
+    erasing: RwLock<()>,
     /// Tests set this to give every id the same hash, to check that entries with
     /// equal hashes are kept apart.
     #[cfg(test)]
@@ -220,6 +236,7 @@ impl MemoryStore {
             earliest_expiry: AtomicI64::new(i64::MAX),
             gauges: MemoryStoreGauges::default(),
             log: None,
+            erasing: RwLock::new(()),
             #[cfg(test)]
             same_hash_for_all: false,
         }
@@ -441,6 +458,7 @@ impl Store for MemoryStore {
         self.latest_now.fetch_max(now, Ordering::Relaxed);
         let mut read_back = None;
         let mut room_made = false;
+        let mut erasure_excluded = None;
         loop {
             // Every decision is made under the shard's lock; what needs I/O or other
             // shards' locks (reading the log, making room) happens between turns.
@@ -457,6 +475,12 @@ impl Store for MemoryStore {
                     return Ok(outcome);
                 }
                 ReserveStep::ReadLog { removals } => {
+                    // Kept until this reservation returns: what it reads is put into
+                    // memory on its next turn, and must not be a record an erasure
+                    // running meanwhile has deleted from the log.
+                    if erasure_excluded.is_none() {
+                        erasure_excluded = Some(self.erasing.read().await);
+                    }
                     let log = self
                         .log
                         .as_ref()
@@ -592,6 +616,54 @@ impl Store for MemoryStore {
             purged = purged.max(log.purge_expired(now).await?);
         }
         Ok(purged)
+    }
+
+    /// Erases the matching records of every shard, then, for the embedded store, has
+    /// the log erase its own (it first writes what is queued, so a completion still
+    /// on its way is erased there too). Reservations that would read the log wait
+    /// until the erasure is done.
+    ///
+    /// The count: in-flight records live only in memory, and every completed one is
+    /// in the log once it is written, so with a log the answer is the in-flight
+    /// records erased plus the log's rows erased, or the records erased from memory
+    /// if that is more (a completion the log refused for good lives only in memory).
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        if needle.is_empty() {
+            return Ok(0);
+        }
+        let _erasing = self.erasing.write().await;
+        let (mut in_flight, mut completed) = (0u64, 0u64);
+        for index in 0..self.shards.len() {
+            let mut shard = self.lock(index);
+            // The expiry sequence number tells apart entries whose hashes are equal.
+            let doomed: Vec<(u64, u64)> = shard
+                .records
+                .iter()
+                .filter(|entry| entry.scope() == scope && entry.mentions(needle))
+                .map(|entry| (entry.hash, entry.expiry_seq))
+                .collect();
+            for (hash, expiry_seq) in doomed {
+                // Index entries, counts, bytes and waiters, as for any removal; the
+                // earliest-expiry bound stays a lower bound.
+                let removed =
+                    self.remove_entry(&mut shard, hash, |entry| entry.expiry_seq == expiry_seq);
+                match removed.map(|entry| entry.state) {
+                    Some(EntryState::InFlight { .. }) => in_flight += 1,
+                    Some(EntryState::Completed(_)) => completed += 1,
+                    None => {}
+                }
+            }
+        }
+        if in_flight + completed > 0 {
+            self.report_size();
+        }
+        match &self.log {
+            Some(log) => {
+                let logged = log.erase_mentioning(scope, needle).await?;
+                Ok((in_flight + logged).max(in_flight + completed))
+            }
+            None => Ok(in_flight + completed),
+        }
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -1044,6 +1116,169 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(purged, 100);
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.bytes_held(), 0);
+    }
+
+    /// The shard's indexes name exactly its records.
+    fn assert_indexes_exact(store: &MemoryStore) {
+        for index in 0..store.shards.len() {
+            let shard = store.lock(index);
+            assert_eq!(shard.by_expiry.len(), shard.records.len());
+            let completed = shard
+                .records
+                .iter()
+                .filter(|entry| matches!(entry.state, EntryState::Completed(_)))
+                .count();
+            assert_eq!(shard.by_completion.len(), completed);
+        }
+    }
+
+    #[tokio::test]
+    async fn erasing_keeps_counts_bytes_and_indexes_exact_among_equal_hashes() {
+        let mut store = single_shard(usize::MAX, usize::MAX);
+        store.same_hash_for_all = true;
+        let now = SystemTime::now();
+        let fp = Fingerprint::from_bytes([5; 32]);
+        let empty_bytes = store.bytes_held();
+        for key in ["a", "b", "c", "d"] {
+            reserve_and_complete(&store, key, now, 10).await;
+        }
+        let bytes_without_needle = store.bytes_held();
+        let with_needle = StoredResponse {
+            body: Bytes::from_static(b"{\"agent\":\"needle-1\"}"),
+            ..response(0)
+        };
+        for key in ["n1", "n2"] {
+            let id = RecordId::new("s", key);
+            let request = reserve_request(&id, &fp, now);
+            let token = request.token;
+            store.reserve(request).await.unwrap();
+            store.complete(&id, token, &with_needle).await.unwrap();
+        }
+        let in_flight = RecordId::new("s", "in-flight-needle-1");
+        store
+            .reserve(reserve_request(&in_flight, &fp, now))
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 7);
+
+        assert_eq!(store.erase_mentioning("s", b"needle-1").await.unwrap(), 3);
+        assert_eq!(store.len(), 4);
+        assert_eq!(store.bytes_held(), bytes_without_needle);
+        assert_indexes_exact(&store);
+        for key in ["a", "b", "c", "d"] {
+            assert!(store
+                .lookup(&RecordId::new("s", key), now)
+                .await
+                .unwrap()
+                .is_some());
+        }
+        let later = now + Duration::from_secs(3601);
+        assert_eq!(store.purge_expired(later).await.unwrap(), 4);
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.bytes_held(), empty_bytes);
+    }
+
+    /// A log holding one record, whose reads can be held at a gate after they have
+    /// copied the record: a read that happened before an erasure, answered after it.
+    struct GatedLog {
+        record: Mutex<Option<CompletedRecord>>,
+        reading: Notify,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl CompletionLog for GatedLog {
+        fn append(&self, record: CompletedRecord) -> Result<LogPosition, StoreError> {
+            *self.record.lock().unwrap() = Some(record);
+            Ok(1)
+        }
+        fn durable_through(&self) -> LogPosition {
+            LogPosition::MAX
+        }
+        async fn wait_durable(&self, _: LogPosition) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn may_hold(&self, _: &RecordId) -> bool {
+            self.record.lock().unwrap().is_some()
+        }
+        async fn read(
+            &self,
+            _: &RecordId,
+            _: SystemTime,
+        ) -> Result<Option<CompletedRecord>, StoreError> {
+            let copy = self.record.lock().unwrap().clone();
+            self.reading.notify_one();
+            let _pass = self.gate.acquire().await.unwrap();
+            Ok(copy)
+        }
+        async fn purge_expired(&self, _: SystemTime) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn erase_mentioning(&self, _: &str, needle: &[u8]) -> Result<u64, StoreError> {
+            let mut record = self.record.lock().unwrap();
+            let erase = record
+                .as_ref()
+                .is_some_and(|record| record.response.mentions(needle));
+            if erase {
+                *record = None;
+            }
+            Ok(u64::from(erase))
+        }
+        async fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_read_from_the_log_before_an_erasure_does_not_come_back() {
+        let now = SystemTime::now();
+        let id = RecordId::new("s", "k");
+        let log = Arc::new(GatedLog {
+            record: Mutex::new(Some(CompletedRecord {
+                id: id.clone(),
+                fingerprint: Fingerprint::from_bytes([6; 32]),
+                response: StoredResponse {
+                    body: Bytes::from_static(b"needle-2"),
+                    ..response(0)
+                },
+                created_at: now,
+                expires_at: now + Duration::from_secs(3600),
+            })),
+            reading: Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let store = Arc::new(MemoryStore::with_log(
+            MemoryStoreConfig::default(),
+            log.clone(),
+        ));
+        let reservation = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let fp = Fingerprint::from_bytes([6; 32]);
+                store.reserve(reserve_request(&id, &fp, now)).await
+            })
+        };
+        // The reservation has copied the record out of the log; now erase.
+        log.reading.notified().await;
+        let erasure = {
+            let store = store.clone();
+            tokio::spawn(async move { store.erase_mentioning("s", b"needle-2").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.gate.add_permits(1);
+        // Read before the erasure, the record is answered to the reservation...
+        assert!(matches!(
+            reservation.await.unwrap().unwrap(),
+            ReserveOutcome::Existing(ExistingRecord {
+                state: RecordState::Completed(_),
+                ..
+            })
+        ));
+        assert_eq!(erasure.await.unwrap().unwrap(), 1);
+        // ...but is not left in memory after it.
+        assert_eq!(store.lookup(&id, now).await.unwrap(), None);
         assert_eq!(store.len(), 0);
         assert_eq!(store.bytes_held(), 0);
     }

@@ -190,6 +190,29 @@ impl StoredResponse {
             .sum();
         std::mem::size_of::<Self>() + headers + self.body.len()
     }
+
+    /// Whether this response mentions `needle`, in the sense of
+    /// [`Store::erase_mentioning`]: its status as three decimal digits, one header
+    /// name, one header value or the body contains the bytes `needle` (a match never
+    /// spans two of them). An empty `needle` is mentioned nowhere.
+    pub fn mentions(&self, needle: &[u8]) -> bool {
+        contains_bytes(self.status.to_string().as_bytes(), needle)
+            || self.headers.iter().any(|(name, value)| {
+                contains_bytes(name.as_bytes(), needle) || contains_bytes(value, needle)
+            })
+            || contains_bytes(&self.body, needle)
+    }
+}
+
+/// Whether `haystack` contains the bytes `needle`; an empty `needle` is contained
+/// nowhere (see [`Store::erase_mentioning`]). Backends use it to decide a match
+/// exactly after a coarser search of their encoded columns.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack.len() >= needle.len()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
 }
 
 /// Why a store call failed.
@@ -267,6 +290,25 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every record that expired at or before `now`; returns how many.
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError>;
 
+    /// Deletes every record of `scope` (completed or in flight) whose stored response
+    /// (status, headers or body) contains the bytes `needle`; returns how many records
+    /// were removed.
+    ///
+    /// This is the erasure a GDPR purge asks for, so it searches everything a record
+    /// keeps that a client or a handler chose: its key (an in-flight record has nothing
+    /// else to search) and, once completed, its response as
+    /// [`StoredResponse::mentions`] reads it (status digits, each header name and
+    /// value, the body). The scope selects the records and is not searched. Expired
+    /// records not purged yet are erased too. An empty `needle` matches nothing and
+    /// answers 0, so that an empty identifier cannot wipe a scope.
+    ///
+    /// An erased in-flight record loses its reservation: its worker's
+    /// [`Store::complete`] and [`Store::release`] fail with [`StoreError::NotOwner`],
+    /// and the key may be reserved again at once. A record created while the call
+    /// runs may or may not be erased. A backend must leave nothing of an erased
+    /// record readable in its storage (for a file, its free pages and journal).
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError>;
+
     /// Waits until every completion this store has accepted so far is durable, for a
     /// store that writes completions behind (after `complete` has answered). Call it
     /// before a clean shutdown. The default has nothing to wait for.
@@ -328,6 +370,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn purge_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         (**self).purge_expired(now).await
+    }
+    async fn erase_mentioning(&self, scope: &str, needle: &[u8]) -> Result<u64, StoreError> {
+        (**self).erase_mentioning(scope, needle).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
         (**self).flush().await
