@@ -501,8 +501,12 @@ pub async fn purge_identity(
     })
     .await?;
     state.storage.erase_residue().await?;
-    // TEMP-UNTIL-ISSUE-C
-    let _ = (&state.idempotency, &scope, &mut counts);
+    if let Some(store) = &state.idempotency {
+        counts.idempotency_responses = store
+            .erase_mentioning(&scope, agent_id.as_bytes())
+            .await
+            .map_err(ApiError::internal)?;
+    }
     Ok(Json(crate::purge::PurgeReport {
         agent_id,
         purged_at: attestix_core::format_isoformat(now),

@@ -46,16 +46,20 @@ async fn populate(server: &TestServer) -> (String, String, String, String, Vec<S
         .as_str()
         .unwrap()
         .to_owned();
-    let credential = created(
-        server,
-        "/v1/credentials",
-        json!({"subject_id": agent, "credential_type": "AgentIdentityCredential",
-               "issuer_name": "Acme", "claims": {"role": "reporter"}}),
+    // Keyed: its stored response names the agent, and the purge erases it.
+    let issued = Reply::of(
+        server
+            .post_keyed(
+                "/v1/credentials",
+                "purge-credential",
+                &json!({"subject_id": agent, "credential_type": "AgentIdentityCredential",
+                        "issuer_name": "Acme", "claims": {"role": "reporter"}}),
+            )
+            .send(),
     )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
+    assert_eq!(issued.status, 201);
+    let credential = issued.json()["id"].as_str().unwrap().to_owned();
     let delegation = created(
         server,
         "/v1/delegations",
@@ -173,6 +177,7 @@ async fn a_purge_erases_the_agent_everywhere_and_the_audit_chain_still_verifies(
     assert_eq!(counts["provenance_entries"], 1, "{report}");
     assert_eq!(counts["audit_log_entries"], 1, "{report}");
     assert_eq!(counts["audit_events"], about_agent, "{report}");
+    assert_eq!(counts["idempotency_responses"], 1, "{report}");
     assert!(report["purged_at"].as_str().is_some());
     assert!(report["external_copies"].as_str().is_some());
 
