@@ -27,6 +27,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod chain;
 pub mod checked_signatures;
 pub mod config;
 pub mod data_key;

@@ -244,6 +244,19 @@ impl Application {
             }
             None => crate::fetch::Fetcher::new(config.fetch.clone()),
         };
+        let chain = match &config.anchoring {
+            Some(settings) => {
+                let client = crate::chain::ChainClient::new(settings)?;
+                tracing::info!(
+                    network = settings.network.name(),
+                    chain_id = settings.network.chain_id(),
+                    attester = %client.attester(),
+                    "blockchain anchoring configured"
+                );
+                Some(Arc::new(client))
+            }
+            None => None,
+        };
         let backends = open_backends(&config).await?;
         let storage = backends.storage.clone();
 
@@ -294,6 +307,7 @@ impl Application {
             data_key,
             fetcher,
             universal_resolver: config.universal_resolver.clone(),
+            chain,
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
                 allow_no_auth: config.allow_no_auth,

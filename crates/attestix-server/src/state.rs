@@ -36,6 +36,8 @@ pub struct AppState {
     pub max_response_bytes: usize,
     /// Derives the ids of resources created under an Idempotency-Key.
     pub recovery_ids: RecoveryIds,
+    /// The chain client of blockchain anchoring, when it is configured.
+    pub chain: Option<Arc<crate::chain::ChainClient>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
