@@ -37,8 +37,8 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
-    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    provenance, reputation,
+    agent_cards, audit, blockchain, credentials, delegations, dids, health, identities,
+    presentations, provenance, reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -754,6 +754,34 @@ pub fn router(
         .route(
             "/v1/provenance/audit-trail/{agent_id}/verify",
             get(provenance::verify_audit_trail),
+        )
+        .route(
+            "/v1/blockchain/anchor/identity",
+            post(blockchain::anchor_identity),
+        )
+        .route(
+            "/v1/blockchain/anchor/credential",
+            post(blockchain::anchor_credential),
+        )
+        .route(
+            "/v1/blockchain/anchor/audit-batch",
+            post(blockchain::anchor_audit_batch),
+        )
+        .route(
+            "/v1/blockchain/verify/{anchor_id}",
+            post(blockchain::verify_anchor),
+        )
+        .route(
+            "/v1/blockchain/anchors/{agent_id}",
+            get(blockchain::list_anchors),
+        )
+        .route(
+            "/v1/blockchain/batches/{anchor_id}/proofs/{entry_id}",
+            get(blockchain::inclusion_proof_of),
+        )
+        .route(
+            "/v1/blockchain/estimate-cost",
+            get(blockchain::estimate_cost),
         )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
