@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server (embedded SQLite in the data directory by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys in the server's database (run where the server's data is).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -164,9 +164,54 @@ pub struct ServeArgs {
     /// and web resolve by GETting it with the DID appended. Off by default (503).
     #[arg(long, env = "ATTESTIX_UNIVERSAL_RESOLVER_URL", value_name = "URL")]
     pub universal_resolver_url: Option<reqwest::Url>,
+    /// Blockchain anchoring (`/v1/blockchain`).
+    #[command(flatten)]
+    pub anchoring: AnchorArgs,
     /// Log filter, in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// The anchoring settings of `attestix serve`: on when a wallet key is given.
+#[derive(Debug, Clone, Args)]
+pub struct AnchorArgs {
+    /// The file holding the wallet's private key (hex; mode 0600, not readable by
+    /// group or others). Without it, or `EVM_PRIVATE_KEY`, anchoring is off (503).
+    #[arg(long, env = "ATTESTIX_EVM_PRIVATE_KEY_FILE", value_name = "FILE")]
+    pub evm_private_key_file: Option<PathBuf>,
+    /// The wallet's private key itself, as the reference reads it (prefer the file).
+    #[arg(
+        long = "evm-private-key",
+        env = "EVM_PRIVATE_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub evm_private_key: Option<attestix_server::chain::WalletKey>,
+    /// `base-sepolia` (chain 84532), `base-mainnet` (8453), or `custom` (then
+    /// --evm-chain-id, --evm-eas-address, --evm-schema-registry-address and
+    /// --evm-rpc-url are required).
+    #[arg(long, env = "ATTESTIX_EVM_NETWORK", default_value = "base-sepolia")]
+    pub evm_network: String,
+    /// The chain's JSON-RPC URL (default: Base's public endpoint for the network).
+    #[arg(long, env = "ATTESTIX_EVM_RPC_URL", value_name = "URL")]
+    pub evm_rpc_url: Option<url::Url>,
+    /// A custom network's chain id.
+    #[arg(long, env = "ATTESTIX_EVM_CHAIN_ID")]
+    pub evm_chain_id: Option<u64>,
+    /// A custom network's EAS contract address.
+    #[arg(long, env = "ATTESTIX_EVM_EAS_ADDRESS", value_name = "ADDRESS")]
+    pub evm_eas_address: Option<String>,
+    /// A custom network's SchemaRegistry contract address.
+    #[arg(
+        long,
+        env = "ATTESTIX_EVM_SCHEMA_REGISTRY_ADDRESS",
+        value_name = "ADDRESS"
+    )]
+    pub evm_schema_registry_address: Option<String>,
+    /// How long an anchor waits for its transaction to be mined before answering
+    /// 504 (a retry with the same key keeps waiting for the same transaction).
+    #[arg(long, env = "ATTESTIX_EVM_RECEIPT_TIMEOUT", default_value = "120s", value_parser = attestix_server::config::parse_duration)]
+    pub evm_receipt_timeout: std::time::Duration,
 }
 
 /// `attestix keys …`

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     let _failpoints = fail::FailScenario::setup();
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args).await.map(|()| Outcome::Success),
+            Command::Serve(args) => commands::serve::run(*args).await.map(|()| Outcome::Success),
             Command::Keys(command) => commands::keys::run(command)
                 .await
                 .map(|()| Outcome::Success),
