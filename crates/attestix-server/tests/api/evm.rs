@@ -25,8 +25,12 @@ const DEPLOYER_KEY: &str = "0x6cbed15c793ce57650b9877cf6fa156fbef513c4e6134f022a
 /// The chain id ganache is started with.
 pub const CHAIN_ID: u64 = 1337;
 
+/// `crates/attestix-server/tests/evm`, from either crate that includes this file.
 fn evm_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/evm")
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../attestix-server/tests/evm"
+    ))
 }
 
 /// A running ganache with the EAS contracts.
