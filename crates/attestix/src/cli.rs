@@ -43,6 +43,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Log agent actions and read and verify their hash-chained trail (EU AI Act Art. 12).
     Provenance(ProvenanceArgs),
+    /// Anchor identities, credentials and audit batches on an EVM chain (EAS), and
+    /// verify them there.
+    Anchor(AnchorCliArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Serve the Attestix tools to AI agents over the Model Context Protocol
@@ -736,6 +739,75 @@ pub struct ReputationArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: ReputationCommand,
+}
+
+/// `attestix anchor …`
+#[derive(Debug, Args)]
+pub struct AnchorCliArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AnchorCommand,
+}
+
+/// The anchor subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnchorCommand {
+    /// Anchor an identity's hash on chain (POST /v1/blockchain/anchor/identity).
+    Identity {
+        /// The agent.
+        agent_id: String,
+        /// The Idempotency-Key: a retry with it never sends a second transaction.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Anchor a credential's hash on chain (POST /v1/blockchain/anchor/credential).
+    Credential {
+        /// The credential (`urn:uuid:…`).
+        credential_id: String,
+        /// The Idempotency-Key: a retry with it never sends a second transaction.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Anchor the Merkle root of an agent's action log (POST
+    /// /v1/blockchain/anchor/audit-batch).
+    #[command(name = "audit-batch")]
+    AuditBatch {
+        /// The agent.
+        agent_id: String,
+        /// First instant, inclusive (RFC 3339 date or date-time).
+        #[arg(long)]
+        start_date: Option<String>,
+        /// Last instant, inclusive (RFC 3339 date or date-time).
+        #[arg(long)]
+        end_date: Option<String>,
+        /// The Idempotency-Key: a retry with it never sends a second transaction.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Check an anchor on chain against a hash (POST /v1/blockchain/verify/{anchor_id});
+    /// exits 1 when it does not verify.
+    Verify {
+        /// The anchor (`anchor:…`).
+        anchor_id: String,
+        /// The SHA-256 hex the artifact should have.
+        #[arg(long)]
+        artifact_hash: String,
+    },
+    /// The anchors about an agent (GET /v1/blockchain/anchors/{agent_id}).
+    List {
+        /// The agent.
+        agent_id: String,
+    },
+    /// What one anchor costs now (GET /v1/blockchain/estimate-cost).
+    #[command(name = "estimate-cost")]
+    EstimateCost {
+        /// identity, credential, declaration or audit_batch.
+        #[arg(long, default_value = "identity")]
+        artifact_type: String,
+    },
 }
 
 /// An interaction's outcome.

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             Command::Presentation(args) => commands::presentation::run(args).await,
             Command::Delegation(args) => commands::delegation::run(args).await,
             Command::Reputation(args) => commands::reputation::run(args).await,
+            Command::Anchor(args) => commands::anchor::run(args).await,
             Command::Audit(args) => commands::reputation::run_audit(args).await,
             Command::Provenance(args) => commands::provenance::run(args).await,
             Command::Did(args) => commands::did::run(args).await,

@@ -145,3 +145,92 @@ async fn postgres_a_sigkill_between_send_and_answer_leaves_exactly_one_attestati
     };
     sigkill_after_send_then_retry(Some(database.url())).await;
 }
+
+/// `attestix anchor …` against a server on the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anchor_commands_anchor_once_per_key_verify_list_and_estimate() {
+    let Some(chain) = evm::TestChain::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("wallet.key");
+    std::fs::write(&key_file, evm::SERVER_KEY).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let api_key = create_api_key(&data, None);
+    let args = chain_args(&chain, &key_file);
+    let server = ServerProcess::start(
+        &data,
+        ServerOptions {
+            extra_args: args.iter().map(String::as_str).collect(),
+            ..Default::default()
+        },
+    );
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_attestix"))
+            .args(args)
+            .env("ATTESTIX_URL", &server.base)
+            .env("ATTESTIX_API_KEY", &api_key)
+            .env_remove("EVM_PRIVATE_KEY")
+            .output()
+            .expect("the attestix binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let identity: Value = post_keyed(
+        &reqwest::Client::new(),
+        &server.url("/v1/identities"),
+        &api_key,
+        "cli-subject",
+        &json!({"display_name": "CLI Anchor", "source_protocol": "api_key"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let agent = identity["agent_id"].as_str().unwrap();
+
+    let anchor_once = || {
+        cli(&[
+            "anchor",
+            "identity",
+            agent,
+            "--idempotency-key",
+            "cli-anchor",
+            "--json",
+        ])
+    };
+    let (code, first) = anchor_once();
+    assert_eq!(code, Some(0), "{first}");
+    let (_, again) = anchor_once();
+    assert_eq!(first, again, "the retry replays the first answer");
+    assert_eq!(chain.attested_uids().await.len(), 1);
+    let anchor: Value = serde_json::from_str(&first).unwrap();
+    let anchor_id = anchor["anchor_id"].as_str().unwrap();
+    let hash = anchor["artifact_hash"].as_str().unwrap();
+
+    let (code, out) = cli(&["anchor", "verify", anchor_id, "--artifact-hash", hash]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("VERIFIED"), "{out}");
+    let (code, out) = cli(&[
+        "anchor",
+        "verify",
+        anchor_id,
+        "--artifact-hash",
+        &"0".repeat(64),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = cli(&["anchor", "list", agent]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(anchor_id), "{out}");
+    let (code, out) = cli(&["anchor", "estimate-cost"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("enough"), "{out}");
+}
