@@ -360,7 +360,7 @@ pub struct OnChain {
 /// What an anchor costs now.
 #[derive(Debug, Clone)]
 pub struct CostEstimate {
-    /// The gas limit of an attestation.
+    /// The gas limit an attestation would be sent with.
     pub gas: u64,
     /// The current gas price (wei).
     pub gas_price: u128,
@@ -727,8 +727,11 @@ impl ChainClient {
         }))
     }
 
-    /// What an anchor costs now, and what the wallet holds.
-    pub async fn estimate_cost(&self) -> Result<CostEstimate, ChainError> {
+    /// What an anchor of `artifact_type` costs now, and what the wallet holds. The
+    /// gas is the node's estimate for a typical attestation (ids of a few dozen
+    /// characters) plus the fifth the server adds, once the schema is registered;
+    /// before that, the floor [`ATTEST_GAS`].
+    pub async fn estimate_cost(&self, artifact_type: &str) -> Result<CostEstimate, ChainError> {
         let gas_price = self
             .provider
             .get_gas_price()
@@ -744,12 +747,41 @@ impl ChainClient {
             .get_balance(self.attester)
             .await
             .map_err(ChainError::rpc)?;
+        let sample = AnchorFields {
+            artifact_hash: B256::repeat_byte(0x5a),
+            artifact_type: artifact_type.to_owned(),
+            artifact_id: format!("attestix:{}", "0".repeat(32)),
+            issuer_did: format!("did:key:z6Mk{}", "0".repeat(44)),
+        };
+        let input = IEAS::attestCall {
+            request: AttestationRequest {
+                schema: anchor_schema_uid(),
+                data: AttestationRequestData {
+                    recipient: self.attester,
+                    expirationTime: 0,
+                    revocable: true,
+                    refUID: B256::ZERO,
+                    data: sample.encode(),
+                    value: U256::ZERO,
+                },
+            },
+        }
+        .abi_encode();
+        let request = TransactionRequest::default()
+            .with_from(self.attester)
+            .with_to(self.network.eas())
+            .with_input(Bytes::from(input));
+        // Reverts while the schema is unregistered: then the floor.
+        let gas = match self.provider.estimate_gas(request).await {
+            Ok(estimate) => ATTEST_GAS.max(estimate.saturating_add(estimate / 5)),
+            Err(_) => ATTEST_GAS,
+        };
         let max_fee = gas_price.saturating_mul(2).max(max_priority_fee);
         Ok(CostEstimate {
-            gas: ATTEST_GAS,
+            gas,
             gas_price,
             max_priority_fee,
-            max_cost_wei: U256::from(ATTEST_GAS) * U256::from(max_fee),
+            max_cost_wei: U256::from(gas) * U256::from(max_fee),
             balance_wei,
         })
     }

@@ -582,7 +582,7 @@ pub async fn estimate_cost(
     }
     let chain = anchoring::chain(&state)?;
     let estimate = chain
-        .estimate_cost()
+        .estimate_cost(&artifact_type)
         .await
         .map_err(anchoring::chain_problem)?;
     let units = |value: alloy::primitives::U256, unit: &str| {

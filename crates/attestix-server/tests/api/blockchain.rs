@@ -296,6 +296,11 @@ async fn an_identity_anchor_is_attested_once_per_key_and_verifies_on_chain(backe
     assert_eq!(cost.status, 200);
     assert_eq!(cost.json()["can_afford"], true);
     assert_eq!(cost.json()["artifact_type"], "credential");
+    // The schema is registered now, so the gas is the node's estimate plus a fifth,
+    // at least what the anchor above used.
+    let gas_used = anchor["gas_used"].as_u64().unwrap();
+    let estimated = cost.json()["estimated_gas"].as_u64().unwrap();
+    assert!(estimated > gas_used, "{estimated} covers {gas_used}");
     let bad_type = Reply::of(
         server
             .request(
