@@ -11,36 +11,67 @@ use serde_json::Value;
 /// the BMP), no Unicode normalisation, floats as Python's `repr`.
 pub fn dumps_sorted(value: &Value) -> String {
     let mut out = String::new();
-    write_value(value, KeyOrder::Sorted, &mut out);
+    write_value(value, Style::SORTED, &mut out);
+    out
+}
+
+/// `value` as Python's `json.dumps(value, sort_keys=True, separators=(",", ":"),
+/// ensure_ascii=False)`: as [`dumps_sorted`], with non-ASCII characters written as
+/// themselves (the reference's Merkle leaves of audit batches).
+pub fn dumps_sorted_unicode(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(
+        value,
+        Style {
+            sorted: true,
+            ascii: false,
+        },
+        &mut out,
+    );
     out
 }
 
 /// `value` as Python's `json.dumps(value, separators=(",", ":"))`: keys in the map's
 /// order, otherwise as [`dumps_sorted`].
 pub fn write_dumps(value: &Value, out: &mut String) {
-    write_value(value, KeyOrder::AsWritten, out);
+    write_value(
+        value,
+        Style {
+            sorted: false,
+            ascii: true,
+        },
+        out,
+    );
 }
 
+/// `sort_keys` and `ensure_ascii`.
 #[derive(Clone, Copy)]
-enum KeyOrder {
-    Sorted,
-    AsWritten,
+struct Style {
+    sorted: bool,
+    ascii: bool,
 }
 
-fn write_value(value: &Value, order: KeyOrder, out: &mut String) {
+impl Style {
+    const SORTED: Self = Self {
+        sorted: true,
+        ascii: true,
+    };
+}
+
+fn write_value(value: &Value, style: Style, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
         Value::Number(number) => write_number(number, out),
-        Value::String(text) => write_string(text, out),
+        Value::String(text) => write_string(text, style.ascii, out),
         Value::Array(items) => {
             out.push('[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
                     out.push(',');
                 }
-                write_value(item, order, out);
+                write_value(item, style, out);
             }
             out.push(']');
         }
@@ -48,7 +79,7 @@ fn write_value(value: &Value, order: KeyOrder, out: &mut String) {
             let mut keys: Vec<&String> = map.keys().collect();
             // Python compares str by code point; Rust's str order is byte order of
             // UTF-8, which is the same.
-            if let KeyOrder::Sorted = order {
+            if style.sorted {
                 keys.sort();
             }
             out.push('{');
@@ -56,9 +87,9 @@ fn write_value(value: &Value, order: KeyOrder, out: &mut String) {
                 if index > 0 {
                     out.push(',');
                 }
-                write_string(key, out);
+                write_string(key, style.ascii, out);
                 out.push(':');
-                write_value(&map[key], order, out);
+                write_value(&map[key], style, out);
             }
             out.push('}');
         }
@@ -85,7 +116,7 @@ fn write_number(number: &serde_json::Number, out: &mut String) {
     }
 }
 
-fn write_string(text: &str, out: &mut String) {
+fn write_string(text: &str, ascii: bool, out: &mut String) {
     out.push('"');
     for c in text.chars() {
         match c {
@@ -97,6 +128,9 @@ fn write_string(text: &str, out: &mut String) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             ' '..='~' => out.push(c),
+            // Without ensure_ascii Python escapes only the C0 controls (DEL and
+            // everything above it are written as themselves).
+            _ if !ascii && c >= '\u{7f}' => out.push(c),
             _ => {
                 let mut units = [0_u16; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -106,4 +140,24 @@ fn write_string(text: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_ensure_ascii_only_c0_controls_are_escaped() {
+        // Python: json.dumps({"b": "é\x7f\x01\n😀", "a": 1.0}, sort_keys=True,
+        // separators=(",", ":"), ensure_ascii=False)
+        let value = serde_json::json!({"b": "é\u{7f}\u{1}\n😀", "a": 1.0});
+        assert_eq!(
+            dumps_sorted_unicode(&value),
+            "{\"a\":1.0,\"b\":\"é\u{7f}\\u0001\\n😀\"}"
+        );
+        assert_eq!(
+            dumps_sorted(&value),
+            "{\"a\":1.0,\"b\":\"\\u00e9\\u007f\\u0001\\n\\ud83d\\ude00\"}"
+        );
+    }
 }

@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub universal_resolver: Option<url::Url>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Blockchain anchoring (`/v1/blockchain`); `None` answers every anchoring call
+    /// with 503 while reads of stored anchors still work.
+    pub anchoring: Option<crate::chain::AnchorSettings>,
 }
 
 /// The PEM files of `attestix serve --tls-cert FILE --tls-key FILE`.
@@ -132,6 +135,7 @@ impl Default for ServerConfig {
             fetch_resolver: None,
             universal_resolver: None,
             tls: None,
+            anchoring: None,
         }
     }
 }

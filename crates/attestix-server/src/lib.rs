@@ -25,8 +25,10 @@
 //! authentication → idempotency → routes. Nothing unauthenticated reaches the
 //! idempotency store; the idempotency scope is the caller's principal and tenant.
 
+pub mod anchoring;
 pub mod audit;
 pub mod auth;
+pub mod chain;
 pub mod checked_signatures;
 pub mod config;
 pub mod data_key;

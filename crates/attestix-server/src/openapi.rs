@@ -11,8 +11,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    provenance, reputation,
+    agent_cards, audit, blockchain, credentials, delegations, dids, health, identities,
+    presentations, provenance, reputation,
 };
 
 /// The name of the request header, as documented.
@@ -71,6 +71,13 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         provenance::audit_trail,
         provenance::verify_audit_trail,
         provenance::provenance_of,
+        blockchain::anchor_identity,
+        blockchain::anchor_credential,
+        blockchain::anchor_audit_batch,
+        blockchain::inclusion_proof_of,
+        blockchain::verify_anchor,
+        blockchain::list_anchors,
+        blockchain::estimate_cost,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -83,6 +90,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
         (name = "provenance", description = "EU AI Act Art. 12: the per-agent hash-chained action log"),
         (name = "reputation", description = "Interactions and recency-weighted trust scores"),
+        (name = "blockchain", description = "Anchoring on an EVM chain through the Ethereum Attestation Service, exactly once per Idempotency-Key"),
         (name = "audit", description = "The hash-chained audit events of every mutation"),
         (name = "health", description = "Health and metrics"),
     )

@@ -49,6 +49,9 @@ pub enum ResourceKind {
     Delegation,
     /// `did_keys` (found by its (scope, key), not by a derived id).
     Did,
+    /// Blockchain anchors (`anchor:` ids): the id under which the sent transaction
+    /// is recorded, so that a retry after a crash finds it.
+    Anchor,
 }
 
 impl ResourceKind {
@@ -58,6 +61,7 @@ impl ResourceKind {
             Self::Credential => b"credential",
             Self::Delegation => b"delegation",
             Self::Did => b"did",
+            Self::Anchor => b"anchor",
         }
     }
 }

@@ -37,8 +37,8 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
-    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    provenance, reputation,
+    agent_cards, audit, blockchain, credentials, delegations, dids, health, identities,
+    presentations, provenance, reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -244,6 +244,19 @@ impl Application {
             }
             None => crate::fetch::Fetcher::new(config.fetch.clone()),
         };
+        let chain = match &config.anchoring {
+            Some(settings) => {
+                let client = crate::chain::ChainClient::new(settings)?;
+                tracing::info!(
+                    network = settings.network.name(),
+                    chain_id = settings.network.chain_id(),
+                    attester = %client.attester(),
+                    "blockchain anchoring configured"
+                );
+                Some(Arc::new(client))
+            }
+            None => None,
+        };
         let backends = open_backends(&config).await?;
         let storage = backends.storage.clone();
 
@@ -295,6 +308,7 @@ impl Application {
             data_key,
             fetcher,
             universal_resolver: config.universal_resolver.clone(),
+            chain,
             auth: AuthSettings {
                 legacy_key_digest: config.legacy_api_key.as_deref().map(auth::digest),
                 allow_no_auth: config.allow_no_auth,
@@ -748,6 +762,34 @@ pub fn router(
             get(provenance::verify_audit_trail),
         )
         .route("/v1/provenance/{agent_id}", get(provenance::provenance_of))
+        .route(
+            "/v1/blockchain/anchor/identity",
+            post(blockchain::anchor_identity),
+        )
+        .route(
+            "/v1/blockchain/anchor/credential",
+            post(blockchain::anchor_credential),
+        )
+        .route(
+            "/v1/blockchain/anchor/audit-batch",
+            post(blockchain::anchor_audit_batch),
+        )
+        .route(
+            "/v1/blockchain/verify/{anchor_id}",
+            post(blockchain::verify_anchor),
+        )
+        .route(
+            "/v1/blockchain/anchors/{agent_id}",
+            get(blockchain::list_anchors),
+        )
+        .route(
+            "/v1/blockchain/batches/{anchor_id}/proofs/{entry_id}",
+            get(blockchain::inclusion_proof_of),
+        )
+        .route(
+            "/v1/blockchain/estimate-cost",
+            get(blockchain::estimate_cost),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)

@@ -39,6 +39,8 @@ pub struct AppState {
     /// The idempotency layer's store, when keys are honoured (a purge erases the
     /// stored responses that mention the agent).
     pub idempotency: Option<Arc<dyn idempotency::Store>>,
+    /// The chain client of blockchain anchoring, when it is configured.
+    pub chain: Option<Arc<crate::chain::ChainClient>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server (embedded SQLite in the data directory by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys in the server's database (run where the server's data is).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -43,6 +43,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Log agent actions and read and verify their hash-chained trail (EU AI Act Art. 12).
     Provenance(ProvenanceArgs),
+    /// Anchor identities, credentials and audit batches on an EVM chain (EAS), and
+    /// verify them there.
+    Anchor(AnchorCliArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Serve the Attestix tools to AI agents over the Model Context Protocol
@@ -164,9 +167,54 @@ pub struct ServeArgs {
     /// and web resolve by GETting it with the DID appended. Off by default (503).
     #[arg(long, env = "ATTESTIX_UNIVERSAL_RESOLVER_URL", value_name = "URL")]
     pub universal_resolver_url: Option<reqwest::Url>,
+    /// Blockchain anchoring (`/v1/blockchain`).
+    #[command(flatten)]
+    pub anchoring: AnchorArgs,
     /// Log filter, in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// The anchoring settings of `attestix serve`: on when a wallet key is given.
+#[derive(Debug, Clone, Args)]
+pub struct AnchorArgs {
+    /// The file holding the wallet's private key (hex; mode 0600, not readable by
+    /// group or others). Without it, or `EVM_PRIVATE_KEY`, anchoring is off (503).
+    #[arg(long, env = "ATTESTIX_EVM_PRIVATE_KEY_FILE", value_name = "FILE")]
+    pub evm_private_key_file: Option<PathBuf>,
+    /// The wallet's private key itself, as the reference reads it (prefer the file).
+    #[arg(
+        long = "evm-private-key",
+        env = "EVM_PRIVATE_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub evm_private_key: Option<attestix_server::chain::WalletKey>,
+    /// `base-sepolia` (chain 84532), `base-mainnet` (8453), or `custom` (then
+    /// --evm-chain-id, --evm-eas-address, --evm-schema-registry-address and
+    /// --evm-rpc-url are required).
+    #[arg(long, env = "ATTESTIX_EVM_NETWORK", default_value = "base-sepolia")]
+    pub evm_network: String,
+    /// The chain's JSON-RPC URL (default: Base's public endpoint for the network).
+    #[arg(long, env = "ATTESTIX_EVM_RPC_URL", value_name = "URL")]
+    pub evm_rpc_url: Option<url::Url>,
+    /// A custom network's chain id.
+    #[arg(long, env = "ATTESTIX_EVM_CHAIN_ID")]
+    pub evm_chain_id: Option<u64>,
+    /// A custom network's EAS contract address.
+    #[arg(long, env = "ATTESTIX_EVM_EAS_ADDRESS", value_name = "ADDRESS")]
+    pub evm_eas_address: Option<String>,
+    /// A custom network's SchemaRegistry contract address.
+    #[arg(
+        long,
+        env = "ATTESTIX_EVM_SCHEMA_REGISTRY_ADDRESS",
+        value_name = "ADDRESS"
+    )]
+    pub evm_schema_registry_address: Option<String>,
+    /// How long an anchor waits for its transaction to be mined before answering
+    /// 504 (a retry with the same key keeps waiting for the same transaction).
+    #[arg(long, env = "ATTESTIX_EVM_RECEIPT_TIMEOUT", default_value = "120s", value_parser = attestix_server::config::parse_duration)]
+    pub evm_receipt_timeout: std::time::Duration,
 }
 
 /// `attestix keys …`
@@ -702,6 +750,75 @@ pub struct ReputationArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: ReputationCommand,
+}
+
+/// `attestix anchor …`
+#[derive(Debug, Args)]
+pub struct AnchorCliArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AnchorCommand,
+}
+
+/// The anchor subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnchorCommand {
+    /// Anchor an identity's hash on chain (POST /v1/blockchain/anchor/identity).
+    Identity {
+        /// The agent.
+        agent_id: String,
+        /// The Idempotency-Key: a retry with it never sends a second transaction.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Anchor a credential's hash on chain (POST /v1/blockchain/anchor/credential).
+    Credential {
+        /// The credential (`urn:uuid:…`).
+        credential_id: String,
+        /// The Idempotency-Key: a retry with it never sends a second transaction.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Anchor the Merkle root of an agent's action log (POST
+    /// /v1/blockchain/anchor/audit-batch).
+    #[command(name = "audit-batch")]
+    AuditBatch {
+        /// The agent.
+        agent_id: String,
+        /// First instant, inclusive (RFC 3339 date or date-time).
+        #[arg(long)]
+        start_date: Option<String>,
+        /// Last instant, inclusive (RFC 3339 date or date-time).
+        #[arg(long)]
+        end_date: Option<String>,
+        /// The Idempotency-Key: a retry with it never sends a second transaction.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Check an anchor on chain against a hash (POST /v1/blockchain/verify/{anchor_id});
+    /// exits 1 when it does not verify.
+    Verify {
+        /// The anchor (`anchor:…`).
+        anchor_id: String,
+        /// The SHA-256 hex the artifact should have.
+        #[arg(long)]
+        artifact_hash: String,
+    },
+    /// The anchors about an agent (GET /v1/blockchain/anchors/{agent_id}).
+    List {
+        /// The agent.
+        agent_id: String,
+    },
+    /// What one anchor costs now (GET /v1/blockchain/estimate-cost).
+    #[command(name = "estimate-cost")]
+    EstimateCost {
+        /// identity, credential, declaration or audit_batch.
+        #[arg(long, default_value = "identity")]
+        artifact_type: String,
+    },
 }
 
 /// An interaction's outcome.

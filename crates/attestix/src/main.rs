@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     let _failpoints = fail::FailScenario::setup();
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args).await.map(|()| Outcome::Success),
+            Command::Serve(args) => commands::serve::run(*args).await.map(|()| Outcome::Success),
             Command::Keys(command) => commands::keys::run(command)
                 .await
                 .map(|()| Outcome::Success),
@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             Command::Presentation(args) => commands::presentation::run(args).await,
             Command::Delegation(args) => commands::delegation::run(args).await,
             Command::Reputation(args) => commands::reputation::run(args).await,
+            Command::Anchor(args) => commands::anchor::run(args).await,
             Command::Audit(args) => commands::reputation::run_audit(args).await,
             Command::Provenance(args) => commands::provenance::run(args).await,
             Command::Did(args) => commands::did::run(args).await,

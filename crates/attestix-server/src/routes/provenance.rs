@@ -146,7 +146,7 @@ pub struct TrailQuery {
 
 /// `text` as unix milliseconds: an RFC 3339 instant, or a date (its first or, for
 /// `end`, last millisecond in UTC).
-fn parse_instant(field: &str, text: &str, end: bool) -> Result<i64, ApiError> {
+pub(crate) fn parse_instant(field: &str, text: &str, end: bool) -> Result<i64, ApiError> {
     if let Ok(at) = Timestamp::parse(text) {
         return Ok(unix_ms(at.datetime()));
     }

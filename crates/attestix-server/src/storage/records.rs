@@ -488,6 +488,34 @@ pub mod kind {
     pub const ACTION: &str = "action";
     /// A provenance entry (`prov:` id): training data or model lineage.
     pub const PROVENANCE_ENTRY: &str = "provenance_entry";
+    /// A blockchain anchor (`anchor:` id) whose transaction is mined; label = the
+    /// artifact hash, subject = the agent it is about.
+    pub const ANCHOR: &str = "anchor";
+    /// The signed transaction of an anchor, stored before it is broadcast (same
+    /// id as its anchor): what a retry after a crash waits for instead of sending
+    /// a second transaction.
+    pub const ANCHOR_TX: &str = "anchor_tx";
+}
+
+/// The document of `scope`'s record `id` of `kind`, if any.
+pub async fn get(
+    tx: &mut dyn Tx,
+    scope: &str,
+    kind: &str,
+    id: &str,
+) -> Result<Option<String>, StorageError> {
+    let rows = tx
+        .fetch(
+            Stmt::new("SELECT document FROM records WHERE scope = ")
+                .bind(scope)
+                .sql(" AND kind = ")
+                .bind(kind)
+                .sql(" AND id = ")
+                .bind(id),
+            &[Col::Text],
+        )
+        .await?;
+    rows.first().map(|row| row.text(0)).transpose()
 }
 
 /// A record to insert.

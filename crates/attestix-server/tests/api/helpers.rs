@@ -262,6 +262,11 @@ impl Reply {
         })
     }
 
+    /// The body as text, for assertion messages.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn replayed(&self) -> bool {
         self.headers
             .get("idempotency-replayed")

@@ -1,6 +1,7 @@
 //! Black-box tests of the Attestix API over a real socket (port 0), each against a
 //! fresh data directory, on SQLite and on PostgreSQL.
 
+mod evm;
 mod helpers;
 #[path = "../tls/mod.rs"]
 mod tls;
@@ -8,6 +9,7 @@ mod tls;
 mod agent_cards;
 mod audit;
 mod auth;
+mod blockchain;
 mod credentials;
 mod delegations;
 mod dids;
