@@ -28,6 +28,7 @@
 pub mod audit;
 pub mod auth;
 pub mod checked_signatures;
+pub mod compliance;
 pub mod config;
 pub mod data_key;
 pub mod error;

@@ -11,8 +11,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    provenance, reputation,
+    agent_cards, audit, compliance, credentials, delegations, dids, health, identities,
+    presentations, provenance, reputation,
 };
 
 /// The name of the request header, as documented.
@@ -69,6 +69,13 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         provenance::record_model_lineage,
         provenance::audit_trail,
         provenance::verify_audit_trail,
+        compliance::create_profile,
+        compliance::list_profiles,
+        compliance::get_profile,
+        compliance::update_profile,
+        compliance::profile_status,
+        compliance::record_assessment,
+        compliance::generate_declaration,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -80,6 +87,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "dids", description = "did:key and did:web creation and resolution"),
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
         (name = "provenance", description = "EU AI Act Art. 12: the per-agent hash-chained action log"),
+        (name = "compliance", description = "EU AI Act: profiles, Article 43 assessments, Annex V declarations"),
         (name = "reputation", description = "Interactions and recency-weighted trust scores"),
         (name = "audit", description = "The hash-chained audit events of every mutation"),
         (name = "health", description = "Health and metrics"),

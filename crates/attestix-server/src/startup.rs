@@ -37,8 +37,8 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
-    agent_cards, audit, credentials, delegations, dids, health, identities, presentations,
-    provenance, reputation,
+    agent_cards, audit, compliance, credentials, delegations, dids, health, identities,
+    presentations, provenance, reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
 use crate::state::AppState;
@@ -740,6 +740,26 @@ pub fn router(
         .route(
             "/v1/provenance/audit-trail/{agent_id}/verify",
             get(provenance::verify_audit_trail),
+        )
+        .route(
+            "/v1/compliance/profiles",
+            post(compliance::create_profile).get(compliance::list_profiles),
+        )
+        .route(
+            "/v1/compliance/profiles/{agent_id}",
+            get(compliance::get_profile).patch(compliance::update_profile),
+        )
+        .route(
+            "/v1/compliance/profiles/{agent_id}/status",
+            get(compliance::profile_status),
+        )
+        .route(
+            "/v1/compliance/assessments",
+            post(compliance::record_assessment),
+        )
+        .route(
+            "/v1/compliance/declarations",
+            post(compliance::generate_declaration),
         )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))

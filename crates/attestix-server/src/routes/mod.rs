@@ -2,6 +2,7 @@
 
 pub mod agent_cards;
 pub mod audit;
+pub mod compliance;
 pub mod credentials;
 pub mod delegations;
 pub mod dids;

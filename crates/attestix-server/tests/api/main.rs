@@ -8,6 +8,7 @@ mod tls;
 mod agent_cards;
 mod audit;
 mod auth;
+mod compliance;
 mod credentials;
 mod delegations;
 mod dids;
