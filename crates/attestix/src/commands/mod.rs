@@ -2,6 +2,7 @@
 //! documents, replays, verification results and generated Idempotency-Keys.
 
 pub mod agent_card;
+pub mod compliance;
 pub mod credential;
 pub mod delegation;
 pub mod did;
