@@ -32,7 +32,7 @@ use crate::compliance::{
 };
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
-use crate::storage::records::{self, kind, Col, NewRecord, Stmt, Tx};
+use crate::storage::records::{self, kind, NewRecord, Stmt, Tx};
 use crate::storage::{NewCredential, StorageError};
 
 /// The longest agent id accepted.
@@ -425,17 +425,9 @@ async fn identity_of(
     scope: &str,
     agent_id: &str,
 ) -> Result<Option<Map<String, Value>>, StorageError> {
-    let rows = tx
-        .fetch(
-            Stmt::new("SELECT document FROM identities WHERE agent_id = ")
-                .bind(agent_id)
-                .sql(" AND owner = ")
-                .bind(scope),
-            &[Col::Text],
-        )
-        .await?;
-    rows.first()
-        .map(|row| row.text(0).and_then(|text| parse_object(&text)))
+    records::identity_document(tx, scope, agent_id)
+        .await?
+        .map(|text| parse_object(&text))
         .transpose()
 }
 

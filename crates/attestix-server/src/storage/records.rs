@@ -632,46 +632,10 @@ pub async fn list(
     filter: &RecordFilter,
     page: super::PageRequest,
 ) -> Result<super::Page, StorageError> {
-    if page.limit == 0 {
-        return Ok(super::Page {
-            documents: Vec::new(),
-            next: None,
-        });
-    }
-    let mut stmt = Stmt::new("SELECT seq, document FROM records WHERE scope = ")
-        .bind(scope)
-        .sql(" AND kind = ")
-        .bind(kind);
-    if let Some(subject) = &filter.subject {
-        stmt = stmt.sql(" AND subject = ").bind(subject.as_str());
-    }
-    if let Some(label) = &filter.label {
-        stmt = stmt.sql(" AND label = ").bind(label.as_str());
-    }
-    if let Some(since) = filter.since_ms {
-        stmt = stmt.sql(" AND created_at_ms >= ").bind(since);
-    }
-    if let Some(until) = filter.until_ms {
-        stmt = stmt.sql(" AND created_at_ms <= ").bind(until);
-    }
-    if let Some(after) = page.after {
-        stmt = stmt.sql(" AND seq > ").bind(after);
-    }
-    // One row more than asked tells whether there is a next page.
-    stmt = stmt
-        .sql(" ORDER BY seq LIMIT ")
-        .bind(i64::from(page.limit) + 1);
-    let rows = tx.fetch(stmt, &[Col::Int, Col::Text]).await?;
-    let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    let mut documents = Vec::with_capacity(rows.len().min(limit));
-    let mut last = None;
-    for row in rows.iter().take(limit) {
-        last = Some(row.int(0)?);
-        documents.push(row.text(1)?);
-    }
+    let (rows, more) = list_rows(tx, scope, kind, filter, page).await?;
+    let last = rows.last().map(|(seq, _)| *seq);
     Ok(super::Page {
-        documents,
+        documents: rows.into_iter().map(|(_, document)| document).collect(),
         next: if more { last } else { None },
     })
 }
@@ -708,6 +672,7 @@ pub async fn list_rows(
     if let Some(after) = page.after {
         stmt = stmt.sql(" AND seq > ").bind(after);
     }
+    // One row more than asked tells whether there is a next page.
     stmt = stmt
         .sql(" ORDER BY seq LIMIT ")
         .bind(i64::from(page.limit) + 1);
@@ -771,6 +736,25 @@ pub async fn update_document(
         )
         .await?;
     Ok(changed == 1)
+}
+
+/// The stored document of `scope`'s identity `agent_id`, if there is one (for the
+/// routes that update an identity's unsigned fields in their own transaction).
+pub async fn identity_document(
+    tx: &mut dyn Tx,
+    scope: &str,
+    agent_id: &str,
+) -> Result<Option<String>, StorageError> {
+    let rows = tx
+        .fetch(
+            Stmt::new("SELECT document FROM identities WHERE agent_id = ")
+                .bind(agent_id)
+                .sql(" AND owner = ")
+                .bind(scope),
+            &[Col::Text],
+        )
+        .await?;
+    rows.first().map(|row| row.text(0)).transpose()
 }
 
 /// Whether `scope` has a record of `kind` about `subject` (with `label`, when given):
