@@ -20,6 +20,7 @@ crate::on_both_backends!(
     every_mutation_replays_under_its_idempotency_key_without_a_second_record,
     another_principal_sees_and_changes_none_of_it,
     profiles_are_listed_by_risk_and_declaration_with_paging,
+    concurrent_changes_of_one_profile_are_all_kept_and_signed,
 );
 
 async fn send(
@@ -1152,5 +1153,114 @@ async fn profiles_are_listed_by_risk_and_declaration_with_paging(backend: Backen
         assert_eq!(reply.status, 422, "{query}");
         reply.problem();
     }
+    server.finish().await;
+}
+
+/// Eight changes of one profile at once (seven patches and an assessment): none is
+/// lost and the stored profile's signature covers them all. (Within one instance the
+/// writes line up in write turns; the compare-and-swap that protects two instances
+/// on one database is tested in `tests/storage.rs`.)
+async fn concurrent_changes_of_one_profile_are_all_kept_and_signed(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    for round in 0..3 {
+        let agent = new_agent(&server, &format!("Busy {round}")).await;
+        let mut body = profile_body(&agent, "high");
+        body["annex_iii_category"] = json!(3);
+        let created = admin(
+            &server,
+            Method::POST,
+            "/v1/compliance/profiles",
+            Some(&body),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+        let path = format!("/v1/compliance/profiles/{agent}");
+        let patches = [
+            json!({"risk_management": {"documented": true}}),
+            json!({"post_market_monitoring": {"plan_documented": true}}),
+            json!({"incident_reporting": {"process_documented": true}}),
+            json!({"transparency_obligations": "Disclosed"}),
+            json!({"human_oversight_measures": "Reviewed"}),
+            json!({"provider_address": "Elsewhere"}),
+            json!({"authorised_representative": "Rep"}),
+        ];
+        let assessment = json!({"agent_id": agent, "assessment_type": "self",
+                                "assessor_name": "QA", "result": "pass"});
+        let mut tasks = Vec::new();
+        for patch in patches {
+            let (client, url, key) = (
+                server.client.clone(),
+                server.url(&path),
+                server.admin_key.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                client
+                    .patch(url)
+                    .header("x-api-key", key)
+                    .json(&patch)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        {
+            let (client, url, key) = (
+                server.client.clone(),
+                server.url("/v1/compliance/assessments"),
+                server.admin_key.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("x-api-key", key)
+                    .json(&assessment)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        for task in tasks {
+            let status = task.await.unwrap();
+            assert!(status == 200 || status == 201, "round {round}: {status}");
+        }
+        let profile = admin(&server, Method::GET, &path, None).await.json();
+        assert_profile_signed(&profile);
+        assert_eq!(profile["risk_management"]["documented"], true, "{profile}");
+        assert_eq!(
+            profile["post_market_monitoring"]["plan_documented"], true,
+            "{profile}"
+        );
+        assert_eq!(
+            profile["incident_reporting"]["process_documented"], true,
+            "{profile}"
+        );
+        assert_eq!(
+            profile["transparency"]["obligations"], "Disclosed",
+            "{profile}"
+        );
+        assert_eq!(
+            profile["transparency"]["human_oversight_measures"], "Reviewed",
+            "{profile}"
+        );
+        assert_eq!(profile["provider"]["address"], "Elsewhere", "{profile}");
+        assert_eq!(
+            profile["provider"]["authorised_representative"], "Rep",
+            "{profile}"
+        );
+        assert_eq!(
+            profile["conformity"]["assessment_completed"], true,
+            "{profile}"
+        );
+    }
+    let chain = admin(&server, Method::GET, "/v1/audit/verify", None)
+        .await
+        .json();
+    assert_eq!(chain["valid"], true, "{chain}");
     server.finish().await;
 }
