@@ -93,36 +93,38 @@ pub struct CreateProfileRequest {
 /// The body of `PATCH /v1/compliance/profiles/{agent_id}`: a JSON merge patch
 /// (RFC 7396). Text fields set to `null` become empty; a documentation flag set to
 /// `null` is removed. Any other field is refused (422).
+///
+/// The handler reads the body as a map (to tell `null` from absent and to refuse
+/// unknown fields); this type is its schema.
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
 pub struct UpdateProfileRequest {
     /// `ai_system.intended_purpose` (at most 4096 characters).
     #[schema(max_length = 4096)]
-    intended_purpose: Option<String>,
+    pub intended_purpose: Option<String>,
     /// `transparency.obligations` (at most 4096 characters).
     #[schema(max_length = 4096)]
-    transparency_obligations: Option<String>,
+    pub transparency_obligations: Option<String>,
     /// `transparency.human_oversight_measures` (at most 4096 characters).
     #[schema(max_length = 4096)]
-    human_oversight_measures: Option<String>,
+    pub human_oversight_measures: Option<String>,
     /// `provider.name` (1 to 1024 characters).
     #[schema(min_length = 1, max_length = 1024)]
-    provider_name: Option<String>,
+    pub provider_name: Option<String>,
     /// `provider.address` (at most 4096 characters).
     #[schema(max_length = 4096)]
-    provider_address: Option<String>,
+    pub provider_address: Option<String>,
     /// `provider.authorised_representative` (at most 4096 characters).
     #[schema(max_length = 4096)]
-    authorised_representative: Option<String>,
+    pub authorised_representative: Option<String>,
     /// `{"documented": bool}`: the risk management system (Article 9).
     #[schema(value_type = Option<Object>, example = json!({"documented": true}))]
-    risk_management: Option<Value>,
+    pub risk_management: Option<Value>,
     /// `{"plan_documented": bool}`: post-market monitoring (Article 72).
     #[schema(value_type = Option<Object>, example = json!({"plan_documented": true}))]
-    post_market_monitoring: Option<Value>,
+    pub post_market_monitoring: Option<Value>,
     /// `{"process_documented": bool}`: serious incident reporting (Article 73).
     #[schema(value_type = Option<Object>, example = json!({"process_documented": true}))]
-    incident_reporting: Option<Value>,
+    pub incident_reporting: Option<Value>,
 }
 
 /// The body of `POST /v1/compliance/assessments`.
