@@ -53,7 +53,7 @@ pub struct CreateProfileRequest {
     #[schema(min_length = 1, max_length = 256)]
     pub agent_id: String,
     /// `minimal`, `limited` or `high` (`unacceptable` systems are prohibited, 422).
-    #[schema(example = "high")]
+    #[schema(example = "high", pattern = "^(minimal|limited|high)$")]
     pub risk_category: String,
     /// The provider's name (1 to 1024 characters).
     #[schema(min_length = 1, max_length = 1024)]
@@ -87,6 +87,9 @@ pub struct CreateProfileRequest {
     /// `biometric_identification_law_enforcement`, `financial_fraud_detection` or
     /// `political_campaign_organization`.
     #[serde(default)]
+    #[schema(
+        pattern = "^(biometric_identification_law_enforcement|financial_fraud_detection|political_campaign_organization)$"
+    )]
     pub annex_iii_exception: Option<String>,
 }
 
@@ -97,6 +100,7 @@ pub struct CreateProfileRequest {
 /// The handler reads the body as a map (to tell `null` from absent and to refuse
 /// unknown fields); this type is its schema.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
     /// `ai_system.intended_purpose` (at most 4096 characters).
     #[schema(max_length = 4096)]
@@ -134,13 +138,13 @@ pub struct RecordAssessmentRequest {
     #[schema(min_length = 1, max_length = 256)]
     pub agent_id: String,
     /// `self` or `third_party`.
-    #[schema(example = "third_party")]
+    #[schema(example = "third_party", pattern = "^(self|third_party)$")]
     pub assessment_type: String,
     /// The assessor or notified body (1 to 1024 characters).
     #[schema(min_length = 1, max_length = 1024)]
     pub assessor_name: String,
     /// `pass`, `conditional` or `fail`.
-    #[schema(example = "pass")]
+    #[schema(example = "pass", pattern = "^(pass|conditional|fail)$")]
     pub result: String,
     /// Findings and notes (at most 4096 characters).
     #[serde(default)]
@@ -165,6 +169,7 @@ pub struct GenerateDeclarationRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListProfilesQuery {
     /// Only profiles of this risk category (`minimal`, `limited`, `high`).
+    #[param(pattern = "^(minimal|limited|high|unacceptable)$")]
     pub risk_category: Option<String>,
     /// Only profiles with a recorded declaration of conformity (the reference's
     /// deprecated filter: not legal conformity). Default false.
