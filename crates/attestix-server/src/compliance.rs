@@ -408,68 +408,39 @@ fn truthy(value: Option<&Value>) -> bool {
     }
 }
 
-/// The rows read at a time while looking for a provenance entry with a field set.
-const EVIDENCE_PAGE: u32 = 64;
-
-/// Whether any of `scope`'s provenance entries of `entry_type` about `agent_id` has a
-/// truthy `field`, stopping at the first.
-async fn any_entry_with(
-    tx: &mut dyn Tx,
-    scope: &str,
-    agent_id: &str,
-    entry_type: &str,
-    field: &str,
-) -> Result<bool, StorageError> {
-    let filter = records::RecordFilter {
-        subject: Some(agent_id.to_owned()),
-        label: Some(entry_type.to_owned()),
-        ..records::RecordFilter::default()
-    };
-    let mut after = None;
-    loop {
-        let page = crate::storage::PageRequest {
-            after,
-            limit: EVIDENCE_PAGE,
-        };
-        let (rows, more) =
-            records::list_rows(tx, scope, kind::PROVENANCE_ENTRY, &filter, page).await?;
-        for (_, document) in &rows {
-            let entry: Value = serde_json::from_str(document).map_err(StorageError::database)?;
-            if truthy(entry.get(field)) {
-                return Ok(true);
-            }
-        }
-        match rows.last() {
-            Some((seq, _)) if more => after = Some(*seq),
-            _ => return Ok(false),
-        }
-    }
-}
-
 /// The provenance facts about `agent_id` in `scope`.
 pub async fn evidence(
     tx: &mut dyn Tx,
     scope: &str,
     agent_id: &str,
 ) -> Result<Evidence, StorageError> {
-    let training = Some("training_data");
-    let lineage = Some("model_lineage");
-    let training_data =
-        records::exists(tx, scope, kind::PROVENANCE_ENTRY, agent_id, training).await?;
-    let model_lineage =
-        records::exists(tx, scope, kind::PROVENANCE_ENTRY, agent_id, lineage).await?;
+    let entry = kind::PROVENANCE_ENTRY;
+    let (training, lineage) = (Some("training_data"), Some("model_lineage"));
+    let training_data = records::exists(tx, scope, entry, agent_id, training, None).await?;
+    let model_lineage = records::exists(tx, scope, entry, agent_id, lineage, None).await?;
+    // The provenance routes store these fields always, serialised compactly: a
+    // falsy one reads exactly as below, so an entry without that text has it set.
     let data_governance = training_data
-        && any_entry_with(
+        && records::exists(
             tx,
             scope,
+            entry,
             agent_id,
-            "training_data",
-            "data_governance_measures",
+            training,
+            Some(r#""data_governance_measures":"""#),
         )
         .await?;
     let evaluation_metrics = model_lineage
-        && any_entry_with(tx, scope, agent_id, "model_lineage", "evaluation_metrics").await?;
-    let action_log = records::exists(tx, scope, kind::ACTION, agent_id, None).await?;
+        && records::exists(
+            tx,
+            scope,
+            entry,
+            agent_id,
+            lineage,
+            Some(r#""evaluation_metrics":{}"#),
+        )
+        .await?;
+    let action_log = records::exists(tx, scope, kind::ACTION, agent_id, None, None).await?;
     Ok(Evidence {
         training_data,
         data_governance,

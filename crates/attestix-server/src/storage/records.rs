@@ -757,14 +757,16 @@ pub async fn identity_document(
     rows.first().map(|row| row.text(0)).transpose()
 }
 
-/// Whether `scope` has a record of `kind` about `subject` (with `label`, when given):
-/// one indexed row read, however many records there are.
+/// Whether `scope` has a record of `kind` about `subject` (with `label`, when given),
+/// whose document does not contain `lacking` (when given): the database stops at the
+/// first such row, and no document is sent back or parsed.
 pub async fn exists(
     tx: &mut dyn Tx,
     scope: &str,
     kind: &str,
     subject: &str,
     label: Option<&str>,
+    lacking: Option<&str>,
 ) -> Result<bool, StorageError> {
     let mut stmt = Stmt::new("SELECT seq FROM records WHERE scope = ")
         .bind(scope)
@@ -774,6 +776,13 @@ pub async fn exists(
         .bind(subject);
     if let Some(label) = label {
         stmt = stmt.sql(" AND label = ").bind(label);
+    }
+    if let Some(text) = lacking {
+        // `_` and `%` in `text` would be wildcards: callers pass JSON member text,
+        // whose quotes keep any wider match impossible in a serialised document.
+        stmt = stmt
+            .sql(" AND document NOT LIKE ")
+            .bind(format!("%{text}%"));
     }
     let rows = tx.fetch(stmt.sql(" LIMIT 1"), &[Col::Int]).await?;
     Ok(!rows.is_empty())

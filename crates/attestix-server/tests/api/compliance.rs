@@ -202,6 +202,35 @@ async fn a_high_risk_profile_is_taken_to_workflow_complete_through_the_api(backe
     assert_eq!(patched["profile_id"], profile_id.as_str());
     assert_eq!(patched["created_at"], profile["created_at"]);
 
+    // Entries without governance measures or metrics are provenance, not Art. 10/15
+    // evidence.
+    for (path, evidence) in [
+        (
+            "/v1/provenance/training-data",
+            json!({"agent_id": agent, "dataset_name": "raw"}),
+        ),
+        (
+            "/v1/provenance/model-lineage",
+            json!({"agent_id": agent, "base_model": "m-1b"}),
+        ),
+    ] {
+        let reply = admin(&server, Method::POST, path, Some(&evidence)).await;
+        assert_eq!(reply.status, 201, "{path}");
+    }
+    let partial = status(&server, &agent).await;
+    let missing: Vec<&str> = partial["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(missing.contains(&"data_governance"), "{partial}");
+    assert!(
+        missing.contains(&"accuracy_robustness_cybersecurity"),
+        "{partial}"
+    );
+    assert!(!missing.contains(&"training_data_provenance"), "{partial}");
+    assert!(!missing.contains(&"model_lineage_recorded"), "{partial}");
     // Evidence from the provenance router.
     for (path, evidence) in [
         (
