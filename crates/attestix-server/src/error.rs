@@ -40,6 +40,18 @@ pub struct Problem {
     /// For validation errors: every offending field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a declaration refused for its profile: `invalid_compliance_profile`, as the
+    /// reference's `detail.error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a declaration refused for its profile: the reference's `detail.message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For a declaration refused for its profile: the Annex V fields the profile
+    /// lacks (empty when a prerequisite, not a field, is missing), as the reference's
+    /// `detail.missing_fields`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_fields: Option<Vec<String>>,
 }
 
 /// Any error, kept as the source of the error that wraps it.
@@ -70,6 +82,15 @@ pub enum ApiError {
     /// The request cannot be understood (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A declaration of conformity cannot be generated from the agent's compliance
+    /// profile (422): Annex V fields or a prerequisite are missing.
+    #[error("{message}")]
+    InvalidComplianceProfile {
+        /// The reference's message.
+        message: String,
+        /// The profile fields to fill in (empty for a missing prerequisite).
+        missing_fields: Vec<String>,
+    },
     /// No such resource for this caller (404).
     #[error("{kind} {id} not found")]
     NotFound {
@@ -140,7 +161,9 @@ impl ApiError {
     /// The status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::InvalidComplianceProfile { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -161,6 +184,10 @@ impl ApiError {
         match self {
             Self::Validation(_) => ("validation-error", "The request is invalid"),
             Self::BadRequest(_) => ("bad-request", "The request cannot be understood"),
+            Self::InvalidComplianceProfile { .. } => (
+                "invalid-compliance-profile",
+                "The compliance profile cannot support a declaration",
+            ),
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::Conflict(_) => ("conflict", "Conflict with the resource's state"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
@@ -197,16 +224,36 @@ impl ApiError {
             Self::Internal(_) => "an unexpected error occurred; it has been logged".into(),
             other => other.to_string(),
         };
-        Problem {
+        let mut problem = Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),
             title: title.to_owned(),
             status: self.status().as_u16(),
             detail,
             errors: match self {
                 Self::Validation(errors) => errors.clone(),
+                Self::InvalidComplianceProfile { missing_fields, .. } => missing_fields
+                    .iter()
+                    .map(|field| FieldError {
+                        field: field.clone(),
+                        message: format!("{field} is required by Annex V and is empty"),
+                    })
+                    .collect(),
                 _ => Vec::new(),
             },
+            error: None,
+            message: None,
+            missing_fields: None,
+        };
+        if let Self::InvalidComplianceProfile {
+            message,
+            missing_fields,
+        } = self
+        {
+            problem.error = Some("invalid_compliance_profile".into());
+            problem.message = Some(message.clone());
+            problem.missing_fields = Some(missing_fields.clone());
         }
+        problem
     }
 }
 

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod auth;
 pub mod chain;
 pub mod checked_signatures;
+pub mod compliance;
 pub mod config;
 pub mod data_key;
 pub mod error;

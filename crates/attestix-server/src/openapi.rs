@@ -11,7 +11,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agent_cards, audit, blockchain, credentials, delegations, dids, health, identities,
+    agent_cards, audit, blockchain, compliance, credentials, delegations, dids, health, identities,
     presentations, provenance, reputation,
 };
 
@@ -78,6 +78,13 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         blockchain::verify_anchor,
         blockchain::list_anchors,
         blockchain::estimate_cost,
+        compliance::create_profile,
+        compliance::list_profiles,
+        compliance::get_profile,
+        compliance::update_profile,
+        compliance::profile_status,
+        compliance::record_assessment,
+        compliance::generate_declaration,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&Security, &IdempotencyDocs),
@@ -89,6 +96,7 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "Idempotency-Replayed";
         (name = "dids", description = "did:key and did:web creation and resolution"),
         (name = "delegations", description = "UCAN-style delegation tokens with capability attenuation"),
         (name = "provenance", description = "EU AI Act Art. 12: the per-agent hash-chained action log"),
+        (name = "compliance", description = "EU AI Act: profiles, Article 43 assessments, Annex V declarations"),
         (name = "reputation", description = "Interactions and recency-weighted trust scores"),
         (name = "blockchain", description = "Anchoring on an EVM chain through the Ethereum Attestation Service, exactly once per Idempotency-Key"),
         (name = "audit", description = "The hash-chained audit events of every mutation"),

@@ -55,6 +55,10 @@ impl PurgeCounts {
             kind::PROVENANCE_ENTRY => Some(&mut self.provenance_entries),
             kind::ACTION => Some(&mut self.audit_log_entries),
             kind::AUDIT_EVENT => Some(&mut self.audit_events),
+            kind::COMPLIANCE_PROFILE => Some(&mut self.compliance_profiles),
+            kind::COMPLIANCE_ASSESSMENT => Some(&mut self.compliance_assessments),
+            kind::COMPLIANCE_DECLARATION => Some(&mut self.compliance_declarations),
+            kind::ANCHOR => Some(&mut self.local_anchor_references),
             _ => None,
         }
     }

@@ -182,20 +182,11 @@ async fn update_identity_score(
     score: f64,
     identity_event: impl FnOnce(f64) -> Result<AuditDraft, StorageError> + Send,
 ) -> Result<(), StorageError> {
-    let rows = tx
-        .fetch(
-            Stmt::new("SELECT document FROM identities WHERE agent_id = ")
-                .bind(agent_id)
-                .sql(" AND owner = ")
-                .bind(scope),
-            &[records::Col::Text],
-        )
-        .await?;
-    let Some(row) = rows.first() else {
+    let Some(document) = records::identity_document(tx, scope, agent_id).await? else {
         return Ok(());
     };
     let mut identity: serde_json::Map<String, Value> =
-        serde_json::from_str(&row.text(0)?).map_err(StorageError::database)?;
+        serde_json::from_str(&document).map_err(StorageError::database)?;
     identity.insert("reputation_score".into(), Value::from(score));
     let document = serde_json::to_string(&identity).map_err(StorageError::database)?;
     tx.execute(

@@ -37,7 +37,7 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::recovery::RecoveryIds;
 use crate::routes::{
-    agent_cards, audit, blockchain, credentials, delegations, dids, health, identities,
+    agent_cards, audit, blockchain, compliance, credentials, delegations, dids, health, identities,
     presentations, provenance, reputation,
 };
 use crate::signing_key::{self, KeyOrigin};
@@ -789,6 +789,26 @@ pub fn router(
         .route(
             "/v1/blockchain/estimate-cost",
             get(blockchain::estimate_cost),
+        )
+        .route(
+            "/v1/compliance/profiles",
+            post(compliance::create_profile).get(compliance::list_profiles),
+        )
+        .route(
+            "/v1/compliance/profiles/{agent_id}",
+            get(compliance::get_profile).patch(compliance::update_profile),
+        )
+        .route(
+            "/v1/compliance/profiles/{agent_id}/status",
+            get(compliance::profile_status),
+        )
+        .route(
+            "/v1/compliance/assessments",
+            post(compliance::record_assessment),
+        )
+        .route(
+            "/v1/compliance/declarations",
+            post(compliance::generate_declaration),
         )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))

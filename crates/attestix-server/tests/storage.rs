@@ -1536,6 +1536,134 @@ async fn a_did_is_stored_once_per_owner_and_recovered_by_its_key(storage: Shared
     );
 }
 
+/// `records::update_document` is a compare-and-swap: a writer holding a stale copy
+/// changes nothing and learns it, so a read-modify-write can start again instead of
+/// overwriting a concurrent change (two instances on one PostgreSQL database).
+async fn a_record_document_is_swapped_only_while_it_holds_the_expected_one(storage: SharedStorage) {
+    use attestix_server::storage::records::{self, kind, NewRecord};
+
+    let record = NewRecord {
+        scope: "alice|default".into(),
+        kind: kind::COMPLIANCE_PROFILE,
+        id: "attestix:0000000000000001".into(),
+        subject: Some("attestix:0000000000000001".into()),
+        label: Some("high".into()),
+        created_at_ms: NOW,
+        document: r#"{"v":1}"#.into(),
+        refs: vec!["attestix:0000000000000001".into()],
+    };
+    let swaps = records::write_with(&*storage, move |tx| {
+        Box::pin(async move {
+            records::insert(tx, &record).await?;
+            let key = (
+                "alice|default",
+                kind::COMPLIANCE_PROFILE,
+                record.id.as_str(),
+            );
+            let first =
+                records::update_document(tx, key, r#"{"v":1}"#, r#"{"v":2}"#, Some("limited"))
+                    .await?;
+            // A writer that read version 1 before the first swap.
+            let stale = records::update_document(tx, key, r#"{"v":1}"#, r#"{"v":3}"#, None).await?;
+            // Another scope's record of the same id is not this one.
+            let other = records::update_document(
+                tx,
+                ("bob|default", kind::COMPLIANCE_PROFILE, record.id.as_str()),
+                r#"{"v":2}"#,
+                r#"{"v":4}"#,
+                None,
+            )
+            .await?;
+            Ok((first, stale, other))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(swaps, (true, false, false));
+    let (stored, limited) = records::read_with(&*storage, |tx| {
+        Box::pin(async move {
+            let stored = records::get(
+                tx,
+                "alice|default",
+                kind::COMPLIANCE_PROFILE,
+                "attestix:0000000000000001",
+            )
+            .await?;
+            let filter = records::RecordFilter {
+                label: Some("limited".into()),
+                ..records::RecordFilter::default()
+            };
+            let page = PageRequest {
+                after: None,
+                limit: 10,
+            };
+            let limited =
+                records::list(tx, "alice|default", kind::COMPLIANCE_PROFILE, &filter, page).await?;
+            Ok((stored, limited.documents))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored.as_deref(), Some(r#"{"v":2}"#));
+    assert_eq!(limited, [r#"{"v":2}"#], "the label moved with the document");
+}
+
+/// A credential issued inside a larger change (a declaration of conformity) is the
+/// row `insert_credential` writes: read, listed, revoked like one; a second with the
+/// same id is a duplicate.
+async fn a_credential_written_inside_a_job_is_a_credential_like_any_other(storage: SharedStorage) {
+    use attestix_server::storage::records;
+
+    let issued = credential(
+        "alice",
+        1,
+        "attestix:0000000000000001",
+        "EUAIActComplianceCredential",
+    );
+    let id = issued.credential_id.clone();
+    let again = issued.clone();
+    records::write_with(&*storage, move |tx| {
+        Box::pin(async move { records::insert_credential(tx, &issued).await })
+    })
+    .await
+    .unwrap();
+    let duplicate = records::write_with(&*storage, move |tx| {
+        Box::pin(async move { records::insert_credential(tx, &again).await })
+    })
+    .await;
+    assert!(
+        matches!(duplicate, Err(StorageError::Duplicate)),
+        "{duplicate:?}"
+    );
+    assert!(storage
+        .get_credential("alice", &id)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(storage.get_credential("bob", &id).await.unwrap(), None);
+    let filter = CredentialFilter {
+        subject_id: None,
+        credential_type: Some("EUAIActComplianceCredential".into()),
+        valid_only: true,
+        now_ms: NOW,
+    };
+    let page = PageRequest {
+        after: None,
+        limit: 10,
+    };
+    let listed = storage
+        .list_credentials("alice", &filter, page)
+        .await
+        .unwrap();
+    assert_eq!(listed.documents.len(), 1);
+    let state = storage
+        .credential_state(&id)
+        .await
+        .unwrap()
+        .expect("a state");
+    assert!(!state.revoked);
+}
+
 /// Concurrent write jobs share a transaction (group commit); one that fails after it
 /// wrote is undone alone: its record and its audit event are gone, every other job's
 /// are kept, and the scope's event chain still verifies.
@@ -1685,6 +1813,8 @@ on_both_backends!(
     concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_row,
     a_did_is_stored_once_per_owner_and_recovered_by_its_key,
     a_failing_job_in_a_shared_write_turn_is_undone_alone,
+    a_record_document_is_swapped_only_while_it_holds_the_expected_one,
+    a_credential_written_inside_a_job_is_a_credential_like_any_other,
 );
 
 // ---------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ pub enum Command {
     /// Anchor identities, credentials and audit batches on an EVM chain (EAS), and
     /// verify them there.
     Anchor(AnchorCliArgs),
+    /// EU AI Act compliance: profiles, Article 43 assessments, Annex V declarations.
+    Compliance(ComplianceArgs),
     /// Ask the server whether it is up.
     Health(HealthArgs),
     /// Serve the Attestix tools to AI agents over the Model Context Protocol
@@ -948,6 +950,175 @@ pub enum ProvenanceCommand {
     Show {
         /// The agent.
         agent_id: String,
+    },
+}
+
+/// `attestix compliance …`
+#[derive(Debug, Args)]
+pub struct ComplianceArgs {
+    /// How to reach the server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ComplianceCommand,
+}
+
+/// The compliance subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ComplianceCommand {
+    /// Create, change, show and list compliance profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// The recorded-evidence checklist of an agent's profile
+    /// (GET /v1/compliance/profiles/{agent_id}/status); exits with 1 while incomplete.
+    Status {
+        /// The agent.
+        agent_id: String,
+    },
+    /// Record a conformity assessment (POST /v1/compliance/assessments, Article 43).
+    Assess {
+        /// The agent assessed.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// Who assessed.
+        #[arg(long = "type", value_enum)]
+        assessment_type: AssessmentTypeArg,
+        /// The assessor or notified body.
+        #[arg(long)]
+        assessor: String,
+        /// The result.
+        #[arg(long, value_enum)]
+        result: AssessmentResultArg,
+        /// Findings and notes.
+        #[arg(long)]
+        findings: Option<String>,
+        /// CE marking is eligible (kept only with a pass).
+        #[arg(long)]
+        ce_marking_eligible: bool,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Generate the Annex V declaration of conformity and its credential
+    /// (POST /v1/compliance/declarations).
+    Declare {
+        /// The agent.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+}
+
+/// An assessment's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AssessmentTypeArg {
+    /// Internal control (Annex VI).
+    #[value(name = "self")]
+    SelfAssessment,
+    /// A notified body (Annex VII).
+    ThirdParty,
+}
+
+/// An assessment's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AssessmentResultArg {
+    /// Passed.
+    Pass,
+    /// Passed with conditions.
+    Conditional,
+    /// Failed.
+    Fail,
+}
+
+/// The text fields of a profile, as options.
+#[derive(Debug, Clone, Args)]
+pub struct ProfileTextArgs {
+    /// What the system is for.
+    #[arg(long)]
+    pub intended_purpose: Option<String>,
+    /// How transparency obligations are met.
+    #[arg(long)]
+    pub transparency_obligations: Option<String>,
+    /// Human oversight measures (needed for high risk).
+    #[arg(long)]
+    pub human_oversight_measures: Option<String>,
+    /// The provider's address.
+    #[arg(long)]
+    pub provider_address: Option<String>,
+    /// The EU authorised representative.
+    #[arg(long)]
+    pub authorised_representative: Option<String>,
+}
+
+/// The profile subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create an agent's profile (POST /v1/compliance/profiles).
+    Create {
+        /// The agent, an identity of yours.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// `minimal`, `limited` or `high`.
+        #[arg(long = "risk")]
+        risk_category: String,
+        /// The provider's name.
+        #[arg(long = "provider")]
+        provider_name: String,
+        /// The text fields.
+        #[command(flatten)]
+        text: ProfileTextArgs,
+        /// The Annex III point, 1 to 8 (high risk).
+        #[arg(long)]
+        annex_iii_category: Option<i64>,
+        /// An Annex III carve-out that still needs a notified body.
+        #[arg(long)]
+        annex_iii_exception: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Change an agent's profile (PATCH /v1/compliance/profiles/{agent_id}).
+    Update {
+        /// The agent.
+        agent_id: String,
+        /// A new provider name.
+        #[arg(long = "provider")]
+        provider_name: Option<String>,
+        /// The text fields.
+        #[command(flatten)]
+        text: ProfileTextArgs,
+        /// Whether the risk management system is documented (Article 9).
+        #[arg(long, value_name = "BOOL")]
+        risk_management_documented: Option<bool>,
+        /// Whether the post-market monitoring plan is documented (Article 72).
+        #[arg(long, value_name = "BOOL")]
+        post_market_monitoring_documented: Option<bool>,
+        /// Whether the serious incident reporting process is documented (Article 73).
+        #[arg(long, value_name = "BOOL")]
+        incident_reporting_documented: Option<bool>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// An agent's profile (GET /v1/compliance/profiles/{agent_id}).
+    Show {
+        /// The agent.
+        agent_id: String,
+    },
+    /// Your profiles, oldest first (GET /v1/compliance/profiles).
+    List {
+        /// Only this risk category.
+        #[arg(long)]
+        risk_category: Option<String>,
+        /// Only profiles with a declaration of conformity.
+        #[arg(long)]
+        compliant_only: bool,
+        /// Paging.
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 

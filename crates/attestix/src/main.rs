@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             Command::Anchor(args) => commands::anchor::run(args).await,
             Command::Audit(args) => commands::reputation::run_audit(args).await,
             Command::Provenance(args) => commands::provenance::run(args).await,
+            Command::Compliance(args) => commands::compliance::run(args).await,
             Command::Did(args) => commands::did::run(args).await,
             Command::AgentCard(args) => commands::agent_card::run(args).await,
             Command::Health(args) => commands::health::run(args).await,

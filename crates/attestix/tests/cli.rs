@@ -1430,6 +1430,102 @@ async fn reputation_commands_record_show_and_query_and_audit_verify() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_commands_take_a_profile_to_a_declaration() {
+    let server = TestServer::start().await;
+    let created =
+        run(server
+            .attestix()
+            .args(["identity", "create", "--name", "Compliant Bot", "--json"]))
+        .await;
+    assert_exit(&created, 0);
+    let agent = json_stdout(&created)["agent_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for _ in 0..2 {
+        let profile = run(server.attestix().args([
+            "compliance",
+            "profile",
+            "create",
+            "--agent",
+            &agent,
+            "--risk",
+            "minimal",
+            "--provider",
+            "Acme",
+            "--intended-purpose",
+            "Summaries",
+            "--idempotency-key",
+            "cli-comp-1",
+        ]))
+        .await;
+        assert_exit(&profile, 0);
+        assert!(
+            stdout(&profile).contains("minimal risk, provider Acme"),
+            "{}",
+            stdout(&profile)
+        );
+    }
+    let status = run(server.attestix().args(["compliance", "status", &agent])).await;
+    assert_exit(&status, 1);
+    assert!(
+        stdout(&status).contains("33.3% of the recorded-evidence checklist"),
+        "{}",
+        stdout(&status)
+    );
+    let refused = run(server
+        .attestix()
+        .args(["compliance", "declare", "--agent", &agent]))
+    .await;
+    assert_exit(&refused, 2);
+    let updated = run(server.attestix().args([
+        "compliance",
+        "profile",
+        "update",
+        &agent,
+        "--transparency-obligations",
+        "Disclosed",
+        "--risk-management-documented",
+        "true",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&updated, 0);
+    let updated = json_stdout(&updated);
+    assert_eq!(updated["transparency"]["obligations"], "Disclosed");
+    assert_eq!(updated["risk_management"]["documented"], true);
+    let assessed = run(server.attestix().args([
+        "compliance",
+        "assess",
+        "--agent",
+        &agent,
+        "--type",
+        "self",
+        "--assessor",
+        "QA",
+        "--result",
+        "pass",
+    ]))
+    .await;
+    assert_exit(&assessed, 0);
+    let declared =
+        run(server
+            .attestix()
+            .args(["compliance", "declare", "--agent", &agent, "--json"]))
+        .await;
+    assert_exit(&declared, 0);
+    assert!(json_stdout(&declared)["credential_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("urn:uuid:")));
+    let listed = run(server
+        .attestix()
+        .args(["compliance", "profile", "list", "--compliant-only"]))
+    .await;
+    assert_exit(&listed, 0);
+    assert!(stdout(&listed).contains(&agent), "{}", stdout(&listed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provenance_commands_log_list_and_verify_the_trail() {
     let server = TestServer::start().await;
     for key in ["cli-prov-1", "cli-prov-1", "cli-prov-2"] {

@@ -306,6 +306,24 @@ impl TestServer {
             .expect("a JSON list")
     }
 
+    /// A new identity of the admin principal, made through the REST API; its id.
+    async fn new_identity(&self, name: &str) -> String {
+        let created: Value = reqwest::Client::new()
+            .post(format!("{}/v1/identities", self.base))
+            .header("X-API-Key", &self.api_key)
+            .json(&json!({"display_name": name, "source_protocol": "api_key"}))
+            .send()
+            .await
+            .expect("the server answers")
+            .json()
+            .await
+            .expect("an identity");
+        created["agent_id"]
+            .as_str()
+            .expect("an agent_id")
+            .to_owned()
+    }
+
     /// The problem document the REST API answers a bad identity body with.
     async fn problem_for(&self, body: &Value) -> Value {
         let response = reqwest::Client::new()
@@ -401,8 +419,7 @@ async fn the_python_mcp_client_creates_one_identity_per_idempotency_key() {
         create,
         // The agent lost the answer and retries the same call with the same key.
         create,
-        {"name": "create_compliance_profile", "arguments": {
-            "agent_id": "attestix:x", "risk_category": "minimal", "provider_name": "p"}},
+        {"name": "anchor_identity", "arguments": {"agent_id": "attestix:x"}},
         {"name": "create_agent_identity", "arguments": {"display_name": "   "}},
         {"name": "create_agent_identity", "arguments": {"display_name": "x", "expiry_days": "ten"}},
         {"name": "get_identity", "arguments": {"agent_id": "attestix:nobody"}},
@@ -442,7 +459,9 @@ async fn the_python_mcp_client_creates_one_identity_per_idempotency_key() {
 
     let unserved = error_text(&results[2]);
     assert!(
-        unserved.contains("POST /v1/compliance/profiles is not served by this Attestix server yet"),
+        unserved.contains(
+            "POST /v1/blockchain/anchor/identity is not served by this Attestix server yet"
+        ),
         "{unserved}"
     );
 
@@ -468,6 +487,87 @@ async fn the_python_mcp_client_creates_one_identity_per_idempotency_key() {
 
     let listed = document(&results[6]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compliance_tools_take_a_profile_to_a_declaration() {
+    let Some(python) = mcp_python() else { return };
+    let server = TestServer::start().await;
+    let agent_id = server.new_identity("compliance agent").await;
+    let plan = json!([
+        {"name": "create_compliance_profile", "arguments": {
+            "agent_id": agent_id, "risk_category": "limited", "provider_name": "Acme",
+            "intended_purpose": "Chat support", "idempotency_key": "mcp-compliance-1"}},
+        {"name": "create_compliance_profile", "arguments": {
+            "agent_id": agent_id, "risk_category": "limited", "provider_name": "Acme",
+            "intended_purpose": "Chat support", "idempotency_key": "mcp-compliance-1"}},
+        {"name": "generate_declaration_of_conformity", "arguments": {"agent_id": agent_id}},
+        {"name": "update_compliance_profile", "arguments": {
+            "agent_id": agent_id, "transparency_obligations": "Users are told"}},
+        {"name": "record_conformity_assessment", "arguments": {
+            "agent_id": agent_id, "assessment_type": "self", "assessor_name": "QA",
+            "result": "pass"}},
+        {"name": "generate_declaration_of_conformity", "arguments": {"agent_id": agent_id}},
+        {"name": "get_compliance_status", "arguments": {"agent_id": agent_id}},
+        {"name": "get_compliance_profile", "arguments": {"agent_id": agent_id}},
+        {"name": "list_compliance_profiles", "arguments": {"compliant_only": true}},
+        {"name": "get_compliance_status", "arguments": {"agent_id": "attestix:nobody"}},
+    ]);
+    let output = drive(
+        &python,
+        &[
+            "stdio",
+            BINARY,
+            "mcp",
+            "--server",
+            &server.base,
+            "--api-key",
+            &server.api_key,
+        ],
+        &plan,
+    )
+    .await;
+    let results = output["results"].as_array().expect("results");
+    let profile = document(&results[0]);
+    assert_eq!(profile["agent_id"], json!(agent_id), "{profile}");
+    assert_eq!(
+        document(&results[1]),
+        profile,
+        "the retry answers the first result"
+    );
+    let refused = error_text(&results[2]);
+    assert!(
+        refused.contains("no completed conformity assessment"),
+        "{refused}"
+    );
+    let updated = document(&results[3]);
+    assert_eq!(
+        updated["transparency"]["obligations"],
+        json!("Users are told")
+    );
+    // Empty arguments are left out, so the patch changed nothing else.
+    assert_eq!(updated["provider"]["name"], json!("Acme"));
+    let assessment = document(&results[4]);
+    assert_eq!(assessment["result"], json!("pass"));
+    let declaration = document(&results[5]);
+    assert!(
+        declaration["credential_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("urn:uuid:")),
+        "{declaration}"
+    );
+    let status = document(&results[6]);
+    assert_eq!(status["completion_pct"], json!(71.4), "{status}");
+    let stored = document(&results[7]);
+    assert_eq!(
+        stored["conformity"]["declaration_id"],
+        declaration["declaration_id"]
+    );
+    let listed = document(&results[8]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let missing = error_text(&results[9]);
+    assert!(missing.contains("attestix:nobody"), "{missing}");
+    assert!(!missing.contains("not served"), "{missing}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -501,7 +601,7 @@ async fn the_streamable_http_transport_serves_the_tools() {
     let plan = json!([
         {"name": "create_did_key", "arguments": {"idempotency_key": "mcp-http-did-1"}},
         {"name": "create_did_key", "arguments": {"idempotency_key": "mcp-http-did-1"}},
-        {"name": "get_compliance_status", "arguments": {"agent_id": "attestix:x"}},
+        {"name": "get_anchor_status", "arguments": {"agent_id": "attestix:x"}},
     ]);
     let output = drive(&python, &["http", &url], &plan).await;
     assert_eq!(output["server"]["name"], json!("attestix"));
@@ -521,7 +621,7 @@ async fn the_streamable_http_transport_serves_the_tools() {
     );
     let unserved = error_text(&results[2]);
     assert!(
-        unserved.contains("GET /v1/compliance/profiles/{agent_id}/status is not served"),
+        unserved.contains("GET /v1/blockchain/anchors/{agent_id} is not served"),
         "{unserved}"
     );
     let _ = mcp.kill().await;

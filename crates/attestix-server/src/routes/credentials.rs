@@ -333,7 +333,7 @@ async fn issue(
 /// not an identity of the caller's that is revoked or expired: this server would be
 /// vouching for an agent it has itself withdrawn. Only the caller's own identities are
 /// looked at, so a caller learns nothing about other scopes.
-async fn refuse_inactive_subject(
+pub(crate) async fn refuse_inactive_subject(
     state: &AppState,
     owner: &str,
     subject_id: &str,

@@ -3,6 +3,7 @@
 pub mod agent_cards;
 pub mod audit;
 pub mod blockchain;
+pub mod compliance;
 pub mod credentials;
 pub mod delegations;
 pub mod dids;

@@ -495,6 +495,13 @@ pub mod kind {
     /// id as its anchor): what a retry after a crash waits for instead of sending
     /// a second transaction.
     pub const ANCHOR_TX: &str = "anchor_tx";
+    /// An EU AI Act compliance profile, one per agent: its id is the agent's id
+    /// (so a second profile of an agent is a duplicate), its label the risk category.
+    pub const COMPLIANCE_PROFILE: &str = "compliance_profile";
+    /// A conformity assessment (`assess:` id, Article 43).
+    pub const COMPLIANCE_ASSESSMENT: &str = "compliance_assessment";
+    /// An Annex V declaration of conformity (`decl:` id).
+    pub const COMPLIANCE_DECLARATION: &str = "compliance_declaration";
 }
 
 /// The document of `scope`'s record `id` of `kind`, if any.
@@ -672,11 +679,26 @@ pub async fn list(
     filter: &RecordFilter,
     page: super::PageRequest,
 ) -> Result<super::Page, StorageError> {
+    let (rows, more) = list_rows(tx, scope, kind, filter, page).await?;
+    let last = rows.last().map(|(seq, _)| *seq);
+    Ok(super::Page {
+        documents: rows.into_iter().map(|(_, document)| document).collect(),
+        next: if more { last } else { None },
+    })
+}
+
+/// One page of `scope`'s records of `kind` passing `filter`, each with its `seq` (the
+/// cursor position after it), and whether more rows follow: for lists that filter
+/// further on the documents themselves.
+pub async fn list_rows(
+    tx: &mut dyn Tx,
+    scope: &str,
+    kind: &str,
+    filter: &RecordFilter,
+    page: super::PageRequest,
+) -> Result<(Vec<(i64, String)>, bool), StorageError> {
     if page.limit == 0 {
-        return Ok(super::Page {
-            documents: Vec::new(),
-            next: None,
-        });
+        return Ok((Vec::new(), false));
     }
     let mut stmt = Stmt::new("SELECT seq, document FROM records WHERE scope = ")
         .bind(scope)
@@ -704,16 +726,131 @@ pub async fn list(
     let rows = tx.fetch(stmt, &[Col::Int, Col::Text]).await?;
     let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
-    let mut documents = Vec::with_capacity(rows.len().min(limit));
-    let mut last = None;
-    for row in rows.iter().take(limit) {
-        last = Some(row.int(0)?);
-        documents.push(row.text(1)?);
+    let rows = rows
+        .iter()
+        .take(limit)
+        .map(|row| Ok((row.int(0)?, row.text(1)?)))
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    Ok((rows, more))
+}
+
+/// Replaces the document of `scope`'s record `id` of `kind` with `document` (and its
+/// label with `label`), if it still holds `expected`: a compare-and-swap, so that of
+/// two concurrent read-modify-writes (PostgreSQL runs write turns side by side) the
+/// second changes nothing and can start over. Whether it replaced it.
+pub async fn update_document(
+    tx: &mut dyn Tx,
+    (scope, kind, id): (&str, &str, &str),
+    expected: &str,
+    document: &str,
+    label: Option<&str>,
+) -> Result<bool, StorageError> {
+    let changed = tx
+        .execute(
+            Stmt::new("UPDATE records SET document = ")
+                .bind(document)
+                .sql(", label = ")
+                .bind(label)
+                .sql(" WHERE scope = ")
+                .bind(scope)
+                .sql(" AND kind = ")
+                .bind(kind)
+                .sql(" AND id = ")
+                .bind(id)
+                .sql(" AND document = ")
+                .bind(expected),
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// The stored document of `scope`'s identity `agent_id`, if there is one (for the
+/// routes that update an identity's unsigned fields in their own transaction).
+pub async fn identity_document(
+    tx: &mut dyn Tx,
+    scope: &str,
+    agent_id: &str,
+) -> Result<Option<String>, StorageError> {
+    let rows = tx
+        .fetch(
+            Stmt::new("SELECT document FROM identities WHERE agent_id = ")
+                .bind(agent_id)
+                .sql(" AND owner = ")
+                .bind(scope),
+            &[Col::Text],
+        )
+        .await?;
+    rows.first().map(|row| row.text(0)).transpose()
+}
+
+/// Whether `scope` has a record of `kind` about `subject` (with `label`, when given),
+/// whose document does not contain `lacking` (when given): the database stops at the
+/// first such row, and no document is sent back or parsed.
+pub async fn exists(
+    tx: &mut dyn Tx,
+    scope: &str,
+    kind: &str,
+    subject: &str,
+    label: Option<&str>,
+    lacking: Option<&str>,
+) -> Result<bool, StorageError> {
+    let mut stmt = Stmt::new("SELECT seq FROM records WHERE scope = ")
+        .bind(scope)
+        .sql(" AND kind = ")
+        .bind(kind)
+        .sql(" AND subject = ")
+        .bind(subject);
+    if let Some(label) = label {
+        stmt = stmt.sql(" AND label = ").bind(label);
     }
-    Ok(super::Page {
-        documents,
-        next: if more { last } else { None },
-    })
+    if let Some(text) = lacking {
+        // `_` and `%` in `text` would be wildcards: callers pass JSON member text,
+        // whose quotes keep any wider match impossible in a serialised document.
+        stmt = stmt
+            .sql(" AND document NOT LIKE ")
+            .bind(format!("%{text}%"));
+    }
+    let rows = tx.fetch(stmt.sql(" LIMIT 1"), &[Col::Int]).await?;
+    Ok(!rows.is_empty())
+}
+
+/// Inserts `credential` (issued by the server inside a larger change, such as a
+/// declaration of conformity) into the credentials table in the caller's
+/// transaction, with no recovery point: the change it belongs to is what a retry
+/// finds. The same row `Storage::insert_credential` writes, so the credential is
+/// listed, verified and revoked like any other.
+pub async fn insert_credential(
+    tx: &mut dyn Tx,
+    credential: &super::NewCredential,
+) -> Result<(), StorageError> {
+    let inserted = tx
+        .execute(
+            Stmt::new(
+                "INSERT INTO credentials (credential_id, owner, subject_id, credential_type, \
+                 revoked, created_at_ms, expires_at_ms, document) VALUES (",
+            )
+            .bind(credential.credential_id.as_str())
+            .sql(", ")
+            .bind(credential.owner.as_str())
+            .sql(", ")
+            .bind(credential.subject_id.as_str())
+            .sql(", ")
+            .bind(credential.credential_type.as_str())
+            .sql(", ")
+            .bind(false)
+            .sql(", ")
+            .bind(credential.issued_at_ms)
+            .sql(", ")
+            .bind(credential.expires_at_ms)
+            .sql(", ")
+            .bind(credential.document.as_str())
+            .sql(") ON CONFLICT DO NOTHING"),
+        )
+        .await?;
+    if inserted != 1 {
+        return Err(StorageError::Duplicate);
+    }
+    append_event(tx, credential.audit.as_ref()).await
 }
 
 /// Every document of `scope`'s records of `kind` (about `subject`, when given), in

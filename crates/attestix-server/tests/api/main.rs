@@ -10,6 +10,7 @@ mod agent_cards;
 mod audit;
 mod auth;
 mod blockchain;
+mod compliance;
 mod credentials;
 mod delegations;
 mod dids;

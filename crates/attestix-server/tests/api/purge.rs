@@ -106,7 +106,30 @@ async fn populate(server: &TestServer) -> (String, String, String, String, Vec<S
         .as_str()
         .expect("the entry's entry_id")
         .to_owned();
+    // A limited-risk profile (its id is the agent's) and a self-assessment.
+    let profile = created(
+        server,
+        "/v1/compliance/profiles",
+        json!({"agent_id": agent, "risk_category": "limited", "provider_name": "Acme AI",
+               "intended_purpose": "Triage of support tickets"}),
+    )
+    .await["profile_id"]
+        .as_str()
+        .expect("the profile's id")
+        .to_owned();
+    let assessment = created(
+        server,
+        "/v1/compliance/assessments",
+        json!({"agent_id": agent, "assessment_type": "self", "assessor_name": "Acme QA",
+               "result": "pass"}),
+    )
+    .await["assessment_id"]
+        .as_str()
+        .expect("the assessment's id")
+        .to_owned();
     let about = vec![
+        profile,
+        assessment,
         agent.clone(),
         credential.clone(),
         jti.clone(),
@@ -128,13 +151,14 @@ async fn a_purge_erases_the_agent_everywhere_and_the_audit_chain_still_verifies(
     };
     let (agent, peer, credential, jti, about) = populate(&server).await;
     let before = events(&server).await;
-    // Its identity's create and score update, the credential, the delegation, the
-    // interaction, the action and the training data.
+    // Its identity's create, score update and compliance link, the credential, the
+    // delegation, the interaction, the action, the training data, the profile and
+    // the assessment.
     let about_agent = before
         .iter()
         .filter(|event| about.iter().any(|id| event["target_id"] == id.as_str()))
         .count();
-    assert_eq!(about_agent, 7, "{before:?}");
+    assert_eq!(about_agent, 10, "{before:?}");
 
     let path = format!("/v1/identities/{agent}/purge");
     let reply = call(&server, Method::DELETE, &path, None).await;
@@ -176,6 +200,8 @@ async fn a_purge_erases_the_agent_everywhere_and_the_audit_chain_still_verifies(
     assert_eq!(counts["reputation_interactions"], 1, "{report}");
     assert_eq!(counts["provenance_entries"], 1, "{report}");
     assert_eq!(counts["audit_log_entries"], 1, "{report}");
+    assert_eq!(counts["compliance_profiles"], 1, "{report}");
+    assert_eq!(counts["compliance_assessments"], 1, "{report}");
     assert_eq!(counts["audit_events"], about_agent, "{report}");
     assert_eq!(counts["idempotency_responses"], 1, "{report}");
     assert!(report["purged_at"].as_str().is_some());

@@ -3,6 +3,7 @@
 
 pub mod agent_card;
 pub mod anchor;
+pub mod compliance;
 pub mod credential;
 pub mod delegation;
 pub mod did;
