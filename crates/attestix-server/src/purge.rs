@@ -110,13 +110,7 @@ pub async fn purge(
     ids.extend(
         column(
             tx,
-            Stmt::new("SELECT jti FROM delegations WHERE owner = ")
-                .bind(scope)
-                .sql(" AND (issuer = ")
-                .bind(agent_id)
-                .sql(" OR audience = ")
-                .bind(agent_id)
-                .sql(")"),
+            Stmt::new("SELECT jti FROM delegations").sql_stmt(of_agent(scope, agent_id)),
         )
         .await?,
     );
@@ -137,15 +131,7 @@ pub async fn purge(
         )
         .await?;
     counts.delegations = tx
-        .execute(
-            Stmt::new("DELETE FROM delegations WHERE owner = ")
-                .bind(scope)
-                .sql(" AND (issuer = ")
-                .bind(agent_id)
-                .sql(" OR audience = ")
-                .bind(agent_id)
-                .sql(")"),
-        )
+        .execute(Stmt::new("DELETE FROM delegations").sql_stmt(of_agent(scope, agent_id)))
         .await?;
 
     // Records naming any id found so far, until a round finds no new id.
@@ -216,6 +202,17 @@ pub async fn purge(
     .await?;
     tx.audit(event).await?;
     Ok(counts)
+}
+
+/// `WHERE` `scope`'s delegations granted or received by `agent_id`.
+fn of_agent(scope: &str, agent_id: &str) -> Stmt {
+    Stmt::new(" WHERE owner = ")
+        .bind(scope)
+        .sql(" AND (issuer = ")
+        .bind(agent_id)
+        .sql(" OR audience = ")
+        .bind(agent_id)
+        .sql(")")
 }
 
 /// The first column of every row of `stmt`, as text.
