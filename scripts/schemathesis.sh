@@ -43,7 +43,11 @@ bin="$target_dir/debug/attestix"
 
 data="$(mktemp -d)"
 server_pid=""
+chain_pid=""
 cleanup() {
+  if [ -n "$chain_pid" ]; then
+    kill -TERM "$chain_pid" 2>/dev/null || true
+  fi
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
@@ -59,8 +63,54 @@ trap cleanup EXIT
 # A key made before the first start, so the server prints no admin key of its own.
 api_key="$("$bin" keys create --principal schemathesis --data-dir "$data" 2>/dev/null)"
 
+# The anchoring operations answer 503 by contract on a server without a chain, so the
+# server is pointed at a local ganache with EAS deployed (tests/evm, `npm ci` there):
+# the fuzzed anchors are real transactions. Without the npm packages (outside CI) the
+# blockchain operations are left out instead, and the script says so.
+chain_dir=crates/attestix-server/tests/evm
+anchor_args=()
+skip_paths='^/v1/(agent-cards/discover|dids/resolve/)'
+if [ -f "$chain_dir/node_modules/ganache/dist/node/cli.js" ]; then
+  chain_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  server_key=0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d
+  deployer_key=0x6cbed15c793ce57650b9877cf6fa156fbef513c4e6134f022a85b1ffdd59b2a1
+  node "$chain_dir/node_modules/ganache/dist/node/cli.js" --server.host 127.0.0.1 \
+    --server.port "$chain_port" --chain.chainId 1337 \
+    --wallet.accounts "$server_key,0x3635C9ADC5DEA00000" \
+    --wallet.accounts "$deployer_key,0x3635C9ADC5DEA00000" \
+    --logging.quiet true >"$out/chain.log" 2>&1 &
+  chain_pid=$!
+  rpc="http://127.0.0.1:$chain_port"
+  contracts=""
+  for _ in $(seq 1 600); do
+    contracts="$(scripts/evm-test-chain.py "$rpc" 2>/dev/null)" && break
+    kill -0 "$chain_pid" 2>/dev/null || {
+      echo "ganache exited; see $out/chain.log" >&2
+      exit 1
+    }
+    sleep 0.1
+  done
+  [ -n "$contracts" ] || {
+    echo "could not deploy EAS on ganache at $rpc" >&2
+    exit 1
+  }
+  read -r registry eas <<<"$contracts"
+  printf '%s\n' "$server_key" >"$data/wallet.key"
+  chmod 600 "$data/wallet.key"
+  anchor_args=(--evm-network custom --evm-rpc-url "$rpc" --evm-chain-id 1337
+    --evm-eas-address "$eas" --evm-schema-registry-address "$registry"
+    --evm-private-key-file "$data/wallet.key" --evm-receipt-timeout 20s)
+  echo "ganache at $rpc (pid $chain_pid): EAS $eas, SchemaRegistry $registry"
+elif [ -n "${CI:-}" ]; then
+  echo "CI is set but $chain_dir/node_modules is missing: run \`npm ci\` there" >&2
+  exit 1
+else
+  echo "no local EVM chain ($chain_dir/node_modules is missing): /v1/blockchain is not fuzzed" >&2
+  skip_paths='^/v1/(agent-cards/discover|dids/resolve/|blockchain/)'
+fi
+
 RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --bind 127.0.0.1:0 --data-dir "$data" \
-  >"$data/stdout" 2>"$out/server.log" &
+  "${anchor_args[@]}" >"$data/stdout" 2>"$out/server.log" &
 server_pid=$!
 base=""
 for _ in $(seq 1 100); do
@@ -134,7 +184,7 @@ status=0
 # crates/attestix-server/tests (fetch.rs, a local HTTPS server with a test CA).
 (cd "$out" && schemathesis --no-color --config-file "$config" run "$base/openapi.json" \
   --header "X-API-Key: $api_key" \
-  --exclude-path-regex '^/v1/(agent-cards/discover|dids/resolve/)' \
+  --exclude-path-regex "$skip_paths" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --mode all \
   --workers 1 \
