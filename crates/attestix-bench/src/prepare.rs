@@ -96,6 +96,56 @@ pub async fn plan_for(
             let generated = post_json(&mut link, &plan, "/v1/agent-cards/generate", &body).await?;
             plan = plan.with_target(Target::Card(generated["agent_card"].clone()));
         }
+        Scenario::AssessmentNokey | Scenario::AssessmentKey => {
+            let agent_id = create_identity(&mut link, &plan).await?;
+            post_json(
+                &mut link,
+                &plan,
+                "/v1/compliance/profiles",
+                &profile_body(&agent_id, "minimal"),
+            )
+            .await?;
+            plan = plan.with_target(Target::Post {
+                path: "/v1/compliance/assessments".to_owned(),
+                body: serde_json::json!({"agent_id": agent_id, "assessment_type": "self",
+                                         "assessor_name": "Bench QA", "result": "pass"}),
+            });
+        }
+        Scenario::StatusSmall | Scenario::StatusLarge => {
+            let entries = if scenario == Scenario::StatusSmall {
+                10
+            } else {
+                10_000
+            };
+            let agent_id = create_identity(&mut link, &plan).await?;
+            post_json(
+                &mut link,
+                &plan,
+                "/v1/compliance/profiles",
+                &profile_body(&agent_id, "high"),
+            )
+            .await?;
+            let training = serde_json::json!({"agent_id": agent_id, "dataset_name": "bench corpus",
+                                              "source": "https://bench.example/corpus"});
+            let lineage = serde_json::json!({"agent_id": agent_id, "base_model": "bench-base"});
+            seed(
+                server,
+                api_key,
+                "/v1/provenance/training-data",
+                training,
+                entries / 2,
+            )
+            .await?;
+            seed(
+                server,
+                api_key,
+                "/v1/provenance/model-lineage",
+                lineage,
+                entries / 2,
+            )
+            .await?;
+            plan = plan.with_target(Target::ComplianceStatus(agent_id));
+        }
         Scenario::List => {
             let mut cursor: Option<String> = None;
             for walked in 1..page {
@@ -127,6 +177,47 @@ pub async fn plan_for(
         | Scenario::TrainingKey => {}
     }
     Ok(Arc::new(plan))
+}
+
+/// The body of a compliance profile of `agent_id` at `risk_category`.
+fn profile_body(agent_id: &str, risk_category: &str) -> serde_json::Value {
+    serde_json::json!({"agent_id": agent_id, "risk_category": risk_category,
+                       "provider_name": "Bench AI", "intended_purpose": "attestix-bench",
+                       "provider_address": "1 Bench Street"})
+}
+
+/// POSTs `body` to `path` `count` times without a key, over 16 connections.
+async fn seed(
+    server: &RunningServer,
+    api_key: Option<&str>,
+    path: &str,
+    body: serde_json::Value,
+    count: u64,
+) -> anyhow::Result<()> {
+    let plan = RequestPlan::new(Scenario::TrainingNokey, &server.host, api_key, "seed")?
+        .with_target(Target::Post {
+            path: path.to_owned(),
+            body,
+        });
+    let measured = run_load(
+        server.addr,
+        Arc::new(plan),
+        LoadSettings {
+            connections: 16,
+            duration: None,
+            requests: Some(count),
+            warmup: Duration::ZERO,
+        },
+    )
+    .await?;
+    let created = measured.tally.successes();
+    anyhow::ensure!(
+        created == count,
+        "seeding {path} created {created} of {count}: {:?} {:?}",
+        measured.tally.statuses,
+        measured.tally.error_samples
+    );
+    Ok(())
 }
 
 /// POSTs `body` to `path` without a key and returns the 2xx answer's JSON.

@@ -62,13 +62,25 @@ pub enum Scenario {
     TrainingNokey,
     /// As `training-nokey`, a fresh key per request.
     TrainingKey,
+    /// `POST /v1/compliance/assessments` (a passed self-assessment) for one agent
+    /// with a minimal-risk profile, no key.
+    AssessmentNokey,
+    /// As `assessment-nokey`, a fresh key per request.
+    AssessmentKey,
+    /// `GET /v1/compliance/profiles/{agent_id}/status` of a high-risk agent with
+    /// 10 provenance entries.
+    StatusSmall,
+    /// As `status-small`, with 10,000 provenance entries (half training data without
+    /// governance measures, half model lineage without metrics: the entries a
+    /// checklist would have to search to find none).
+    StatusLarge,
 }
 
 /// The agent every provenance and reputation scenario writes about.
 pub const BENCH_AGENT: &str = "attestix:bench0000agent00";
 
 /// Every scenario, in the order the command line lists them.
-const ALL: [Scenario; 20] = [
+const ALL: [Scenario; 24] = [
     Scenario::CreateNokey,
     Scenario::CreateKey,
     Scenario::Replay,
@@ -89,6 +101,10 @@ const ALL: [Scenario; 20] = [
     Scenario::InteractionKey,
     Scenario::TrainingNokey,
     Scenario::TrainingKey,
+    Scenario::AssessmentNokey,
+    Scenario::AssessmentKey,
+    Scenario::StatusSmall,
+    Scenario::StatusLarge,
 ];
 
 /// Which idempotency key a scenario sends.
@@ -128,6 +144,10 @@ impl Scenario {
             Self::InteractionKey => "interaction-key",
             Self::TrainingNokey => "training-nokey",
             Self::TrainingKey => "training-key",
+            Self::AssessmentNokey => "assessment-nokey",
+            Self::AssessmentKey => "assessment-key",
+            Self::StatusSmall => "status-small",
+            Self::StatusLarge => "status-large",
         }
     }
 
@@ -144,7 +164,10 @@ impl Scenario {
             | Self::VerifyChain
             | Self::ActionNokey
             | Self::InteractionNokey
-            | Self::TrainingNokey => KeyUse::None,
+            | Self::TrainingNokey
+            | Self::AssessmentNokey
+            | Self::StatusSmall
+            | Self::StatusLarge => KeyUse::None,
             Self::Replay => KeyUse::Repeated,
             Self::Storm => KeyUse::PerRound,
             Self::CreateKey
@@ -157,7 +180,8 @@ impl Scenario {
             | Self::DidWeb
             | Self::ActionKey
             | Self::InteractionKey
-            | Self::TrainingKey => KeyUse::Fresh,
+            | Self::TrainingKey
+            | Self::AssessmentKey => KeyUse::Fresh,
         }
     }
 }
@@ -196,6 +220,10 @@ impl RequestPlan {
                 Bytes::from_static(CREATE_IDENTITY_BODY.as_bytes()),
             ),
             Scenario::IssueKey => ("/v1/credentials".to_owned(), Bytes::new()),
+            Scenario::StatusSmall | Scenario::StatusLarge => (String::new(), Bytes::new()),
+            Scenario::AssessmentNokey | Scenario::AssessmentKey => {
+                ("/v1/compliance/assessments".to_owned(), Bytes::new())
+            }
             Scenario::List => ("/v1/identities?limit=50".to_owned(), Bytes::new()),
             Scenario::DelegateNokey | Scenario::DelegateKey => {
                 ("/v1/delegations".to_owned(), Bytes::new())
@@ -284,6 +312,13 @@ impl RequestPlan {
             Target::Card(card) => {
                 self.body = Bytes::from(serde_json::json!({ "card": card }).to_string());
             }
+            Target::ComplianceStatus(agent_id) => {
+                self.path = format!("/v1/compliance/profiles/{agent_id}/status");
+            }
+            Target::Post { path, body } => {
+                self.path = path;
+                self.body = Bytes::from(body.to_string());
+            }
         }
         self
     }
@@ -319,7 +354,10 @@ impl RequestPlan {
 
     /// The `sequence`-th request on `connection`.
     pub fn request(&self, connection: usize, sequence: u64) -> Request<Full<Bytes>> {
-        let method = if self.scenario == Scenario::List {
+        let method = if matches!(
+            self.scenario,
+            Scenario::List | Scenario::StatusSmall | Scenario::StatusLarge
+        ) {
             Method::GET
         } else {
             Method::POST
@@ -407,6 +445,15 @@ pub enum Target {
     Identity(String),
     /// The agent card each request parses.
     Card(serde_json::Value),
+    /// The agent whose compliance status each request reads.
+    ComplianceStatus(String),
+    /// The path and body of every request (set-up loads).
+    Post {
+        /// The path.
+        path: String,
+        /// The JSON body.
+        body: serde_json::Value,
+    },
 }
 
 /// The body of every generated agent card.

@@ -9,7 +9,7 @@
 use attestix_core::SigningKey;
 use serde_json::{json, Map, Value};
 
-use crate::storage::records::{self, kind, Tx};
+use crate::storage::records::{self, kind, Col, Stmt, Tx};
 use crate::storage::StorageError;
 
 /// The risk categories, sorted as the reference lists them in its messages.
@@ -408,45 +408,102 @@ fn truthy(value: Option<&Value>) -> bool {
     }
 }
 
-/// The provenance facts about `agent_id` in `scope`.
+/// The checklist facts a provenance entry establishes for its agent, by the names
+/// [`record_evidence`] stores them under: the entry's type, and whether it records
+/// governance measures (training data) or evaluation metrics (model lineage), by
+/// Python's truthiness as the reference reads them.
+pub fn facts_of_entry(entry: &Map<String, Value>) -> Vec<&'static str> {
+    match entry.get("entry_type").and_then(Value::as_str) {
+        Some("training_data") => {
+            let mut facts = vec![fact::TRAINING_DATA];
+            if truthy(entry.get("data_governance_measures")) {
+                facts.push(fact::DATA_GOVERNANCE);
+            }
+            facts
+        }
+        Some("model_lineage") => {
+            let mut facts = vec![fact::MODEL_LINEAGE];
+            if truthy(entry.get("evaluation_metrics")) {
+                facts.push(fact::EVALUATION_METRICS);
+            }
+            facts
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The names of the checklist facts kept per agent.
+pub mod fact {
+    /// A training data entry exists.
+    pub const TRAINING_DATA: &str = "training_data";
+    /// A training data entry records governance measures.
+    pub const DATA_GOVERNANCE: &str = "data_governance";
+    /// A model lineage entry exists.
+    pub const MODEL_LINEAGE: &str = "model_lineage";
+    /// A model lineage entry records evaluation metrics.
+    pub const EVALUATION_METRICS: &str = "evaluation_metrics";
+}
+
+/// Records, in the caller's transaction, that `agent_id` has each of `facts`
+/// (established by provenance entry `entry_id`). One record per (agent, fact),
+/// inserted only if absent: concurrent writers need no read-modify-write, and the
+/// checklist reads at most four rows however many entries the agent has.
+pub async fn record_evidence(
+    tx: &mut dyn Tx,
+    scope: &str,
+    agent_id: &str,
+    facts: &[&'static str],
+    (entry_id, created_at_ms): (&str, i64),
+) -> Result<(), StorageError> {
+    for fact in facts {
+        let record = records::NewRecord {
+            scope: scope.to_owned(),
+            kind: kind::COMPLIANCE_EVIDENCE,
+            id: format!("{agent_id}:{fact}"),
+            subject: Some(agent_id.to_owned()),
+            label: Some((*fact).to_owned()),
+            created_at_ms,
+            document: serde_json::json!({"fact": fact, "entry_id": entry_id}).to_string(),
+            refs: vec![agent_id.to_owned()],
+        };
+        match records::insert(tx, &record).await {
+            Ok(_) | Err(StorageError::Duplicate) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The provenance facts about `agent_id` in `scope`: the facts its provenance
+/// writes recorded, and whether its action log has an entry. Two indexed reads,
+/// whatever the size of the agent's logs.
 pub async fn evidence(
     tx: &mut dyn Tx,
     scope: &str,
     agent_id: &str,
 ) -> Result<Evidence, StorageError> {
-    let entry = kind::PROVENANCE_ENTRY;
-    let (training, lineage) = (Some("training_data"), Some("model_lineage"));
-    let training_data = records::exists(tx, scope, entry, agent_id, training, None).await?;
-    let model_lineage = records::exists(tx, scope, entry, agent_id, lineage, None).await?;
-    // The provenance routes store these fields always, serialised compactly: a
-    // falsy one reads exactly as below, so an entry without that text has it set.
-    let data_governance = training_data
-        && records::exists(
-            tx,
-            scope,
-            entry,
-            agent_id,
-            training,
-            Some(r#""data_governance_measures":"""#),
+    let rows = tx
+        .fetch(
+            Stmt::new("SELECT label FROM records WHERE scope = ")
+                .bind(scope)
+                .sql(" AND kind = ")
+                .bind(kind::COMPLIANCE_EVIDENCE)
+                .sql(" AND subject = ")
+                .bind(agent_id),
+            &[Col::Text],
         )
         .await?;
-    let evaluation_metrics = model_lineage
-        && records::exists(
-            tx,
-            scope,
-            entry,
-            agent_id,
-            lineage,
-            Some(r#""evaluation_metrics":{}"#),
-        )
-        .await?;
-    let action_log = records::exists(tx, scope, kind::ACTION, agent_id, None, None).await?;
+    let mut known = Vec::with_capacity(rows.len());
+    for row in rows {
+        known.push(row.text(0)?);
+    }
+    let has = |fact: &str| known.iter().any(|name| name == fact);
     Ok(Evidence {
-        training_data,
-        data_governance,
-        model_lineage,
-        evaluation_metrics,
-        action_log,
+        training_data: has(fact::TRAINING_DATA),
+        data_governance: has(fact::DATA_GOVERNANCE),
+        model_lineage: has(fact::MODEL_LINEAGE),
+        evaluation_metrics: has(fact::EVALUATION_METRICS),
+        action_log: records::exists(tx, scope, kind::ACTION, agent_id).await?,
     })
 }
 

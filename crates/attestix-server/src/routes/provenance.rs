@@ -353,6 +353,7 @@ async fn store_entry(
     let after = json!({"entry_id": entry_id, "agent_id": agent_id, "entry_type": entry_type});
     let event = audit_draft(state, caller, action, (&entry_id, "provenance"), after, now)?
         .mentioning([agent_id.clone()]);
+    let facts = crate::compliance::facts_of_entry(&entry);
     let record = records::NewRecord {
         scope: caller.scope(),
         kind: kind::PROVENANCE_ENTRY,
@@ -361,11 +362,14 @@ async fn store_entry(
         label: Some(entry_type),
         created_at_ms: unix_ms(now),
         document: document.clone(),
-        refs: vec![agent_id],
+        refs: vec![agent_id.clone()],
     };
     records::write_with(&*state.storage, move |tx| {
         Box::pin(async move {
             records::insert(tx, &record).await?;
+            let established = (record.id.as_str(), record.created_at_ms);
+            crate::compliance::record_evidence(tx, &record.scope, &agent_id, &facts, established)
+                .await?;
             tx.audit(&event).await?;
             Ok(())
         })

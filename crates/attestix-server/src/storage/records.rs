@@ -502,6 +502,9 @@ pub mod kind {
     pub const COMPLIANCE_ASSESSMENT: &str = "compliance_assessment";
     /// An Annex V declaration of conformity (`decl:` id).
     pub const COMPLIANCE_DECLARATION: &str = "compliance_declaration";
+    /// A checklist fact an agent's provenance established (see
+    /// `compliance::record_evidence`).
+    pub const COMPLIANCE_EVIDENCE: &str = "compliance_evidence";
 }
 
 /// The document of `scope`'s record `id` of `kind`, if any.
@@ -783,33 +786,19 @@ pub async fn identity_document(
     rows.first().map(|row| row.text(0)).transpose()
 }
 
-/// Whether `scope` has a record of `kind` about `subject` (with `label`, when given),
-/// whose document does not contain `lacking` (when given): the database stops at the
-/// first such row, and no document is sent back or parsed.
+/// Whether `scope` holds a record of `kind` about `subject` (one indexed lookup).
 pub async fn exists(
     tx: &mut dyn Tx,
     scope: &str,
     kind: &str,
     subject: &str,
-    label: Option<&str>,
-    lacking: Option<&str>,
 ) -> Result<bool, StorageError> {
-    let mut stmt = Stmt::new("SELECT seq FROM records WHERE scope = ")
+    let stmt = Stmt::new("SELECT seq FROM records WHERE scope = ")
         .bind(scope)
         .sql(" AND kind = ")
         .bind(kind)
         .sql(" AND subject = ")
         .bind(subject);
-    if let Some(label) = label {
-        stmt = stmt.sql(" AND label = ").bind(label);
-    }
-    if let Some(text) = lacking {
-        // `_` and `%` in `text` would be wildcards: callers pass JSON member text,
-        // whose quotes keep any wider match impossible in a serialised document.
-        stmt = stmt
-            .sql(" AND document NOT LIKE ")
-            .bind(format!("%{text}%"));
-    }
     let rows = tx.fetch(stmt.sql(" LIMIT 1"), &[Col::Int]).await?;
     Ok(!rows.is_empty())
 }

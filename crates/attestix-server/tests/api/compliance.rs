@@ -21,6 +21,7 @@ crate::on_both_backends!(
     another_principal_sees_and_changes_none_of_it,
     profiles_are_listed_by_risk_and_declaration_with_paging,
     concurrent_changes_of_one_profile_are_all_kept_and_signed,
+    entries_written_before_the_evidence_records_existed_still_count,
 );
 
 async fn send(
@@ -1291,5 +1292,107 @@ async fn concurrent_changes_of_one_profile_are_all_kept_and_signed(backend: Back
         .await
         .json();
     assert_eq!(chain["valid"], true, "{chain}");
+    server.finish().await;
+}
+
+/// Provenance written by a build that kept no per-agent evidence records (simulated
+/// by deleting them and the migration that backfills them) gives the same checklist
+/// after an upgrade: the migration derives the facts from the entries themselves.
+async fn entries_written_before_the_evidence_records_existed_still_count(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let (governed, raw) = (
+        new_agent(&server, "Governed").await,
+        new_agent(&server, "Raw").await,
+    );
+    for agent in [&governed, &raw] {
+        let created = admin(
+            &server,
+            Method::POST,
+            "/v1/compliance/profiles",
+            Some(&profile_body(agent, "high")),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+    }
+    let entries = [
+        (
+            "/v1/provenance/training-data",
+            json!({"agent_id": governed, "dataset_name": "tickets",
+                   "data_governance_measures": "PII removed"}),
+        ),
+        (
+            "/v1/provenance/model-lineage",
+            json!({"agent_id": governed, "base_model": "m-7b",
+                   "evaluation_metrics": {"f1": 0.91}}),
+        ),
+        (
+            "/v1/provenance/training-data",
+            json!({"agent_id": raw, "dataset_name": "raw"}),
+        ),
+    ];
+    for (path, body) in entries {
+        let reply = admin(&server, Method::POST, path, Some(&body)).await;
+        assert_eq!(reply.status, 201, "{path}");
+    }
+    let before = [
+        status(&server, &governed).await,
+        status(&server, &raw).await,
+    ];
+    assert!(
+        !before[0]["missing"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("data_governance")),
+        "{}",
+        before[0]
+    );
+    assert!(
+        before[1]["missing"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("data_governance")),
+        "{}",
+        before[1]
+    );
+
+    let server = server
+        .restart_with(|config| async move {
+            let statements = [
+                "DELETE FROM record_refs WHERE record_seq IN \
+                 (SELECT seq FROM records WHERE kind = 'compliance_evidence')",
+                "DELETE FROM records WHERE kind = 'compliance_evidence'",
+                "DELETE FROM _sqlx_migrations WHERE version = 2026120401",
+            ];
+            match &config.database_url {
+                Some(url) => {
+                    use sqlx::Connection;
+                    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+                    for statement in statements {
+                        sqlx::query(statement).execute(&mut db).await.unwrap();
+                    }
+                }
+                None => {
+                    use sqlx::Connection;
+                    let file = config.data_dir.join(attestix_server::DATABASE_FILE);
+                    let url = format!("sqlite://{}", file.display());
+                    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                    for statement in statements {
+                        sqlx::query(statement).execute(&mut db).await.unwrap();
+                    }
+                }
+            }
+        })
+        .await;
+    let after = [
+        status(&server, &governed).await,
+        status(&server, &raw).await,
+    ];
+    for (before, after) in before.iter().zip(&after) {
+        assert_eq!(before["missing"], after["missing"]);
+        assert_eq!(before["completed"], after["completed"]);
+        assert_eq!(before["completion_pct"], after["completion_pct"]);
+    }
     server.finish().await;
 }
