@@ -4,7 +4,7 @@
 //! A route describes its mutation as an [`AuditDraft`]; the storage appends it as an
 //! [`AuditEvent`] in the transaction that makes the change, after reading the chain
 //! head there, so the event exists exactly when the change does and concurrent writers
-//! of one scope line up on one chain ([`crate::storage::records::next_link`]).
+//! of one scope line up on one chain ([`crate::storage::records::append_links`]).
 
 use attestix_core::canonical::canonical_bytes;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::storage::records::{self, kind, NewRecord, Tx, GENESIS_HASH};
+use crate::storage::records::{kind, ChainLink, NewRecord, GENESIS_HASH};
 use crate::storage::StorageError;
 
 /// The chain name of a scope's audit events in `chain_heads`.
@@ -87,6 +87,31 @@ impl AuditDraft {
     pub fn mentioning<I: IntoIterator<Item = S>, S: Into<String>>(mut self, agents: I) -> Self {
         self.refs.extend(agents.into_iter().map(Into::into));
         self
+    }
+
+    /// The draft as a link of its scope's audit chain.
+    pub fn chain_link(&self) -> ChainLink {
+        let draft = self.clone();
+        ChainLink {
+            scope: self.scope.clone(),
+            chain: AUDIT_CHAIN.to_owned(),
+            make: Box::new(move |prev_hash| {
+                let event = draft.link(prev_hash)?;
+                let mut refs = draft.refs;
+                refs.push(draft.target_id);
+                let record = NewRecord {
+                    scope: draft.scope,
+                    kind: kind::AUDIT_EVENT,
+                    id: event.event_id.clone(),
+                    subject: Some(event.target_id.clone()),
+                    label: Some(event.action.clone()),
+                    created_at_ms: draft.occurred_at_ms,
+                    document: serde_json::to_string(&event).map_err(StorageError::database)?,
+                    refs,
+                };
+                Ok((record, event.chain_hash))
+            }),
+        }
     }
 
     /// The event this draft becomes after `prev_hash`.
@@ -171,74 +196,6 @@ impl AuditEvent {
         hasher.update(canonical_bytes(&body).map_err(StorageError::database)?);
         Ok(hex::encode(hasher.finalize()))
     }
-}
-
-/// Appends `draft` to its scope's chain, inside the caller's transaction.
-pub async fn append(tx: &mut dyn Tx, draft: &AuditDraft) -> Result<AuditEvent, StorageError> {
-    let (_, prev_hash) = records::next_link(tx, &draft.scope, AUDIT_CHAIN).await?;
-    let event = draft.link(&prev_hash)?;
-    let document = serde_json::to_string(&event).map_err(StorageError::database)?;
-    let mut refs = draft.refs.clone();
-    refs.push(draft.target_id.clone());
-    records::insert(
-        tx,
-        &NewRecord {
-            scope: draft.scope.clone(),
-            kind: kind::AUDIT_EVENT,
-            id: event.event_id.clone(),
-            subject: Some(event.target_id.clone()),
-            label: Some(event.action.clone()),
-            created_at_ms: draft.occurred_at_ms,
-            document,
-            refs,
-        },
-    )
-    .await?;
-    records::set_chain_head(tx, &draft.scope, AUDIT_CHAIN, &event.chain_hash).await?;
-    Ok(event)
-}
-
-/// Appends the events of `drafts`, in order, with one statement per table instead
-/// of four per event: each scope's chain advances once by its number of events, the
-/// links are computed in memory, and the events and their refs go in as multi-row
-/// inserts. The caller's transaction holds the chain heads until it commits.
-pub async fn append_many(tx: &mut dyn Tx, drafts: &[&AuditDraft]) -> Result<(), StorageError> {
-    if drafts.len() <= 1 {
-        for draft in drafts {
-            append(tx, draft).await?;
-        }
-        return Ok(());
-    }
-    let mut scopes: Vec<&str> = Vec::new();
-    for draft in drafts {
-        if !scopes.contains(&draft.scope.as_str()) {
-            scopes.push(&draft.scope);
-        }
-    }
-    let mut records = Vec::with_capacity(drafts.len());
-    for scope in scopes {
-        let in_scope: Vec<&&AuditDraft> = drafts.iter().filter(|d| d.scope == scope).collect();
-        let mut prev_hash =
-            records::advance_chain(tx, scope, AUDIT_CHAIN, in_scope.len() as i64).await?;
-        for draft in in_scope {
-            let event = draft.link(&prev_hash)?;
-            let mut refs = draft.refs.clone();
-            refs.push(draft.target_id.clone());
-            records.push(NewRecord {
-                scope: draft.scope.clone(),
-                kind: kind::AUDIT_EVENT,
-                id: event.event_id.clone(),
-                subject: Some(event.target_id.clone()),
-                label: Some(event.action.clone()),
-                created_at_ms: draft.occurred_at_ms,
-                document: serde_json::to_string(&event).map_err(StorageError::database)?,
-                refs,
-            });
-            prev_hash = event.chain_hash;
-        }
-        records::set_chain_head(tx, scope, AUDIT_CHAIN, &prev_hash).await?;
-    }
-    records::insert_many(tx, &records).await
 }
 
 /// What `GET /v1/audit/verify` reports.

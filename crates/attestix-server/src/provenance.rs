@@ -10,7 +10,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditDraft;
-use crate::storage::records::{self, kind, NewRecord, Tx, GENESIS_HASH};
+use tokio::sync::oneshot;
+
+use crate::storage::records::{self, kind, ChainLink, NewRecord, Tx, GENESIS_HASH};
 use crate::storage::StorageError;
 
 /// The action types the reference accepts, sorted (its error message lists them so).
@@ -34,17 +36,18 @@ pub(crate) fn chain_of(agent_id: &str) -> String {
 }
 
 /// Appends `entry` (the log entry without `prev_hash`, `chain_hash` and `signature`)
-/// to its agent's chain in `scope`, signs it with `sign` (over the entry without
-/// `signature`), stores it and appends `event`, all in the caller's transaction.
-/// The chain head row serializes concurrent appends for one agent.
+/// to its agent's chain in `scope` and appends `event`, in the caller's transaction.
+/// The entry is linked and signed with `sign` (over the entry without `signature`)
+/// when its chain's head is known, at the end of a shared write turn; the receiver
+/// gets the stored document then, and has it once the transaction has committed.
 pub async fn append_action(
     tx: &mut dyn Tx,
     scope: &str,
     mut entry: serde_json::Map<String, Value>,
-    sign: impl FnOnce(&Value) -> Result<String, StorageError> + Send,
+    sign: impl FnOnce(&Value) -> Result<String, StorageError> + Send + 'static,
     event: &AuditDraft,
     created_at_ms: i64,
-) -> Result<String, StorageError> {
+) -> Result<oneshot::Receiver<String>, StorageError> {
     let text = |key: &str, entry: &serde_json::Map<String, Value>| {
         entry
             .get(key)
@@ -55,29 +58,36 @@ pub async fn append_action(
     let agent_id = text("agent_id", &entry)?;
     let log_id = text("log_id", &entry)?;
     let action_type = text("action_type", &entry)?;
+    let (stored, document) = oneshot::channel();
+    let record_scope = scope.to_owned();
     let chain = chain_of(&agent_id);
-    let (_, prev_hash) = records::next_link(tx, scope, &chain).await?;
-    entry.insert("prev_hash".into(), Value::from(prev_hash.as_str()));
-    let hash = chain_hash(&prev_hash, &Value::Object(entry.clone()));
-    entry.insert("chain_hash".into(), Value::from(hash.as_str()));
-    let signature = sign(&Value::Object(entry.clone()))?;
-    entry.insert("signature".into(), Value::from(signature));
-    let document = serde_json::to_string(&entry).map_err(StorageError::database)?;
-    records::insert(
-        tx,
-        &NewRecord {
-            scope: scope.to_owned(),
+    let make = move |prev_hash: &str| {
+        entry.insert("prev_hash".into(), Value::from(prev_hash));
+        let hash = chain_hash(prev_hash, &Value::Object(entry.clone()));
+        entry.insert("chain_hash".into(), Value::from(hash.as_str()));
+        let signature = sign(&Value::Object(entry.clone()))?;
+        entry.insert("signature".into(), Value::from(signature));
+        let text = serde_json::to_string(&entry).map_err(StorageError::database)?;
+        // The receiver is gone only when its request was dropped; the entry stays.
+        let _ = stored.send(text.clone());
+        let record = NewRecord {
+            scope: record_scope,
             kind: kind::ACTION,
             id: log_id,
             subject: Some(agent_id.clone()),
             label: Some(action_type),
             created_at_ms,
-            document: document.clone(),
+            document: text,
             refs: vec![agent_id],
-        },
-    )
+        };
+        Ok((record, hash))
+    };
+    tx.link(ChainLink {
+        scope: scope.to_owned(),
+        chain,
+        make: Box::new(make),
+    })
     .await?;
-    records::set_chain_head(tx, scope, &chain, &hash).await?;
     tx.audit(event).await?;
     Ok(document)
 }

@@ -123,10 +123,13 @@ pub async fn log_action(
         Ok(signer.sign_base64url(&bytes))
     };
     let scope = caller.scope();
-    let document = records::write_with(&*state.storage, move |tx| {
+    let stored = records::write_with(&*state.storage, move |tx| {
         Box::pin(async move { append_action(tx, &scope, entry, sign, &event, unix_ms(now)).await })
     })
     .await?;
+    let document = stored
+        .await
+        .map_err(|_| ApiError::internal("a committed log entry was never linked"))?;
     Ok(JsonText::new(StatusCode::CREATED, document))
 }
 

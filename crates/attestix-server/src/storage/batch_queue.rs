@@ -9,6 +9,12 @@ pub trait Checkout: Clone + fmt::Debug + Send + Sync + 'static {
     /// The checked-out connection; dropping it gives it back.
     type Connection: Send;
 
+    /// How many turns may run at once, each on its own connection: 1 for a single
+    /// writer; more for a server database, whose row locks order what turns share.
+    fn turns(&self) -> usize {
+        1
+    }
+
     /// Waits for a connection.
     fn checkout(
         &self,
@@ -104,7 +110,7 @@ impl<B: WriterBatch> BatchQueue<B> {
             tokio::spawn(run_batches(
                 self.writer.clone(),
                 receiver,
-                (self.new_batch)(),
+                Arc::clone(&self.new_batch),
             ));
             sender
         });
@@ -112,15 +118,21 @@ impl<B: WriterBatch> BatchQueue<B> {
     }
 }
 
-/// The batching task of a [`BatchQueue`].
+/// The batching task of a [`BatchQueue`]: up to [`Checkout::turns`] turns at once.
 async fn run_batches<B: WriterBatch>(
     writer: B::Source,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<B::Operation>,
-    mut batch: B,
+    new_batch: Arc<dyn Fn() -> B + Send + Sync>,
 ) {
+    let parallel = writer.turns().max(1);
+    let turns = Arc::new(tokio::sync::Semaphore::new(parallel));
     // An operation taken from the queue that did not fit in the last batch.
     let mut carried: Option<B::Operation> = None;
     loop {
+        // Wait for a free turn first: everything queued meanwhile joins the next one.
+        let Ok(turn) = Arc::clone(&turns).acquire_owned().await else {
+            return;
+        };
         let first = match carried.take() {
             Some(operation) => operation,
             None => match queue.recv().await {
@@ -130,6 +142,7 @@ async fn run_batches<B: WriterBatch>(
         };
         // Check out the writer first: everything queued while waiting for it joins.
         let connection = writer.checkout().await;
+        let mut batch = new_batch();
         let mut next = Some(first);
         while let Some(operation) = next.take() {
             if let Err(no_room) = batch.push(operation) {
@@ -138,9 +151,17 @@ async fn run_batches<B: WriterBatch>(
             }
             next = queue.try_recv().ok();
         }
-        match connection {
-            Ok(mut connection) => batch.run(&mut connection).await,
-            Err(error) => batch.fail(&error),
+        let run = async move {
+            match connection {
+                Ok(mut connection) => batch.run(&mut connection).await,
+                Err(error) => batch.fail(&error),
+            }
+            drop(turn);
+        };
+        if parallel == 1 {
+            run.await;
+        } else {
+            tokio::spawn(run);
         }
     }
 }

@@ -1,16 +1,19 @@
 //! Group commit for [`Storage::write`](super::Storage::write) jobs, on both backends.
 //!
 //! Every mutation appends an audit event, and the events of a scope form one chain
-//! whose head row each append locks until its transaction ends. One transaction per
-//! job would therefore serialize every write of a scope on a full commit, and spend
-//! four statements per event. Here concurrent jobs share a turn instead: one
-//! transaction, each job inside its own savepoint (a job that fails is rolled back
-//! alone and gets its own error), and the events of every job that succeeded
-//! appended at the end with [`crate::audit::append_many`], one statement per table.
-//! A lone job runs without savepoints, so a quiet server pays nothing extra.
+//! whose head row each append locks until its transaction ends; a provenance action
+//! is a link of its agent's chain the same way. One transaction per job would
+//! therefore serialize every write of a scope on a full commit, and spend four
+//! statements per link. Here concurrent jobs share a turn instead: one transaction,
+//! each job inside its own savepoint (a job that fails is rolled back alone and gets
+//! its own error), and the chain links of every job that succeeded appended at the
+//! end with [`records::append_links`], one statement per table. A savepoint is opened
+//! only before a job's first statement, and a lone job runs without one, so a quiet
+//! server pays nothing extra.
 //!
-//! A job appends its events through [`Tx::audit`], which defers them to the end of
-//! the turn; a job therefore does not see the events appended earlier in its turn.
+//! A job appends its links through [`Tx::link`] (and [`Tx::audit`]), which defers
+//! them to the end of the turn; a job therefore does not see the links appended
+//! earlier in its turn, and a link that cannot be made then fails the whole turn.
 //! The SQL is the shared subset of both dialects, so this runs unchanged on SQLite's
 //! writer and on a PostgreSQL pool connection.
 
@@ -23,10 +26,9 @@ use sqlx::{PgPool, Postgres, Sqlite};
 use tokio::sync::oneshot;
 
 use super::batch_queue::{BatchQueue, Checkout, WriterBatch};
-use super::records::{Col, Conn, DbRow, Job, Stmt, Tx};
+use super::records::{self, ChainLink, Col, Conn, DbRow, Job, Stmt, Tx};
 use super::sqlite_writer::{SqliteWriter, WriterConnection};
 use super::StorageError;
-use crate::audit::AuditDraft;
 
 /// At most this many jobs share a turn, so one turn's transaction stays short.
 const MAX_JOBS_PER_TURN: usize = 64;
@@ -75,14 +77,23 @@ impl TurnConnection for PoolConnection<Postgres> {
 impl Checkout for PgPool {
     type Connection = PoolConnection<Postgres>;
 
+    // One turn's jobs run while another holds its scopes' chain heads and commits;
+    // chain heads are locked in one order (`append_links`), so turns never deadlock
+    // on them, and a job's own rows are locked inside its savepoint, so a deadlock
+    // there fails that job alone. Half the pool at most, so reads and the
+    // idempotency store keep connections.
+    fn turns(&self) -> usize {
+        (self.options().get_max_connections() as usize / 2).clamp(1, 3)
+    }
+
     async fn checkout(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
         self.acquire().await
     }
 }
 
 type Reply = Result<(), StorageError>;
-/// A queued job: the work, whether the events appended before it in its turn must be
-/// written first ([`run_after_events`]), and where its outcome goes.
+/// A queued job: the work, whether it must open a turn of its own
+/// ([`run_after_events`]), and where its outcome goes.
 type Pending = (Job, bool, oneshot::Sender<Reply>);
 
 /// The jobs gathered for one turn.
@@ -121,8 +132,10 @@ where
     submit(queue, job, false).await
 }
 
-/// As [`run`], for a job that reads or rewrites audit events: every event appended
-/// before it (earlier in its turn included) is written before it runs.
+/// As [`run`], for a job that reads or rewrites chain links (audit events, actions):
+/// it opens a turn of its own, so every link of the turns before it is written (on
+/// PostgreSQL, those of turns still running on other connections are not, as those
+/// of another instance are not).
 pub(crate) async fn run_after_events<S>(queue: &JobQueue<S>, job: Job) -> Result<(), StorageError>
 where
     S: Checkout,
@@ -162,7 +175,11 @@ where
     type Operation = Pending;
 
     fn push(&mut self, pending: Pending) -> Result<(), Pending> {
-        if self.pending.len() == MAX_JOBS_PER_TURN {
+        // A job that must see every link appended before it opens a turn of its own,
+        // so the turns before it have committed its links (on one writer) and no
+        // earlier job of its turn holds any.
+        let after_links = pending.1;
+        if self.pending.len() == MAX_JOBS_PER_TURN || (after_links && !self.pending.is_empty()) {
             return Err(pending);
         }
         self.pending.push(pending);
@@ -184,10 +201,8 @@ where
 
 /// Runs `jobs` in one transaction on `connection` and answers each.
 async fn run_turn<C: TurnConnection>(connection: &mut C, jobs: Vec<Pending>) {
-    let (jobs, replies): (Vec<(Job, bool)>, Vec<oneshot::Sender<Reply>>) = jobs
-        .into_iter()
-        .map(|(job, after_events, reply)| ((job, after_events), reply))
-        .unzip();
+    let (jobs, replies): (Vec<Job>, Vec<oneshot::Sender<Reply>>) =
+        jobs.into_iter().map(|(job, _, reply)| (job, reply)).unzip();
     let outcome = {
         let mut tx = connection.tx();
         let outcome = turn(&mut *tx, C::BEGIN, jobs).await;
@@ -218,75 +233,95 @@ async fn run_turn<C: TurnConnection>(connection: &mut C, jobs: Vec<Pending>) {
 
 /// The turn's transaction: each job's own outcome, or the error that failed the whole
 /// turn (the caller rolls back). A lone job that fails rolls the transaction back here.
-async fn turn(
-    tx: &mut dyn Tx,
-    begin: &str,
-    jobs: Vec<(Job, bool)>,
-) -> Result<Vec<Reply>, StorageError> {
+async fn turn(tx: &mut dyn Tx, begin: &str, jobs: Vec<Job>) -> Result<Vec<Reply>, StorageError> {
     tx.execute(Stmt::new(begin)).await?;
     let alone = jobs.len() == 1;
-    let mut drafts = Vec::new();
+    let mut links = Vec::new();
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for (job, after_events) in jobs {
-        if after_events && !drafts.is_empty() {
-            let pending: Vec<&AuditDraft> = drafts.iter().collect();
-            crate::audit::append_many(tx, &pending).await?;
-            drafts.clear();
-        }
-        if alone {
-            if let Err(error) = job(&mut Deferred::new(tx, &mut drafts)).await {
+    for job in jobs {
+        let mut own = Vec::new();
+        let savepoint = if alone {
+            Savepoint::Unneeded
+        } else {
+            Savepoint::Lazy
+        };
+        let mut job_tx = Deferred {
+            inner: tx,
+            links: &mut own,
+            savepoint,
+        };
+        let outcome = job(&mut job_tx).await;
+        let opened = job_tx.savepoint == Savepoint::Open;
+        match outcome {
+            Ok(()) => {
+                if opened {
+                    tx.execute(Stmt::new("RELEASE SAVEPOINT job")).await?;
+                }
+                links.append(&mut own);
+                outcomes.push(Ok(()));
+            }
+            Err(error) if alone => {
                 tx.execute(Stmt::new("ROLLBACK")).await?;
                 return Ok(vec![Err(error)]);
             }
-            outcomes.push(Ok(()));
-            continue;
-        }
-        tx.execute(Stmt::new("SAVEPOINT job")).await?;
-        let mut own = Vec::new();
-        match job(&mut Deferred::new(tx, &mut own)).await {
-            Ok(()) => {
-                tx.execute(Stmt::new("RELEASE SAVEPOINT job")).await?;
-                drafts.append(&mut own);
-                outcomes.push(Ok(()));
-            }
             Err(error) => {
-                tx.execute(Stmt::new("ROLLBACK TO SAVEPOINT job")).await?;
-                tx.execute(Stmt::new("RELEASE SAVEPOINT job")).await?;
+                if opened {
+                    tx.execute(Stmt::new("ROLLBACK TO SAVEPOINT job")).await?;
+                    tx.execute(Stmt::new("RELEASE SAVEPOINT job")).await?;
+                }
                 outcomes.push(Err(error));
             }
         }
     }
-    let drafts: Vec<&AuditDraft> = drafts.iter().collect();
-    crate::audit::append_many(tx, &drafts).await?;
+    records::append_links(tx, links).await?;
     tx.execute(Stmt::new("COMMIT")).await?;
     Ok(outcomes)
 }
 
-/// The [`Tx`] a job of a turn sees: statements go to the turn's transaction, audit
-/// events wait for the end of the turn.
-struct Deferred<'a> {
-    inner: &'a mut dyn Tx,
-    drafts: &'a mut Vec<AuditDraft>,
+/// Whether a job of a turn runs in a savepoint of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    /// The job is alone in its turn: its failure rolls the whole transaction back.
+    Unneeded,
+    /// Not yet: opened before the job's first statement, so a job that only appends
+    /// chain links (a provenance action) costs no statement until the turn's end.
+    Lazy,
+    /// Opened; released or rolled back to when the job ends.
+    Open,
 }
 
-impl<'a> Deferred<'a> {
-    fn new(inner: &'a mut dyn Tx, drafts: &'a mut Vec<AuditDraft>) -> Self {
-        Self { inner, drafts }
+/// The [`Tx`] a job of a turn sees: statements go to the turn's transaction (inside
+/// the job's savepoint when it shares the turn), chain links wait for the turn's end.
+struct Deferred<'a> {
+    inner: &'a mut dyn Tx,
+    links: &'a mut Vec<ChainLink>,
+    savepoint: Savepoint,
+}
+
+impl Deferred<'_> {
+    async fn before_statement(&mut self) -> Result<(), StorageError> {
+        if self.savepoint == Savepoint::Lazy {
+            self.inner.execute(Stmt::new("SAVEPOINT job")).await?;
+            self.savepoint = Savepoint::Open;
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Tx for Deferred<'_> {
     async fn execute(&mut self, stmt: Stmt) -> Result<u64, StorageError> {
+        self.before_statement().await?;
         self.inner.execute(stmt).await
     }
 
     async fn fetch(&mut self, stmt: Stmt, cols: &[Col]) -> Result<Vec<DbRow>, StorageError> {
+        self.before_statement().await?;
         self.inner.fetch(stmt, cols).await
     }
 
-    async fn audit(&mut self, draft: &AuditDraft) -> Result<(), StorageError> {
-        self.drafts.push(draft.clone());
+    async fn link(&mut self, link: ChainLink) -> Result<(), StorageError> {
+        self.links.push(link);
         Ok(())
     }
 }

@@ -481,9 +481,9 @@ pub trait Storage: Send + Sync + 'static {
     /// implemented once for both backends.
     async fn write(&self, job: Job) -> Result<(), StorageError>;
 
-    /// As [`Storage::write`], for a job that reads or rewrites audit events (purge):
-    /// every event appended before it, by jobs sharing its transaction included, is
-    /// in the table when it runs.
+    /// As [`Storage::write`], for a job that reads or rewrites chain links (purge of
+    /// audit events and actions): every link appended before it, by jobs sharing its
+    /// transaction included, is in the table when it runs.
     async fn write_after_events(&self, job: Job) -> Result<(), StorageError> {
         self.write(job).await
     }

@@ -187,10 +187,62 @@ pub trait Tx: Send {
     async fn execute(&mut self, stmt: Stmt) -> Result<u64, StorageError>;
     /// Runs `stmt` and reads every row, its columns typed as `cols`.
     async fn fetch(&mut self, stmt: Stmt, cols: &[Col]) -> Result<Vec<DbRow>, StorageError>;
-    /// Appends the audit event `draft` to its scope's chain, in this transaction: at
-    /// once on a plain connection, at the end of the turn inside a shared write turn
-    /// ([`super::job_batch`]), where a turn's events are linked together.
-    async fn audit(&mut self, draft: &AuditDraft) -> Result<(), StorageError>;
+    /// Appends `link` to its hash chain, in this transaction: at once on a plain
+    /// connection, at the end of the turn inside a shared write turn
+    /// ([`super::job_batch`]), where a turn's links of one chain are made together.
+    async fn link(&mut self, link: ChainLink) -> Result<(), StorageError>;
+
+    /// Appends the audit event `draft` to its scope's chain (see [`Tx::link`]).
+    async fn audit(&mut self, draft: &AuditDraft) -> Result<(), StorageError> {
+        self.link(draft.chain_link()).await
+    }
+}
+
+/// A record to append to a hash chain, made once the hash it follows is known.
+pub struct ChainLink {
+    /// The chain's scope.
+    pub scope: String,
+    /// The chain's name within the scope (`chain_heads.chain`).
+    pub chain: String,
+    /// Makes the record from the previous link's hash; returns it with its own hash.
+    pub make: LinkMaker,
+}
+
+/// How a [`ChainLink`] makes its record and hash from the hash it follows.
+pub type LinkMaker =
+    Box<dyn FnOnce(&str) -> Result<(NewRecord, String), StorageError> + Send + 'static>;
+
+/// Appends `links` in order, with one statement per table whatever their number:
+/// each chain's head advances once by its count of links, the links are made in
+/// memory, and the records and their refs go in as multi-row inserts (a chain's
+/// records in chain order, which is `seq` order). The head rows stay locked
+/// (PostgreSQL) until the caller's transaction ends.
+pub async fn append_links(tx: &mut dyn Tx, links: Vec<ChainLink>) -> Result<(), StorageError> {
+    let mut chains: Vec<(String, String, Vec<LinkMaker>)> = Vec::new();
+    for link in links {
+        match chains
+            .iter_mut()
+            .find(|(scope, chain, _)| *scope == link.scope && *chain == link.chain)
+        {
+            Some((_, _, makers)) => makers.push(link.make),
+            None => chains.push((link.scope, link.chain, vec![link.make])),
+        }
+    }
+    // One locking order for every transaction, so that concurrent turns never
+    // deadlock on chain heads.
+    chains.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let mut records = Vec::new();
+    for (scope, chain, makers) in chains {
+        let count = i64::try_from(makers.len()).map_err(StorageError::database)?;
+        let mut head = advance_chain(tx, &scope, &chain, count).await?;
+        for make in makers {
+            let (record, hash) = make(&head)?;
+            records.push(record);
+            head = hash;
+        }
+        set_chain_head(tx, &scope, &chain, &head).await?;
+    }
+    insert_many(tx, &records).await
 }
 
 /// Work to run in one transaction (or on one read connection): given the connection,
@@ -473,8 +525,8 @@ where
             .collect()
     }
 
-    async fn audit(&mut self, draft: &AuditDraft) -> Result<(), StorageError> {
-        crate::audit::append(self, draft).await.map(drop)
+    async fn link(&mut self, link: ChainLink) -> Result<(), StorageError> {
+        append_links(self, vec![link]).await
     }
 }
 
@@ -863,35 +915,6 @@ pub async fn all(
 
 /// The genesis `prev_hash` of every chain: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Takes the next link of chain `chain` of `scope`: its position (1 for the first
-/// link) and the current head hash (the new link's `prev_hash`). The head row stays
-/// locked (PostgreSQL) until the transaction ends; [`set_chain_head`] must follow.
-pub async fn next_link(
-    tx: &mut dyn Tx,
-    scope: &str,
-    chain: &str,
-) -> Result<(i64, String), StorageError> {
-    let rows = tx
-        .fetch(
-            Stmt::new("INSERT INTO chain_heads (scope, chain, length, head) VALUES (")
-                .bind(scope)
-                .sql(", ")
-                .bind(chain)
-                .sql(", 1, ")
-                .bind(GENESIS_HASH)
-                .sql(
-                    ") ON CONFLICT (scope, chain) DO UPDATE SET length = chain_heads.length + 1 \
-                     RETURNING length, head",
-                ),
-            &[Col::Int, Col::Text],
-        )
-        .await?;
-    let row = rows
-        .first()
-        .ok_or_else(|| StorageError::database("the chain head upsert returned no row"))?;
-    Ok((row.int(0)?, row.text(1)?))
-}
 
 /// Takes the next `count` links of chain `chain` of `scope` at once (creating the
 /// chain when missing) and returns the hash the first of them follows.

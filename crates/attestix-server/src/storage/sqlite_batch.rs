@@ -19,7 +19,8 @@
 use sqlx::{Connection, Sqlite};
 use tokio::sync::oneshot;
 
-use super::records::{append_event, Conn};
+use super::records::{self, append_event, Conn};
+use crate::audit::AuditDraft;
 
 use super::batch_queue::{BatchQueue, WriterBatch};
 use super::sqlite::{insert_error, NewRow, MAX_INSERT_ROWS};
@@ -183,7 +184,8 @@ async fn run_batches(
         }
         outcomes.push(inserted);
     }
-    crate::audit::append_many(&mut Conn::<Sqlite>(&mut tx), &drafts).await?;
+    let links = drafts.into_iter().map(AuditDraft::chain_link).collect();
+    records::append_links(&mut Conn::<Sqlite>(&mut tx), links).await?;
     tx.commit().await.map_err(StorageError::database)?;
     Ok(outcomes)
 }
