@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::load::{run_load, Connection, LoadSettings};
-use crate::scenario::{random_key_prefix, RequestPlan, Scenario, Target};
+use crate::scenario::{profile_body, random_key_prefix, RequestPlan, Scenario, Target};
 use crate::servers::RunningServer;
 
 /// Creates `count` identities without keys, over `connections` connections.
@@ -146,6 +146,49 @@ pub async fn plan_for(
             .await?;
             plan = plan.with_target(Target::ComplianceStatus(agent_id));
         }
+        Scenario::ProfileNokey
+        | Scenario::ProfileKey
+        | Scenario::PurgeNokey
+        | Scenario::PurgeKey => {
+            let agents = agent_pool(server, &plan, AGENT_POOL_SIZE).await?;
+            plan = plan.with_target(Target::Pool(agents));
+        }
+        Scenario::PatchNokey | Scenario::PatchKey => {
+            let agent_id = create_identity(&mut link, &plan).await?;
+            post_json(
+                &mut link,
+                &plan,
+                "/v1/compliance/profiles",
+                &profile_body(&agent_id, "minimal"),
+            )
+            .await?;
+            plan = plan.with_target(Target::Patch {
+                agent_id,
+                body: serde_json::json!({"intended_purpose": "attestix-bench, patched",
+                                         "transparency_obligations": "labelled as AI"}),
+            });
+        }
+        Scenario::DeclarationNokey | Scenario::DeclarationKey => {
+            let agent_id = create_identity(&mut link, &plan).await?;
+            // Annex V asks for every field a declaration states.
+            let mut profile = profile_body(&agent_id, "minimal");
+            profile["transparency_obligations"] = "labelled as AI".into();
+            post_json(&mut link, &plan, "/v1/compliance/profiles", &profile).await?;
+            post_json(
+                &mut link,
+                &plan,
+                "/v1/compliance/assessments",
+                &serde_json::json!({"agent_id": agent_id, "assessment_type": "self",
+                                    "assessor_name": "Bench QA", "result": "pass"}),
+            )
+            .await?;
+            let body = serde_json::json!({ "agent_id": agent_id });
+            post_json(&mut link, &plan, "/v1/compliance/declarations", &body).await?;
+            plan = plan.with_target(Target::Post {
+                path: "/v1/compliance/declarations".to_owned(),
+                body,
+            });
+        }
         Scenario::List => {
             let mut cursor: Option<String> = None;
             for walked in 1..page {
@@ -174,16 +217,43 @@ pub async fn plan_for(
         | Scenario::InteractionNokey
         | Scenario::InteractionKey
         | Scenario::TrainingNokey
-        | Scenario::TrainingKey => {}
+        | Scenario::TrainingKey
+        | Scenario::LineageNokey
+        | Scenario::LineageKey => {}
     }
     Ok(Arc::new(plan))
 }
 
-/// The body of a compliance profile of `agent_id` at `risk_category`.
-fn profile_body(agent_id: &str, risk_category: &str) -> serde_json::Value {
-    serde_json::json!({"agent_id": agent_id, "risk_category": risk_category,
-                       "provider_name": "Bench AI", "intended_purpose": "attestix-bench",
-                       "provider_address": "1 Bench Street"})
+/// How many identities a pooled scenario (profile, purge) creates first: each
+/// request uses one, so a run of one side must stay under it (at 2,000/s, ten
+/// rounds of a second); past it the requests fail, and the run says so.
+const AGENT_POOL_SIZE: usize = 24_000;
+
+/// Creates `count` identities over 16 connections and returns their agent ids.
+async fn agent_pool(
+    server: &RunningServer,
+    plan: &RequestPlan,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    const CONNECTIONS: usize = 16;
+    let mut tasks = Vec::with_capacity(CONNECTIONS);
+    for connection in 0..CONNECTIONS {
+        let (addr, plan) = (server.addr, plan.clone());
+        let share = count / CONNECTIONS + usize::from(connection < count % CONNECTIONS);
+        tasks.push(tokio::spawn(async move {
+            let mut link = Connection::new(addr);
+            let mut agents = Vec::with_capacity(share);
+            for _ in 0..share {
+                agents.push(create_identity(&mut link, &plan).await?);
+            }
+            anyhow::Ok(agents)
+        }));
+    }
+    let mut agents = Vec::with_capacity(count);
+    for task in tasks {
+        agents.extend(task.await.context("a pool-filling task panicked")??);
+    }
+    Ok(agents)
 }
 
 /// POSTs `body` to `path` `count` times without a key, over 16 connections.

@@ -1,6 +1,8 @@
 //! What each scenario sends: the request line, headers, body and idempotency key.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
@@ -74,13 +76,37 @@ pub enum Scenario {
     /// governance measures, half model lineage without metrics: the entries a
     /// checklist would have to search to find none).
     StatusLarge,
+    /// `POST /v1/provenance/model-lineage` for one agent, no key.
+    LineageNokey,
+    /// As `lineage-nokey`, a fresh key per request.
+    LineageKey,
+    /// `POST /v1/compliance/profiles`, each request for another identity of a pool
+    /// the set-up creates (an agent has one profile), no key.
+    ProfileNokey,
+    /// As `profile-nokey`, a fresh key per request.
+    ProfileKey,
+    /// `PATCH /v1/compliance/profiles/{agent_id}` of one minimal-risk profile (the
+    /// profile is re-signed each time), no key.
+    PatchNokey,
+    /// As `patch-nokey`, a fresh key per request.
+    PatchKey,
+    /// `POST /v1/compliance/declarations` for one agent with a passed assessment
+    /// (a declaration and its credential each time), no key.
+    DeclarationNokey,
+    /// As `declaration-nokey`, a fresh key per request.
+    DeclarationKey,
+    /// `DELETE /v1/identities/{agent_id}/purge`, each request purging another
+    /// identity of a pool the set-up creates, no key.
+    PurgeNokey,
+    /// As `purge-nokey`, a fresh key per request.
+    PurgeKey,
 }
 
 /// The agent every provenance and reputation scenario writes about.
 pub const BENCH_AGENT: &str = "attestix:bench0000agent00";
 
 /// Every scenario, in the order the command line lists them.
-const ALL: [Scenario; 24] = [
+const ALL: [Scenario; 34] = [
     Scenario::CreateNokey,
     Scenario::CreateKey,
     Scenario::Replay,
@@ -105,6 +131,16 @@ const ALL: [Scenario; 24] = [
     Scenario::AssessmentKey,
     Scenario::StatusSmall,
     Scenario::StatusLarge,
+    Scenario::LineageNokey,
+    Scenario::LineageKey,
+    Scenario::ProfileNokey,
+    Scenario::ProfileKey,
+    Scenario::PatchNokey,
+    Scenario::PatchKey,
+    Scenario::DeclarationNokey,
+    Scenario::DeclarationKey,
+    Scenario::PurgeNokey,
+    Scenario::PurgeKey,
 ];
 
 /// Which idempotency key a scenario sends.
@@ -148,6 +184,16 @@ impl Scenario {
             Self::AssessmentKey => "assessment-key",
             Self::StatusSmall => "status-small",
             Self::StatusLarge => "status-large",
+            Self::LineageNokey => "lineage-nokey",
+            Self::LineageKey => "lineage-key",
+            Self::ProfileNokey => "profile-nokey",
+            Self::ProfileKey => "profile-key",
+            Self::PatchNokey => "patch-nokey",
+            Self::PatchKey => "patch-key",
+            Self::DeclarationNokey => "declaration-nokey",
+            Self::DeclarationKey => "declaration-key",
+            Self::PurgeNokey => "purge-nokey",
+            Self::PurgeKey => "purge-key",
         }
     }
 
@@ -167,7 +213,12 @@ impl Scenario {
             | Self::TrainingNokey
             | Self::AssessmentNokey
             | Self::StatusSmall
-            | Self::StatusLarge => KeyUse::None,
+            | Self::StatusLarge
+            | Self::LineageNokey
+            | Self::ProfileNokey
+            | Self::PatchNokey
+            | Self::DeclarationNokey
+            | Self::PurgeNokey => KeyUse::None,
             Self::Replay => KeyUse::Repeated,
             Self::Storm => KeyUse::PerRound,
             Self::CreateKey
@@ -181,7 +232,12 @@ impl Scenario {
             | Self::ActionKey
             | Self::InteractionKey
             | Self::TrainingKey
-            | Self::AssessmentKey => KeyUse::Fresh,
+            | Self::AssessmentKey
+            | Self::LineageKey
+            | Self::ProfileKey
+            | Self::PatchKey
+            | Self::DeclarationKey
+            | Self::PurgeKey => KeyUse::Fresh,
         }
     }
 }
@@ -202,7 +258,37 @@ pub struct RequestPlan {
     path: String,
     body: Bytes,
     key_prefix: String,
+    pool: Option<Arc<AgentPool>>,
 }
+
+/// Identities a scenario uses up, one per request (a profile exists once per agent,
+/// a purged agent is gone), handed out in order across every connection.
+#[derive(Debug)]
+pub struct AgentPool {
+    agents: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl AgentPool {
+    /// A pool of `agents`, none used yet.
+    pub fn new(agents: Vec<String>) -> Self {
+        Self {
+            agents,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next unused agent, or `None` once every one is used.
+    fn take(&self) -> Option<&str> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        self.agents.get(index).map(String::as_str)
+    }
+}
+
+/// Where a pooled scenario sends its requests once the pool is used up: an unknown
+/// path, so they count as failures instead of repeating an agent (a second purge of
+/// one agent would succeed and cost less).
+const POOL_EXHAUSTED_PATH: &str = "/v1/attestix-bench/agent-pool-exhausted";
 
 impl RequestPlan {
     /// A plan for `scenario` against the server at `host` (`127.0.0.1:8000`).
@@ -220,7 +306,26 @@ impl RequestPlan {
                 Bytes::from_static(CREATE_IDENTITY_BODY.as_bytes()),
             ),
             Scenario::IssueKey => ("/v1/credentials".to_owned(), Bytes::new()),
-            Scenario::StatusSmall | Scenario::StatusLarge => (String::new(), Bytes::new()),
+            Scenario::StatusSmall
+            | Scenario::StatusLarge
+            | Scenario::PatchNokey
+            | Scenario::PatchKey
+            | Scenario::DeclarationNokey
+            | Scenario::DeclarationKey
+            | Scenario::PurgeNokey
+            | Scenario::PurgeKey => (String::new(), Bytes::new()),
+            Scenario::ProfileNokey | Scenario::ProfileKey => {
+                ("/v1/compliance/profiles".to_owned(), Bytes::new())
+            }
+            Scenario::LineageNokey | Scenario::LineageKey => (
+                "/v1/provenance/model-lineage".to_owned(),
+                Bytes::from(
+                    serde_json::json!({"agent_id": BENCH_AGENT, "base_model": "bench-base",
+                                       "base_model_provider": "Bench AI",
+                                       "fine_tuning_method": "lora"})
+                    .to_string(),
+                ),
+            ),
             Scenario::AssessmentNokey | Scenario::AssessmentKey => {
                 ("/v1/compliance/assessments".to_owned(), Bytes::new())
             }
@@ -273,6 +378,7 @@ impl RequestPlan {
             path,
             body,
             key_prefix: key_prefix.to_owned(),
+            pool: None,
         })
     }
 
@@ -319,6 +425,13 @@ impl RequestPlan {
                 self.path = path;
                 self.body = Bytes::from(body.to_string());
             }
+            Target::Patch { agent_id, body } => {
+                self.path = format!("/v1/compliance/profiles/{agent_id}");
+                self.body = Bytes::from(body.to_string());
+            }
+            Target::Pool(agents) => {
+                self.pool = Some(Arc::new(AgentPool::new(agents)));
+            }
         }
         self
     }
@@ -354,22 +467,24 @@ impl RequestPlan {
 
     /// The `sequence`-th request on `connection`.
     pub fn request(&self, connection: usize, sequence: u64) -> Request<Full<Bytes>> {
-        let method = if matches!(
-            self.scenario,
-            Scenario::List | Scenario::StatusSmall | Scenario::StatusLarge
-        ) {
-            Method::GET
-        } else {
-            Method::POST
+        let method = match self.scenario {
+            Scenario::List | Scenario::StatusSmall | Scenario::StatusLarge => Method::GET,
+            Scenario::PatchNokey | Scenario::PatchKey => Method::PATCH,
+            Scenario::PurgeNokey | Scenario::PurgeKey => Method::DELETE,
+            _ => Method::POST,
+        };
+        let (path, body) = match self.pool.as_deref().map(AgentPool::take) {
+            None => (self.path.clone(), self.body(connection, sequence)),
+            Some(None) => (POOL_EXHAUSTED_PATH.to_owned(), Bytes::new()),
+            Some(Some(agent_id)) => self.pooled(agent_id),
         };
         let mut builder = Request::builder()
             .method(method)
-            .uri(self.path.as_str())
+            .uri(path)
             .header(HOST, self.host.clone());
         if let Some(api_key) = &self.api_key {
             builder = builder.header(API_KEY, api_key.clone());
         }
-        let body = self.body(connection, sequence);
         if !body.is_empty() {
             builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
@@ -379,6 +494,19 @@ impl RequestPlan {
         builder
             .body(Full::new(body))
             .expect("the path, host and key of a plan are valid header and URI text")
+    }
+
+    /// The path and body of a pooled scenario's request about `agent_id`.
+    fn pooled(&self, agent_id: &str) -> (String, Bytes) {
+        match self.scenario {
+            Scenario::PurgeNokey | Scenario::PurgeKey => {
+                (format!("/v1/identities/{agent_id}/purge"), Bytes::new())
+            }
+            _ => (
+                self.path.clone(),
+                Bytes::from(profile_body(agent_id, "minimal").to_string()),
+            ),
+        }
     }
 
     /// A request creating one identity without a key (setup: prefill, subjects).
@@ -454,6 +582,22 @@ pub enum Target {
         /// The JSON body.
         body: serde_json::Value,
     },
+    /// The profile every request patches, and the patch.
+    Patch {
+        /// The agent whose profile is patched.
+        agent_id: String,
+        /// The merge patch.
+        body: serde_json::Value,
+    },
+    /// The identities a pooled scenario uses up, one per request.
+    Pool(Vec<String>),
+}
+
+/// The body of a compliance profile of `agent_id` at `risk_category`.
+pub fn profile_body(agent_id: &str, risk_category: &str) -> serde_json::Value {
+    serde_json::json!({"agent_id": agent_id, "risk_category": risk_category,
+                       "provider_name": "Bench AI", "intended_purpose": "attestix-bench",
+                       "provider_address": "1 Bench Street"})
 }
 
 /// The body of every generated agent card.
@@ -551,6 +695,48 @@ mod tests {
             .headers()
             .get(CONTENT_TYPE)
             .is_none());
+    }
+
+    #[test]
+    fn pooled_scenarios_use_each_agent_once_then_fail_visibly() {
+        let purge = plan(Scenario::PurgeKey)
+            .with_target(Target::Pool(vec!["attestix:a".into(), "attestix:b".into()]));
+        let first = purge.request(0, 0);
+        assert_eq!(first.method(), Method::DELETE);
+        assert_eq!(first.uri(), "/v1/identities/attestix:a/purge");
+        assert!(first.headers().get(IDEMPOTENCY_KEY).is_some());
+        assert_eq!(purge.request(1, 0).uri(), "/v1/identities/attestix:b/purge");
+        assert_eq!(purge.request(0, 1).uri(), POOL_EXHAUSTED_PATH);
+
+        let profiles = plan(Scenario::ProfileNokey)
+            .with_target(Target::Pool(vec!["attestix:a".into(), "attestix:b".into()]));
+        let bodies: Vec<serde_json::Value> = (0..2)
+            .map(|n| {
+                let request = profiles.request(0, n);
+                assert_eq!(request.uri(), "/v1/compliance/profiles");
+                assert!(request.headers().get(IDEMPOTENCY_KEY).is_none());
+                serde_json::from_slice(&body_bytes(request.into_body())).expect("a JSON body")
+            })
+            .collect();
+        assert_eq!(bodies[0]["agent_id"], "attestix:a");
+        assert_eq!(bodies[1]["agent_id"], "attestix:b");
+
+        let patch = plan(Scenario::PatchKey).with_target(Target::Patch {
+            agent_id: "attestix:a".into(),
+            body: serde_json::json!({"intended_purpose": "x"}),
+        });
+        let request = patch.request(0, 0);
+        assert_eq!(request.method(), Method::PATCH);
+        assert_eq!(request.uri(), "/v1/compliance/profiles/attestix:a");
+    }
+
+    /// The bytes of a full body.
+    fn body_bytes(body: Full<Bytes>) -> Bytes {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let collected = runtime.block_on(http_body_util::BodyExt::collect(body));
+        collected.expect("a full body never fails").to_bytes()
     }
 
     #[test]
