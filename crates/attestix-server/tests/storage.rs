@@ -1916,6 +1916,38 @@ mod sqlite_specifics {
         assert_eq!(all_credential_documents(&*storage, "alice").await.len(), 10);
     }
 
+    /// The write-ahead log reaches the database file without a checkpoint in the
+    /// writer's commits: a few hundred rows are far under the writer's own threshold
+    /// (and SQLite's default one), yet the file grows within seconds, because the
+    /// checkpointer copies the log into it.
+    #[tokio::test]
+    async fn the_log_is_checkpointed_in_the_background() {
+        let directory = tempfile::tempdir().expect("a temporary directory can be made");
+        let path = directory.path().join("attestix.db");
+        let storage = SqliteStorage::open(&path).await.expect("the file opens");
+        storage.migrate().await.expect("migrations apply");
+        let before = std::fs::metadata(&path).expect("the file exists").len();
+        for n in 0..400 {
+            storage
+                .insert_identity(&identity("alice", n, "mcp"))
+                .await
+                .expect("insert succeeds");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = std::fs::metadata(&path).expect("the file exists").len();
+            if now > before {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {before} bytes: the log was not checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        storage.close().await;
+    }
+
     #[tokio::test]
     async fn data_survives_closing_and_reopening_the_file() {
         let directory = tempfile::tempdir().expect("a temporary directory can be made");

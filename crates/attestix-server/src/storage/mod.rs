@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod records;
 pub mod sqlite;
 mod sqlite_batch;
+mod sqlite_checkpoint;
 pub mod sqlite_writer;
 
 pub use postgres::PostgresStorage;

@@ -15,6 +15,9 @@
 //! - a **reader** pool (four connections by default) for `get`, `list`, API-key
 //!   lookups and `ping`; in WAL mode readers never block the writer nor wait for it.
 //!
+//! The write-ahead log is checkpointed by a task of its own on a reader connection
+//! (`sqlite_checkpoint`), not inside the writer's commits.
+//!
 //! The one multi-statement write (an insert kept out by a taken id or by its recovery
 //! point, which must then be read to tell which) runs in a `BEGIN IMMEDIATE`
 //! transaction, which takes the write lock at its first statement, so it stays
@@ -46,13 +49,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use super::sqlite_writer::{SqliteWriter, WriterConnection};
 use async_trait::async_trait;
 
 use super::sqlite_batch::{InsertBatcher, OwnedRow};
+use super::sqlite_checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use sqlx::migrate::Migrator;
 use sqlx::query::QueryScalar;
 use sqlx::sqlite::{
@@ -94,6 +98,9 @@ pub struct SqliteStorage {
     reader: SqlitePool,
     batcher: InsertBatcher,
     jobs: super::job_batch::SqliteJobs,
+    /// Checkpoints the log of a database file opened here (none for pools a host
+    /// passes in, nor in memory).
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl SqliteStorage {
@@ -128,8 +135,12 @@ impl SqliteStorage {
         readers: u32,
     ) -> Result<Self, StorageError> {
         // The writer first: it creates the file and switches it to WAL before any
-        // reader connects.
-        let writer = SqliteWriter::connect(&options)
+        // reader connects. It leaves checkpoints to the checkpointer.
+        let writer_options = options.clone().pragma(
+            "wal_autocheckpoint",
+            WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+        );
+        let writer = SqliteWriter::connect(&writer_options)
             .await
             .map_err(StorageError::database)?;
         let reader = SqlitePoolOptions::new()
@@ -138,7 +149,10 @@ impl SqliteStorage {
             .connect_with(options)
             .await
             .map_err(StorageError::database)?;
-        Ok(Self::from_writer(writer, reader))
+        let checkpointer = Checkpointer::start(reader.clone());
+        let mut storage = Self::from_writer(writer, reader);
+        storage.checkpointer = Some(Arc::new(checkpointer));
+        Ok(storage)
     }
 
     /// Uses `writer` for every statement that writes and `reader` for the reads. Both
@@ -158,6 +172,7 @@ impl SqliteStorage {
             jobs: super::job_batch::queue(writer.clone()),
             writer,
             reader,
+            checkpointer: None,
         }
     }
 
@@ -820,6 +835,10 @@ impl Storage for SqliteStorage {
     async fn erase_residue(&self) -> Result<(), StorageError> {
         // TRUNCATE: the log's frames are copied into the database (where deleted
         // cells were zeroed, `secure_delete`) and the log file is emptied.
+        let _paused = match &self.checkpointer {
+            Some(checkpointer) => Some(checkpointer.pause().await),
+            None => None,
+        };
         let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&mut *self.checkout_writer().await?)
             .await
