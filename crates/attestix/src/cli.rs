@@ -923,6 +923,63 @@ pub enum ProvenanceCommand {
         #[command(flatten)]
         idempotency: IdempotencyArgs,
     },
+    /// Record a dataset an agent's model was trained on
+    /// (POST /v1/provenance/training-data, Article 10); prints its entry id.
+    Training {
+        /// The agent the data trained.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// The dataset's name.
+        #[arg(long = "dataset", value_name = "NAME")]
+        dataset_name: String,
+        /// Where the dataset can be had.
+        #[arg(long)]
+        source_url: Option<String>,
+        /// The dataset's version.
+        #[arg(long)]
+        dataset_version: Option<String>,
+        /// Its license.
+        #[arg(long)]
+        license: Option<String>,
+        /// A category of data it holds; repeat for several.
+        #[arg(long = "category", value_name = "CATEGORY")]
+        data_categories: Vec<String>,
+        /// It holds personal data.
+        #[arg(long)]
+        contains_personal_data: bool,
+        /// The data governance measures applied (Article 10).
+        #[arg(long = "governance", value_name = "TEXT")]
+        data_governance_measures: Option<String>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
+    /// Record the model an agent runs (POST /v1/provenance/model-lineage,
+    /// Article 11); prints its entry id.
+    Lineage {
+        /// The agent the model serves.
+        #[arg(long = "agent", value_name = "AGENT_ID")]
+        agent_id: String,
+        /// The base model.
+        #[arg(long)]
+        base_model: String,
+        /// The base model's provider.
+        #[arg(long = "provider", value_name = "PROVIDER")]
+        base_model_provider: Option<String>,
+        /// How it was fine-tuned.
+        #[arg(long)]
+        fine_tuning_method: Option<String>,
+        /// An evaluation metric as key=value (the value read as JSON when it
+        /// parses, as `--claim` does); repeat for several.
+        #[arg(long = "metric", value_name = "KEY=VALUE", value_parser = parse_claim)]
+        evaluation_metrics: Vec<Claim>,
+        /// A training setting as key=value, read as `--metric` is; repeat for several.
+        #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_claim)]
+        training_config: Vec<Claim>,
+        /// The Idempotency-Key.
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
+    },
     /// An agent's action log, oldest first (GET /v1/provenance/audit-trail/{agent_id}).
     Trail {
         /// The agent.

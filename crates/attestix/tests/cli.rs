@@ -1588,6 +1588,100 @@ async fn provenance_commands_log_list_and_verify_the_trail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_training_and_lineage_record_once_per_key() {
+    let server = TestServer::start().await;
+    for _ in 0..2 {
+        let trained = run(server.attestix().args([
+            "provenance",
+            "training",
+            "--agent",
+            "agent-t",
+            "--dataset",
+            "support tickets",
+            "--source-url",
+            "https://data.example/tickets",
+            "--category",
+            "text",
+            "--category",
+            "support",
+            "--contains-personal-data",
+            "--governance",
+            "pseudonymised",
+            "--idempotency-key",
+            "cli-train-1",
+        ]))
+        .await;
+        assert_exit(&trained, 0);
+        assert!(
+            stdout(&trained).contains("Recorded training_data prov:")
+                && stdout(&trained).contains("(support tickets) for agent-t."),
+            "{}",
+            stdout(&trained)
+        );
+        let lineage = run(server.attestix().args([
+            "provenance",
+            "lineage",
+            "--agent",
+            "agent-t",
+            "--base-model",
+            "base-7b",
+            "--provider",
+            "Example AI",
+            "--metric",
+            "accuracy=0.91",
+            "--metric",
+            "suite=internal",
+            "--setting",
+            "epochs=3",
+            "--idempotency-key",
+            "cli-lineage-1",
+        ]))
+        .await;
+        assert_exit(&lineage, 0);
+        assert!(
+            stdout(&lineage).contains("(base-7b) for agent-t."),
+            "{}",
+            stdout(&lineage)
+        );
+    }
+    let shown = run(server
+        .attestix()
+        .args(["provenance", "show", "agent-t", "--json"]))
+    .await;
+    assert_exit(&shown, 0);
+    let aggregate = json_stdout(&shown);
+    let training = aggregate["training_data"].as_array().expect("a list");
+    let lineage = aggregate["model_lineage"].as_array().expect("a list");
+    assert_eq!(training.len(), 1, "one dataset per key: {aggregate}");
+    assert_eq!(lineage.len(), 1, "one lineage entry per key: {aggregate}");
+    assert_eq!(
+        training[0]["data_categories"],
+        serde_json::json!(["text", "support"])
+    );
+    assert_eq!(training[0]["contains_personal_data"], true);
+    assert_eq!(training[0]["data_governance_measures"], "pseudonymised");
+    assert_eq!(
+        lineage[0]["evaluation_metrics"],
+        serde_json::json!({"accuracy": 0.91, "suite": "internal"})
+    );
+    assert_eq!(
+        lineage[0]["training_config"],
+        serde_json::json!({"epochs": 3})
+    );
+    assert_eq!(lineage[0]["base_model_provider"], "Example AI");
+    let bad = run(server.attestix().args([
+        "provenance",
+        "lineage",
+        "--agent",
+        "agent-t",
+        "--base-model",
+        "",
+    ]))
+    .await;
+    assert_ne!(bad.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_purge_erases_the_agent_and_a_retry_replays() {
     let server = TestServer::start().await;
     let created =

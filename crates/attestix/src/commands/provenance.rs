@@ -1,9 +1,9 @@
-//! `attestix provenance log|trail|verify|show`.
+//! `attestix provenance log|training|lineage|trail|verify|show`.
 
 use serde_json::{json, Value};
 
 use super::{emit, idempotency_key, note_replay, text, Outcome, Session};
-use crate::cli::{ProvenanceArgs, ProvenanceCommand};
+use crate::cli::{Claim, IdempotencyArgs, ProvenanceArgs, ProvenanceCommand};
 
 /// Runs a `provenance` subcommand.
 pub async fn run(args: ProvenanceArgs) -> anyhow::Result<Outcome> {
@@ -39,6 +39,55 @@ pub async fn run(args: ProvenanceArgs) -> anyhow::Result<Outcome> {
                     text(entry, "agent_id")
                 )
             })?;
+        }
+        ProvenanceCommand::Training {
+            agent_id,
+            dataset_name,
+            source_url,
+            dataset_version,
+            license,
+            data_categories,
+            contains_personal_data,
+            data_governance_measures,
+            idempotency,
+        } => {
+            let body = json!({
+                "agent_id": agent_id,
+                "dataset_name": dataset_name,
+                "source_url": source_url.unwrap_or_default(),
+                "dataset_version": dataset_version.unwrap_or_default(),
+                "license": license.unwrap_or_default(),
+                "data_categories": data_categories,
+                "contains_personal_data": contains_personal_data,
+                "data_governance_measures": data_governance_measures.unwrap_or_default(),
+            });
+            record_entry(
+                &session,
+                "training-data",
+                &body,
+                &idempotency,
+                "dataset_name",
+            )
+            .await?;
+        }
+        ProvenanceCommand::Lineage {
+            agent_id,
+            base_model,
+            base_model_provider,
+            fine_tuning_method,
+            evaluation_metrics,
+            training_config,
+            idempotency,
+        } => {
+            let body = json!({
+                "agent_id": agent_id,
+                "base_model": base_model,
+                "base_model_provider": base_model_provider.unwrap_or_default(),
+                "fine_tuning_method": fine_tuning_method.unwrap_or_default(),
+                "evaluation_metrics": object(evaluation_metrics),
+                "training_config": object(training_config),
+            });
+            record_entry(&session, "model-lineage", &body, &idempotency, "base_model").await?;
         }
         ProvenanceCommand::Trail {
             agent_id,
@@ -107,6 +156,42 @@ pub async fn run(args: ProvenanceArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// POSTs `body` to `/v1/provenance/{kind}` and prints the entry recorded: its id,
+/// its `named_by` field and its agent.
+async fn record_entry(
+    session: &Session,
+    kind: &str,
+    body: &Value,
+    idempotency: &IdempotencyArgs,
+    named_by: &str,
+) -> anyhow::Result<()> {
+    let key = idempotency_key(idempotency);
+    let response = session
+        .client
+        .post(&["v1", "provenance", kind], body, &key)
+        .await?;
+    session.print(&response, |entry| {
+        format!(
+            "Recorded {} {} ({}) for {}.",
+            text(entry, "entry_type"),
+            text(entry, "entry_id"),
+            text(entry, named_by),
+            text(entry, "agent_id")
+        )
+    })
+}
+
+/// `key=value` pairs as one JSON object (a later pair wins over an earlier one of
+/// the same key).
+fn object(pairs: Vec<Claim>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|pair| (pair.key, pair.value))
+            .collect(),
+    )
 }
 
 /// A trail verification for a person.
