@@ -97,18 +97,10 @@ pub async fn plan_for(
             plan = plan.with_target(Target::Card(generated["agent_card"].clone()));
         }
         Scenario::AssessmentNokey | Scenario::AssessmentKey => {
-            let agent_id = create_identity(&mut link, &plan).await?;
-            post_json(
-                &mut link,
-                &plan,
-                "/v1/compliance/profiles",
-                &profile_body(&agent_id, "minimal"),
-            )
-            .await?;
+            let agent_id = agent_with_profile(&mut link, &plan, |_| {}).await?;
             plan = plan.with_target(Target::Post {
                 path: "/v1/compliance/assessments".to_owned(),
-                body: serde_json::json!({"agent_id": agent_id, "assessment_type": "self",
-                                         "assessor_name": "Bench QA", "result": "pass"}),
+                body: passed_assessment(&agent_id),
             });
         }
         Scenario::StatusSmall | Scenario::StatusLarge => {
@@ -117,13 +109,9 @@ pub async fn plan_for(
             } else {
                 10_000
             };
-            let agent_id = create_identity(&mut link, &plan).await?;
-            post_json(
-                &mut link,
-                &plan,
-                "/v1/compliance/profiles",
-                &profile_body(&agent_id, "high"),
-            )
+            let agent_id = agent_with_profile(&mut link, &plan, |profile| {
+                profile["risk_category"] = "high".into();
+            })
             .await?;
             let training = serde_json::json!({"agent_id": agent_id, "dataset_name": "bench corpus",
                                               "source": "https://bench.example/corpus"});
@@ -154,14 +142,7 @@ pub async fn plan_for(
             plan = plan.with_target(Target::Pool(agents));
         }
         Scenario::PatchNokey | Scenario::PatchKey => {
-            let agent_id = create_identity(&mut link, &plan).await?;
-            post_json(
-                &mut link,
-                &plan,
-                "/v1/compliance/profiles",
-                &profile_body(&agent_id, "minimal"),
-            )
-            .await?;
+            let agent_id = agent_with_profile(&mut link, &plan, |_| {}).await?;
             plan = plan.with_target(Target::Patch {
                 agent_id,
                 body: serde_json::json!({"intended_purpose": "attestix-bench, patched",
@@ -169,19 +150,13 @@ pub async fn plan_for(
             });
         }
         Scenario::DeclarationNokey | Scenario::DeclarationKey => {
-            let agent_id = create_identity(&mut link, &plan).await?;
             // Annex V asks for every field a declaration states.
-            let mut profile = profile_body(&agent_id, "minimal");
-            profile["transparency_obligations"] = "labelled as AI".into();
-            post_json(&mut link, &plan, "/v1/compliance/profiles", &profile).await?;
-            post_json(
-                &mut link,
-                &plan,
-                "/v1/compliance/assessments",
-                &serde_json::json!({"agent_id": agent_id, "assessment_type": "self",
-                                    "assessor_name": "Bench QA", "result": "pass"}),
-            )
+            let agent_id = agent_with_profile(&mut link, &plan, |profile| {
+                profile["transparency_obligations"] = "labelled as AI".into();
+            })
             .await?;
+            let assessment = passed_assessment(&agent_id);
+            post_json(&mut link, &plan, "/v1/compliance/assessments", &assessment).await?;
             let body = serde_json::json!({ "agent_id": agent_id });
             post_json(&mut link, &plan, "/v1/compliance/declarations", &body).await?;
             plan = plan.with_target(Target::Post {
@@ -222,6 +197,26 @@ pub async fn plan_for(
         | Scenario::LineageKey => {}
     }
     Ok(Arc::new(plan))
+}
+
+/// Creates an identity with a minimal-risk compliance profile, changed first by
+/// `adjust`, and returns its agent id.
+async fn agent_with_profile(
+    link: &mut Connection,
+    plan: &RequestPlan,
+    adjust: impl FnOnce(&mut serde_json::Value),
+) -> anyhow::Result<String> {
+    let agent_id = create_identity(link, plan).await?;
+    let mut profile = profile_body(&agent_id, "minimal");
+    adjust(&mut profile);
+    post_json(link, plan, "/v1/compliance/profiles", &profile).await?;
+    Ok(agent_id)
+}
+
+/// A passed self-assessment of `agent_id`.
+fn passed_assessment(agent_id: &str) -> serde_json::Value {
+    serde_json::json!({"agent_id": agent_id, "assessment_type": "self",
+                       "assessor_name": "Bench QA", "result": "pass"})
 }
 
 /// How many identities a pooled scenario (profile, purge) creates first: each
