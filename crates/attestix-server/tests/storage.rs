@@ -1536,6 +1536,67 @@ async fn a_did_is_stored_once_per_owner_and_recovered_by_its_key(storage: Shared
     );
 }
 
+async fn concurrent_did_inserts_with_one_recovery_point_make_exactly_one_did(
+    storage: SharedStorage,
+) {
+    // Each execution generates its own key pair, so the rows differ in everything but
+    // their recovery point, and may share one multi-row insert.
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let new = new_did(
+                    "alice",
+                    &format!("did:key:z{n}"),
+                    &format!("kp-{n}"),
+                    NOW,
+                    Some(point("race", NOW, SAME_REQUEST)),
+                );
+                (n, storage.insert_did(&new).await.unwrap())
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut recovered = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (n, Inserted::Created) => created.push(n),
+            (_, Inserted::Recovered(document)) => recovered.push(document),
+            (_, Inserted::KeyReused) => panic!("the same request is no reuse"),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one execution stores its DID");
+    let winner = created[0];
+    let document = format!(r#"{{"did":"did:key:z{winner}","keypair_id":"kp-{winner}"}}"#);
+    assert!(recovered.iter().all(|answer| *answer == document));
+    for n in 0..16 {
+        let stored = storage
+            .did_private_key("alice", &format!("kp-{n}"))
+            .await
+            .unwrap();
+        assert_eq!(stored.is_some(), n == winner, "key pair {n}");
+    }
+    // Concurrent DIDs without a recovery point all go in.
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let new = new_did(
+                    "bob",
+                    &format!("did:key:y{n}"),
+                    &format!("b-{n}"),
+                    NOW,
+                    None,
+                );
+                storage.insert_did(&new).await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Inserted::Created);
+    }
+}
+
 /// `records::update_document` is a compare-and-swap: a writer holding a stale copy
 /// changes nothing and learns it, so a read-modify-write can start again instead of
 /// overwriting a concurrent change (two instances on one PostgreSQL database).
@@ -1816,6 +1877,7 @@ on_both_backends!(
     a_retry_with_the_same_recovery_point_returns_the_original_delegation,
     concurrent_delegation_inserts_with_one_recovery_point_make_exactly_one_row,
     a_did_is_stored_once_per_owner_and_recovered_by_its_key,
+    concurrent_did_inserts_with_one_recovery_point_make_exactly_one_did,
     a_failing_job_in_a_shared_write_turn_is_undone_alone,
     a_record_document_is_swapped_only_while_it_holds_the_expected_one,
     a_credential_written_inside_a_job_is_a_credential_like_any_other,

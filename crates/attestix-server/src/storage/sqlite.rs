@@ -65,11 +65,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder};
 
-use super::records::{self, append_event, Conn, Job};
+use super::records::{append_event, Conn, Job};
 use super::{
-    delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
-    Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
-    RecoveryPoint, Storage, StorageError,
+    delegations, dids, judge_holder, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder,
+    IdentityFilter, Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest,
+    RecordState, RecoveryPoint, Storage, StorageError,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -108,7 +108,10 @@ impl SqliteStorage {
     /// journal, `synchronous = NORMAL` (durable across process crashes; a power loss
     /// may lose the last transactions, never corrupt the file), foreign keys on,
     /// `secure_delete` (deleted content is overwritten with zeros, so a purge leaves
-    /// no bytes behind), and a 5 s busy timeout.
+    /// no bytes behind), statement and savepoint journals in memory (`temp_store =
+    /// MEMORY`: a write turn's journal outgrows SQLite's 64 KiB spill threshold, and
+    /// a spilled one is a temporary file created and deleted by every turn), and a
+    /// 5 s busy timeout.
     pub fn connect_options(path: &Path) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(path)
@@ -117,6 +120,7 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .pragma("secure_delete", "ON")
+            .pragma("temp_store", "MEMORY")
             .busy_timeout(BUSY_TIMEOUT)
     }
 
@@ -245,13 +249,12 @@ impl SqliteStorage {
         if self.batcher.insert(OwnedRow::from(row)).await? {
             return Ok(Inserted::Created);
         }
-        let Some(recovery) = row.recovery() else {
+        let (Some(recovery), Some(sql)) = (row.recovery(), row.statements()) else {
             return Err(StorageError::Duplicate);
         };
         // Decide under the write lock, so that nothing changes between the read and
         // the insert that may follow it.
         let mut writer = self.checkout_writer().await?;
-        let sql = row.statements();
         let mut tx = (*writer)
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -336,6 +339,12 @@ const CREDENTIALS: TableStatements = TableStatements {
                   idempotency_fingerprint FROM credentials WHERE credential_id = ?1",
 };
 
+const DELEGATIONS: TableStatements = TableStatements {
+    table: "delegations",
+    find_holder: "SELECT document, created_at_ms, idempotency_scope, idempotency_key, \
+                  idempotency_fingerprint FROM delegations WHERE jti = ?1",
+};
+
 /// The row holding the id a new row wanted.
 #[derive(sqlx::FromRow)]
 struct HolderRow {
@@ -350,10 +359,13 @@ impl HolderRow {
     /// What this row is to an insert with `recovery`; `None` when it was made under
     /// another (scope, key), or none.
     fn judge(&self, recovery: &RecoveryPoint) -> Option<Holder> {
-        let same_key = self.idempotency_scope.as_deref() == Some(recovery.scope.as_str())
-            && self.idempotency_key.as_deref() == Some(recovery.key.as_str());
-        same_key
-            .then(|| recovery.judge(self.created_at_ms, self.idempotency_fingerprint.as_deref()))
+        judge_holder(
+            recovery,
+            self.idempotency_scope.as_deref(),
+            self.idempotency_key.as_deref(),
+            self.created_at_ms,
+            self.idempotency_fingerprint.as_deref(),
+        )
     }
 }
 
@@ -384,19 +396,56 @@ const CREDENTIAL_COLUMNS: [&str; 10] = [
     "idempotency_fingerprint",
 ];
 
+/// The columns of a delegation insert, in the order [`NewRow::bind_values`] binds them.
+const DELEGATION_COLUMNS: [&str; 10] = [
+    "jti",
+    "owner",
+    "issuer",
+    "audience",
+    "created_at_ms",
+    "expires_at_ms",
+    "document",
+    "idempotency_scope",
+    "idempotency_key",
+    "idempotency_fingerprint",
+];
+
+/// The columns of a DID insert, in the order [`NewRow::bind_values`] binds them.
+const DID_COLUMNS: [&str; 10] = [
+    "keypair_id",
+    "did",
+    "owner",
+    "method",
+    "created_at_ms",
+    "document",
+    "sealed_private_key",
+    "idempotency_scope",
+    "idempotency_key",
+    "idempotency_fingerprint",
+];
+
 /// The most rows one insert statement carries (each count has its own cached SQL).
 pub(super) const MAX_INSERT_ROWS: usize = 32;
 
 /// `SQL[n - 1]` inserts `n` rows into `table` and returns the ids of the rows inserted.
-/// A row whose id is taken stays out (`ON CONFLICT … DO NOTHING`); the caller reads
-/// the row at that id to tell a recovery from a collision.
-fn multi_row_inserts(table: &str, columns: &[&str], id: &str) -> Vec<String> {
+/// A row that meets a uniqueness constraint stays out (`ON CONFLICT … DO NOTHING`, on
+/// `conflict` only when given, else on any); the caller reads the row in the way to
+/// tell a recovery from a collision.
+fn multi_row_inserts(
+    table: &str,
+    columns: &[&str],
+    id: &str,
+    conflict: Option<&str>,
+) -> Vec<String> {
     let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    let target = conflict
+        .map(|column| format!("({column}) "))
+        .unwrap_or_default();
     (1..=MAX_INSERT_ROWS)
         .map(|rows| {
             format!(
                 "INSERT INTO {table} ({columns}) VALUES {values} \
-                 ON CONFLICT ({id}) DO NOTHING RETURNING {id}",
+                 ON CONFLICT {target}DO NOTHING RETURNING {id}",
                 columns = columns.join(", "),
                 values = vec![tuple.as_str(); rows].join(", "),
             )
@@ -404,17 +453,39 @@ fn multi_row_inserts(table: &str, columns: &[&str], id: &str) -> Vec<String> {
         .collect()
 }
 
-static IDENTITY_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| multi_row_inserts("identities", &IDENTITY_COLUMNS, "agent_id"));
+static IDENTITY_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    multi_row_inserts(
+        "identities",
+        &IDENTITY_COLUMNS,
+        "agent_id",
+        Some("agent_id"),
+    )
+});
 
-static CREDENTIAL_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| multi_row_inserts("credentials", &CREDENTIAL_COLUMNS, "credential_id"));
+static CREDENTIAL_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    multi_row_inserts(
+        "credentials",
+        &CREDENTIAL_COLUMNS,
+        "credential_id",
+        Some("credential_id"),
+    )
+});
+
+static DELEGATION_INSERTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| multi_row_inserts("delegations", &DELEGATION_COLUMNS, "jti", Some("jti")));
+
+// A DID stays out when its DID (for its owner), keypair id or recovery point is
+// taken; the keypair id, fresh per execution, names the rows that went in.
+static DID_INSERTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| multi_row_inserts("did_keys", &DID_COLUMNS, "keypair_id", None));
 
 /// A row to insert into one of the resource tables.
 #[derive(Clone, Copy)]
 pub(super) enum NewRow<'a> {
     Identity(&'a NewIdentity),
     Credential(&'a NewCredential),
+    Delegation(&'a NewDelegation),
+    Did(&'a NewDid),
 }
 
 impl<'a> NewRow<'a> {
@@ -422,6 +493,8 @@ impl<'a> NewRow<'a> {
         match self {
             Self::Identity(identity) => identity.recovery.as_ref(),
             Self::Credential(credential) => credential.recovery.as_ref(),
+            Self::Delegation(delegation) => delegation.recovery.as_ref(),
+            Self::Did(did) => did.recovery.as_ref(),
         }
     }
 
@@ -430,13 +503,19 @@ impl<'a> NewRow<'a> {
         match self {
             Self::Identity(identity) => identity.audit.as_ref(),
             Self::Credential(credential) => credential.audit.as_ref(),
+            Self::Delegation(delegation) => delegation.audit.as_ref(),
+            Self::Did(did) => did.audit.as_ref(),
         }
     }
 
-    fn statements(self) -> &'static TableStatements {
+    /// How the row holding this row's id is found; `None` for a DID, whose recovery
+    /// point is found by (scope, key) instead (see [`Storage::insert_did`]).
+    fn statements(self) -> Option<&'static TableStatements> {
         match self {
-            Self::Identity(_) => &IDENTITIES,
-            Self::Credential(_) => &CREDENTIALS,
+            Self::Identity(_) => Some(&IDENTITIES),
+            Self::Credential(_) => Some(&CREDENTIALS),
+            Self::Delegation(_) => Some(&DELEGATIONS),
+            Self::Did(_) => None,
         }
     }
 
@@ -451,6 +530,8 @@ impl<'a> NewRow<'a> {
         match self {
             Self::Identity(_) => &IDENTITY_INSERTS,
             Self::Credential(_) => &CREDENTIAL_INSERTS,
+            Self::Delegation(_) => &DELEGATION_INSERTS,
+            Self::Did(_) => &DID_INSERTS,
         }
     }
 
@@ -488,14 +569,39 @@ impl<'a> NewRow<'a> {
                 .bind(scope)
                 .bind(key)
                 .bind(fingerprint),
+            Self::Delegation(delegation) => query
+                .bind(delegation.jti.as_str())
+                .bind(delegation.owner.as_str())
+                .bind(delegation.issuer.as_str())
+                .bind(delegation.audience.as_str())
+                .bind(delegation.created_at_ms)
+                .bind(delegation.expires_at_ms)
+                .bind(delegation.document.as_str())
+                .bind(scope)
+                .bind(key)
+                .bind(fingerprint),
+            Self::Did(did) => query
+                .bind(did.keypair_id.as_str())
+                .bind(did.did.as_str())
+                .bind(did.owner.as_str())
+                .bind(did.method.as_str())
+                .bind(did.created_at_ms)
+                .bind(did.document.as_str())
+                .bind(did.sealed_private_key.as_slice())
+                .bind(scope)
+                .bind(key)
+                .bind(fingerprint),
         }
     }
 
-    /// The row's id (`agent_id` or `credential_id`).
+    /// The row's id (`agent_id`, `credential_id`, `jti` or `keypair_id`), which its
+    /// insert returns.
     pub(super) fn id(self) -> &'a str {
         match self {
             Self::Identity(identity) => &identity.agent_id,
             Self::Credential(credential) => &credential.credential_id,
+            Self::Delegation(delegation) => &delegation.jti,
+            Self::Did(did) => &did.keypair_id,
         }
     }
 }
@@ -665,26 +771,7 @@ impl Storage for SqliteStorage {
         &self,
         delegation: &NewDelegation,
     ) -> Result<Inserted, StorageError> {
-        if records::insert_audited(
-            self,
-            delegations::insert(delegation),
-            delegation.audit.as_ref(),
-        )
-        .await?
-        {
-            return Ok(Inserted::Created);
-        }
-        if delegation.recovery.is_none() {
-            return Err(StorageError::Duplicate);
-        }
-        let mut find = QueryBuilder::<Sqlite>::new(delegations::FIND_HOLDER);
-        find.push_bind(delegation.jti.as_str());
-        let holder: Option<delegations::HolderRow> = find
-            .build_query_as()
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(StorageError::database)?;
-        delegations::resolve(holder, delegation)
+        self.insert(NewRow::Delegation(delegation)).await
     }
 
     async fn get_delegation(&self, owner: &str, jti: &str) -> Result<Option<String>, StorageError> {
@@ -722,7 +809,11 @@ impl Storage for SqliteStorage {
         // An expired holder of the recovery point is released, then the insert is
         // tried again: at most twice, as nothing else releases it.
         for _ in 0..3 {
-            if records::insert_audited(self, dids::insert(did), did.audit.as_ref()).await? {
+            if self
+                .batcher
+                .insert(OwnedRow::from(NewRow::Did(did)))
+                .await?
+            {
                 return Ok(Inserted::Created);
             }
             let Some(recovery) = &did.recovery else {

@@ -1,5 +1,6 @@
-//! Group commit for [`SqliteStorage`](super::SqliteStorage)'s inserts: the identities
-//! and credentials created by concurrent requests share one trip to the writer.
+//! Group commit for [`SqliteStorage`](super::SqliteStorage)'s inserts: the identities,
+//! credentials, delegations and DIDs created by concurrent requests share one trip to
+//! the writer.
 //!
 //! Every write to a SQLite file goes through one connection, and each statement on it
 //! costs a hand-off to sqlx's worker thread and back (from a few µs to about 90 µs on
@@ -25,7 +26,7 @@ use crate::audit::AuditDraft;
 use super::batch_queue::{BatchQueue, WriterBatch};
 use super::sqlite::{insert_error, NewRow, MAX_INSERT_ROWS};
 use super::sqlite_writer::{SqliteWriter, WriterConnection};
-use super::{NewCredential, NewIdentity, StorageError};
+use super::{NewCredential, NewDelegation, NewDid, NewIdentity, StorageError};
 
 /// `Ok(true)`: inserted; `Ok(false)`: its recovery point is taken.
 type Reply = Result<bool, StorageError>;
@@ -34,6 +35,8 @@ type Reply = Result<bool, StorageError>;
 pub(super) enum OwnedRow {
     Identity(NewIdentity),
     Credential(NewCredential),
+    Delegation(NewDelegation),
+    Did(NewDid),
 }
 
 impl From<NewRow<'_>> for OwnedRow {
@@ -41,6 +44,8 @@ impl From<NewRow<'_>> for OwnedRow {
         match row {
             NewRow::Identity(identity) => Self::Identity(identity.clone()),
             NewRow::Credential(credential) => Self::Credential(credential.clone()),
+            NewRow::Delegation(delegation) => Self::Delegation(delegation.clone()),
+            NewRow::Did(did) => Self::Did(did.clone()),
         }
     }
 }
@@ -50,9 +55,24 @@ impl OwnedRow {
         match self {
             Self::Identity(identity) => NewRow::Identity(identity),
             Self::Credential(credential) => NewRow::Credential(credential),
+            Self::Delegation(delegation) => NewRow::Delegation(delegation),
+            Self::Did(did) => NewRow::Did(did),
+        }
+    }
+
+    /// The index of the row's table in [`Inserts::tables`].
+    fn table(&self) -> usize {
+        match self {
+            Self::Identity(_) => 0,
+            Self::Credential(_) => 1,
+            Self::Delegation(_) => 2,
+            Self::Did(_) => 3,
         }
     }
 }
+
+/// How many tables [`OwnedRow`] inserts into.
+const TABLES: usize = 4;
 
 type Pending = (OwnedRow, oneshot::Sender<Reply>);
 
@@ -62,11 +82,10 @@ pub(super) struct InsertBatcher {
     queue: BatchQueue<Inserts>,
 }
 
-/// The inserts gathered for one writer turn, by table.
+/// The inserts gathered for one writer turn, by table ([`OwnedRow::table`]).
 #[derive(Default)]
 struct Inserts {
-    identities: Vec<Pending>,
-    credentials: Vec<Pending>,
+    tables: [Vec<Pending>; TABLES],
 }
 
 impl InsertBatcher {
@@ -102,10 +121,7 @@ impl WriterBatch for Inserts {
     type Operation = Pending;
 
     fn push(&mut self, pending: Pending) -> Result<(), Pending> {
-        let batch = match pending.0 {
-            OwnedRow::Identity(_) => &mut self.identities,
-            OwnedRow::Credential(_) => &mut self.credentials,
-        };
+        let batch = &mut self.tables[pending.0.table()];
         // Rows with one id never share a statement: its RETURNING would name the id
         // once, for whichever row got in, and both would read it as their own. (Two
         // executions of one request, a lease taken over from a worker still running,
@@ -121,10 +137,7 @@ impl WriterBatch for Inserts {
     }
 
     async fn run(&mut self, connection: &mut WriterConnection) {
-        let mut batches = [
-            std::mem::take(&mut self.identities),
-            std::mem::take(&mut self.credentials),
-        ];
+        let mut batches = std::mem::take(&mut self.tables);
         match run_batches(connection, &batches).await {
             Ok(outcomes) => {
                 for (batch, inserted) in batches.iter_mut().zip(outcomes) {
@@ -143,7 +156,7 @@ impl WriterBatch for Inserts {
     }
 
     fn fail(&mut self, error: &sqlx::Error) {
-        for (_, reply) in self.identities.drain(..).chain(self.credentials.drain(..)) {
+        for (_, reply) in self.tables.iter_mut().flat_map(|batch| batch.drain(..)) {
             let _ = reply.send(Err(StorageError::database(error.to_string())));
         }
     }
