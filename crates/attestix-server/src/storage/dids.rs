@@ -1,6 +1,8 @@
 //! The statements of the DIDs the server created, written once for both dialects
 //! (see `delegations.rs` for the approach).
 
+use std::sync::LazyLock;
+
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::records::{Stmt, Value};
@@ -9,15 +11,24 @@ use super::NewDid;
 /// The row holding a recovery point: seq, document, created_at_ms, fingerprint.
 pub(crate) type HolderRow = (i64, String, i64, Option<Vec<u8>>);
 
-/// The insert of `did`, which does nothing when its DID (for its owner), keypair id
-/// or recovery point is taken.
-pub(crate) fn insert(did: &NewDid) -> Stmt {
+/// The columns of a DID insert, in the order [`values`] gives them.
+pub(crate) const COLUMNS: [&str; 10] = [
+    "did",
+    "owner",
+    "method",
+    "keypair_id",
+    "created_at_ms",
+    "document",
+    "sealed_private_key",
+    "idempotency_scope",
+    "idempotency_key",
+    "idempotency_fingerprint",
+];
+
+/// The values of `did`'s insert, in the order of [`COLUMNS`].
+pub(crate) fn values(did: &NewDid) -> Vec<Value> {
     let recovery = did.recovery.as_ref();
-    Stmt::new(
-        "INSERT INTO did_keys (did, owner, method, keypair_id, created_at_ms, document, \
-         sealed_private_key, idempotency_scope, idempotency_key, idempotency_fingerprint) VALUES (",
-    )
-    .bind_list([
+    vec![
         Value::from(did.did.as_str()),
         did.owner.as_str().into(),
         did.method.as_str().into(),
@@ -28,8 +39,18 @@ pub(crate) fn insert(did: &NewDid) -> Stmt {
         recovery.map(|point| point.scope.as_str()).into(),
         recovery.map(|point| point.key.as_str()).into(),
         recovery.map(|point| point.fingerprint.as_slice()).into(),
-    ])
-    .sql(") ON CONFLICT DO NOTHING")
+    ]
+}
+
+static INSERT_HEAD: LazyLock<String> =
+    LazyLock::new(|| format!("INSERT INTO did_keys ({}) VALUES (", COLUMNS.join(", ")));
+
+/// The insert of `did`, which does nothing when its DID (for its owner), keypair id
+/// or recovery point is taken.
+pub(crate) fn insert(did: &NewDid) -> Stmt {
+    Stmt::new(INSERT_HEAD.as_str())
+        .bind_list(values(did))
+        .sql(") ON CONFLICT DO NOTHING")
 }
 
 /// The row holding the recovery point (`scope`, `key`).

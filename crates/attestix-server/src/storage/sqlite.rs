@@ -65,7 +65,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder};
 
-use super::records::{append_event, Conn, Job};
+use super::records::{append_event, Conn, Job, Value};
 use super::{
     delegations, dids, judge_holder, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder,
     IdentityFilter, Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest,
@@ -396,34 +396,6 @@ const CREDENTIAL_COLUMNS: [&str; 10] = [
     "idempotency_fingerprint",
 ];
 
-/// The columns of a delegation insert, in the order [`NewRow::bind_values`] binds them.
-const DELEGATION_COLUMNS: [&str; 10] = [
-    "jti",
-    "owner",
-    "issuer",
-    "audience",
-    "created_at_ms",
-    "expires_at_ms",
-    "document",
-    "idempotency_scope",
-    "idempotency_key",
-    "idempotency_fingerprint",
-];
-
-/// The columns of a DID insert, in the order [`NewRow::bind_values`] binds them.
-const DID_COLUMNS: [&str; 10] = [
-    "keypair_id",
-    "did",
-    "owner",
-    "method",
-    "created_at_ms",
-    "document",
-    "sealed_private_key",
-    "idempotency_scope",
-    "idempotency_key",
-    "idempotency_fingerprint",
-];
-
 /// The most rows one insert statement carries (each count has its own cached SQL).
 pub(super) const MAX_INSERT_ROWS: usize = 32;
 
@@ -472,12 +444,12 @@ static CREDENTIAL_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
 });
 
 static DELEGATION_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| multi_row_inserts("delegations", &DELEGATION_COLUMNS, "jti", Some("jti")));
+    LazyLock::new(|| multi_row_inserts("delegations", &delegations::COLUMNS, "jti", Some("jti")));
 
 // A DID stays out when its DID (for its owner), keypair id or recovery point is
 // taken; the keypair id, fresh per execution, names the rows that went in.
 static DID_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| multi_row_inserts("did_keys", &DID_COLUMNS, "keypair_id", None));
+    LazyLock::new(|| multi_row_inserts("did_keys", &dids::COLUMNS, "keypair_id", None));
 
 /// A row to insert into one of the resource tables.
 #[derive(Clone, Copy)]
@@ -569,28 +541,8 @@ impl<'a> NewRow<'a> {
                 .bind(scope)
                 .bind(key)
                 .bind(fingerprint),
-            Self::Delegation(delegation) => query
-                .bind(delegation.jti.as_str())
-                .bind(delegation.owner.as_str())
-                .bind(delegation.issuer.as_str())
-                .bind(delegation.audience.as_str())
-                .bind(delegation.created_at_ms)
-                .bind(delegation.expires_at_ms)
-                .bind(delegation.document.as_str())
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint),
-            Self::Did(did) => query
-                .bind(did.keypair_id.as_str())
-                .bind(did.did.as_str())
-                .bind(did.owner.as_str())
-                .bind(did.method.as_str())
-                .bind(did.created_at_ms)
-                .bind(did.document.as_str())
-                .bind(did.sealed_private_key.as_slice())
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint),
+            Self::Delegation(delegation) => bind_all(query, delegations::values(delegation)),
+            Self::Did(did) => bind_all(query, dids::values(did)),
         }
     }
 
@@ -604,6 +556,22 @@ impl<'a> NewRow<'a> {
             Self::Did(did) => &did.keypair_id,
         }
     }
+}
+
+/// Binds `values`, in order, to the next tuple of `query`.
+fn bind_all<'q>(
+    query: QueryScalar<'q, Sqlite, String, SqliteArguments<'q>>,
+    values: Vec<Value>,
+) -> QueryScalar<'q, Sqlite, String, SqliteArguments<'q>> {
+    values.into_iter().fold(query, |query, value| match value {
+        Value::Int(value) => query.bind(value),
+        Value::Text(value) => query.bind(value),
+        Value::Bool(value) => query.bind(value),
+        Value::Bytes(value) => query.bind(value),
+        Value::NullInt => query.bind(None::<i64>),
+        Value::NullText => query.bind(None::<String>),
+        Value::NullBytes => query.bind(None::<Vec<u8>>),
+    })
 }
 
 /// Maps an insert's error: a unique violation (of an id; `ON CONFLICT` handles the
