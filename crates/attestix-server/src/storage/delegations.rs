@@ -3,11 +3,8 @@
 //! rather than writing their literals (SQLite's `1`, PostgreSQL's `TRUE`). The
 //! backends only execute them.
 
-use std::sync::LazyLock;
-
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::records::{Stmt, Value};
 use super::{
     judge_holder, DelegationFilter, DelegationRole, Holder, Inserted, NewDelegation, StorageError,
 };
@@ -19,47 +16,6 @@ pub(crate) type HolderRow = (String, i64, Option<String>, Option<String>, Option
 /// `SELECT` of the row at a `jti` (bind the `jti`).
 pub(crate) const FIND_HOLDER: &str = "SELECT document, created_at_ms, idempotency_scope, \
      idempotency_key, idempotency_fingerprint FROM delegations WHERE jti = ";
-
-/// The columns of a delegation insert, in the order [`values`] gives them.
-pub(crate) const COLUMNS: [&str; 10] = [
-    "jti",
-    "owner",
-    "issuer",
-    "audience",
-    "created_at_ms",
-    "expires_at_ms",
-    "document",
-    "idempotency_scope",
-    "idempotency_key",
-    "idempotency_fingerprint",
-];
-
-/// The values of `delegation`'s insert, in the order of [`COLUMNS`].
-pub(crate) fn values(delegation: &NewDelegation) -> Vec<Value> {
-    let recovery = delegation.recovery.as_ref();
-    vec![
-        Value::from(delegation.jti.as_str()),
-        delegation.owner.as_str().into(),
-        delegation.issuer.as_str().into(),
-        delegation.audience.as_str().into(),
-        delegation.created_at_ms.into(),
-        delegation.expires_at_ms.into(),
-        delegation.document.as_str().into(),
-        recovery.map(|point| point.scope.as_str()).into(),
-        recovery.map(|point| point.key.as_str()).into(),
-        recovery.map(|point| point.fingerprint.as_slice()).into(),
-    ]
-}
-
-static INSERT_HEAD: LazyLock<String> =
-    LazyLock::new(|| format!("INSERT INTO delegations ({}) VALUES (", COLUMNS.join(", ")));
-
-/// The insert of `delegation`, which does nothing when its `jti` is taken.
-pub(crate) fn insert(delegation: &NewDelegation) -> Stmt {
-    Stmt::new(INSERT_HEAD.as_str())
-        .bind_list(values(delegation))
-        .sql(") ON CONFLICT (jti) DO NOTHING")
-}
 
 /// What an insert that found its `jti` taken by `holder` amounts to.
 pub(crate) fn resolve(

@@ -22,11 +22,12 @@ pub use records::Job;
 mod batch_queue;
 mod delegations;
 mod dids;
+mod insert_batch;
 mod job_batch;
+mod new_row;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
-mod sqlite_batch;
 mod sqlite_checkpoint;
 pub mod sqlite_writer;
 

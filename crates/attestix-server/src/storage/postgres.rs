@@ -34,7 +34,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
 use sqlx::QueryBuilder;
 
-use super::records::{self, append_event, Conn, Job, Stmt, Tx, Value};
+use super::insert_batch::{InsertBatcher, OwnedRow};
+use super::new_row::{self, NewRow};
+use super::records::{append_event, Col, Conn, Job, Tx};
 use super::{
     delegations, dids, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder, IdentityFilter,
     Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest, RecordState,
@@ -64,6 +66,7 @@ fn migrator() -> Migrator {
 pub struct PostgresStorage {
     pool: PgPool,
     jobs: super::job_batch::PostgresJobs,
+    batcher: InsertBatcher<PgPool>,
 }
 
 impl PostgresStorage {
@@ -88,6 +91,7 @@ impl PostgresStorage {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             jobs: super::job_batch::queue(pool.clone()),
+            batcher: InsertBatcher::new(pool.clone()),
             pool,
         }
     }
@@ -117,23 +121,24 @@ impl PostgresStorage {
     /// Inserts a row; with a recovery point, resolves a conflict on it (see
     /// [`Storage::insert_identity`]).
     async fn insert(&self, row: NewRow<'_>) -> Result<Inserted, StorageError> {
-        // Fast path, also the only path without a recovery point: an insert that does
-        // nothing when the recovery point is taken, in a shared write turn.
-        let inserted = self.insert_with_event(row).await;
+        // Fast path, also the only path without a recovery point: an insert shared
+        // with concurrent ones (`insert_batch`) that leaves the row out when any of its
+        // unique columns is taken.
+        let inserted = self.insert_with_event(row).await?;
         let Some(recovery) = row.recovery() else {
-            return inserted.map(|_| Inserted::Created);
+            // Without a recovery point only a taken id keeps a row out.
+            return match inserted {
+                true => Ok(Inserted::Created),
+                false => Err(StorageError::Duplicate),
+            };
         };
-        match inserted {
-            Ok(true) => return Ok(Inserted::Created),
-            Ok(_) => {}
-            // Two executions of one request insert the same row, id included. The
-            // second can pass the (scope, key) check before the first's entry is there
-            // and then meet the first's id in the id index, which is not the conflict
-            // target: a unique violation, not a conflict. Resolved like the conflict
-            // (a true collision of ids ends there as `Duplicate` too).
-            Err(StorageError::Duplicate) => {}
-            Err(error) => return Err(error),
+        if inserted {
+            return Ok(Inserted::Created);
         }
+        // Kept out by its recovery point, or by its id: two executions of one request
+        // insert the same row, id included, and the second can meet the first's id
+        // before its recovery point. Both are resolved by the recovery point (a true
+        // collision of ids ends there as `Duplicate`).
         for _ in 0..RECOVERY_ATTEMPTS {
             if let Some(outcome) = self.resolve_recovery(row, recovery).await? {
                 return Ok(outcome);
@@ -141,14 +146,14 @@ impl PostgresStorage {
         }
         Err(StorageError::database(format!(
             "the recovery point of a new row in {} kept changing; gave up after {RECOVERY_ATTEMPTS} attempts",
-            row.statements().table
+            row.table()
         )))
     }
 
     /// Inserts `row` and, when it went in, appends its audit event, in one
     /// transaction; whether it went in (a taken recovery point keeps it out).
     async fn insert_with_event(&self, row: NewRow<'_>) -> Result<bool, StorageError> {
-        records::insert_audited(self, row.insert(), row.audit()).await
+        self.batcher.insert(OwnedRow::from(row)).await
     }
 
     /// One attempt at an insert whose recovery point was taken: `None` when another
@@ -158,7 +163,9 @@ impl PostgresStorage {
         row: NewRow<'_>,
         recovery: &RecoveryPoint,
     ) -> Result<Option<Inserted>, StorageError> {
-        let sql = row.statements();
+        let sql = statements(row).ok_or_else(|| {
+            StorageError::database(format!("{} has no recovery statements", row.table()))
+        })?;
         let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
         // The lock keeps the row's recovery point as read until this transaction ends.
         let existing: Option<(i64, String, i64, Option<Vec<u8>>)> =
@@ -194,8 +201,10 @@ impl PostgresStorage {
         // Either the stale holder was just cleared, or the holder vanished between the
         // insert and the read (another caller cleared it and has not committed its row,
         // or has: then this insert waits for it and does nothing).
-        let inserted = Conn::<Postgres>(&mut tx).execute(row.insert()).await?;
-        if inserted == 1 {
+        let inserted = Conn::<Postgres>(&mut tx)
+            .fetch(insert_unless_recovered(row), &[Col::Text])
+            .await?;
+        if !inserted.is_empty() {
             append_event(&mut Conn::<Postgres>(&mut tx), row.audit()).await?;
             tx.commit().await.map_err(StorageError::database)?;
             return Ok(Some(Inserted::Created));
@@ -257,77 +266,20 @@ const CREDENTIALS: TableStatements = TableStatements {
                      idempotency_fingerprint = NULL WHERE seq = $1",
 };
 
-/// A row to insert into one of the resource tables.
-#[derive(Clone, Copy)]
-enum NewRow<'a> {
-    Identity(&'a NewIdentity),
-    Credential(&'a NewCredential),
+/// How the row holding `row`'s recovery point is read and released; `None` for a
+/// delegation or a DID, which resolve theirs in their own way.
+fn statements(row: NewRow<'_>) -> Option<&'static TableStatements> {
+    match row {
+        NewRow::Identity(_) => Some(&IDENTITIES),
+        NewRow::Credential(_) => Some(&CREDENTIALS),
+        NewRow::Delegation(_) | NewRow::Did(_) => None,
+    }
 }
 
-impl<'a> NewRow<'a> {
-    fn recovery(self) -> Option<&'a RecoveryPoint> {
-        match self {
-            Self::Identity(identity) => identity.recovery.as_ref(),
-            Self::Credential(credential) => credential.recovery.as_ref(),
-        }
-    }
-
-    /// The audit event the row's creation appends.
-    fn audit(self) -> Option<&'a crate::audit::AuditDraft> {
-        match self {
-            Self::Identity(identity) => identity.audit.as_ref(),
-            Self::Credential(credential) => credential.audit.as_ref(),
-        }
-    }
-
-    fn statements(self) -> &'static TableStatements {
-        match self {
-            Self::Identity(_) => &IDENTITIES,
-            Self::Credential(_) => &CREDENTIALS,
-        }
-    }
-
-    /// The insert, which does nothing when the recovery point is taken.
-    fn insert(self) -> Stmt {
-        let recovery = self.recovery();
-        let (head, values) = match self {
-            Self::Identity(identity) => (
-                "INSERT INTO identities (agent_id, owner, source_protocol, created_at_ms, \
-                 expires_at_ms, document, idempotency_scope, idempotency_key, \
-                 idempotency_fingerprint) VALUES (",
-                vec![
-                    Value::from(identity.agent_id.as_str()),
-                    identity.owner.as_str().into(),
-                    identity.source_protocol.as_str().into(),
-                    identity.created_at_ms.into(),
-                    identity.expires_at_ms.into(),
-                    identity.document.as_str().into(),
-                ],
-            ),
-            Self::Credential(credential) => (
-                "INSERT INTO credentials (credential_id, owner, subject_id, credential_type, \
-                 created_at_ms, expires_at_ms, document, idempotency_scope, idempotency_key, \
-                 idempotency_fingerprint) VALUES (",
-                vec![
-                    Value::from(credential.credential_id.as_str()),
-                    credential.owner.as_str().into(),
-                    credential.subject_id.as_str().into(),
-                    credential.credential_type.as_str().into(),
-                    credential.issued_at_ms.into(),
-                    credential.expires_at_ms.into(),
-                    credential.document.as_str().into(),
-                ],
-            ),
-        };
-        let point = [
-            recovery.map(|point| point.scope.as_str()).into(),
-            recovery.map(|point| point.key.as_str()).into(),
-            recovery.map(|point| point.fingerprint.as_slice()).into(),
-        ];
-        Stmt::new(head)
-            .bind_list(values.into_iter().chain(point))
-            .sql(") ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING")
-    }
+/// The insert of `row` that leaves it out when its recovery point is taken and fails
+/// with a unique violation when its id is.
+fn insert_unless_recovered(row: NewRow<'_>) -> super::records::Stmt {
+    new_row::insert(&[row], "(idempotency_scope, idempotency_key) ")
 }
 
 /// Maps an insert's error: a unique violation (of an id; the recovery point's
@@ -495,12 +447,9 @@ impl Storage for PostgresStorage {
         &self,
         delegation: &NewDelegation,
     ) -> Result<Inserted, StorageError> {
-        if records::insert_audited(
-            self,
-            delegations::insert(delegation),
-            delegation.audit.as_ref(),
-        )
-        .await?
+        if self
+            .insert_with_event(NewRow::Delegation(delegation))
+            .await?
         {
             return Ok(Inserted::Created);
         }
@@ -552,7 +501,7 @@ impl Storage for PostgresStorage {
         // An expired holder of the recovery point is released, then the insert is
         // tried again: at most twice, as nothing else releases it.
         for _ in 0..3 {
-            if records::insert_audited(self, dids::insert(did), did.audit.as_ref()).await? {
+            if self.insert_with_event(NewRow::Did(did)).await? {
                 return Ok(Inserted::Created);
             }
             let Some(recovery) = &did.recovery else {

@@ -407,26 +407,6 @@ fn statement_error(error: sqlx::Error) -> StorageError {
     }
 }
 
-/// Runs `insert` (an `INSERT … ON CONFLICT DO NOTHING`) and, when it inserted a
-/// row, appends `audit`, in one transaction; whether it inserted.
-pub async fn insert_audited<S: Storage + ?Sized>(
-    storage: &S,
-    insert: Stmt,
-    audit: Option<&AuditDraft>,
-) -> Result<bool, StorageError> {
-    let audit = audit.cloned();
-    write_with(storage, move |tx| {
-        Box::pin(async move {
-            let inserted = tx.execute(insert).await? == 1;
-            if inserted {
-                append_event(tx, audit.as_ref()).await?;
-            }
-            Ok(inserted)
-        })
-    })
-    .await
-}
-
 /// Appends `audit`, when there is one, inside the caller's transaction.
 pub async fn append_event(tx: &mut dyn Tx, audit: Option<&AuditDraft>) -> Result<(), StorageError> {
     if let Some(draft) = audit {

@@ -49,23 +49,23 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::sqlite_writer::{SqliteWriter, WriterConnection};
 use async_trait::async_trait;
 
-use super::sqlite_batch::{InsertBatcher, OwnedRow};
+use super::insert_batch::{InsertBatcher, OwnedRow};
+use super::new_row::{self, NewRow};
 use super::sqlite_checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use sqlx::migrate::Migrator;
-use sqlx::query::QueryScalar;
 use sqlx::sqlite::{
-    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder};
 
-use super::records::{append_event, Conn, Job, Value};
+use super::records::{append_event, Col, Conn, Job, Tx};
 use super::{
     delegations, dids, judge_holder, ApiKeyRecord, CredentialFilter, DelegationFilter, Holder,
     IdentityFilter, Inserted, NewCredential, NewDelegation, NewDid, NewIdentity, Page, PageRequest,
@@ -96,7 +96,7 @@ fn migrator() -> Migrator {
 pub struct SqliteStorage {
     writer: SqliteWriter,
     reader: SqlitePool,
-    batcher: InsertBatcher,
+    batcher: InsertBatcher<SqliteWriter>,
     jobs: super::job_batch::SqliteJobs,
     /// Checkpoints the log of a database file opened here (none for pools a host
     /// passes in, nor in memory).
@@ -249,7 +249,7 @@ impl SqliteStorage {
         if self.batcher.insert(OwnedRow::from(row)).await? {
             return Ok(Inserted::Created);
         }
-        let (Some(recovery), Some(sql)) = (row.recovery(), row.statements()) else {
+        let (Some(recovery), Some(sql)) = (row.recovery(), statements(row)) else {
             return Err(StorageError::Duplicate);
         };
         // Decide under the write lock, so that nothing changes between the read and
@@ -276,18 +276,17 @@ impl SqliteStorage {
         }
         // Nothing in the way any more (unreachable while identities and credentials are
         // never deleted, but cheap to handle honestly).
-        let inserted = row
-            .insert()
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(insert_error)?;
-        if inserted.is_none() {
+        let mut conn = Conn::<Sqlite>(&mut tx);
+        let inserted = conn
+            .fetch(new_row::insert(&[row], ""), &[Col::Text])
+            .await?;
+        if inserted.is_empty() {
             return Err(StorageError::database(format!(
                 "a row of {} appeared during an exclusive transaction",
                 sql.table
             )));
         }
-        append_event(&mut Conn::<Sqlite>(&mut tx), row.audit()).await?;
+        append_event(&mut conn, row.audit()).await?;
         tx.commit().await.map_err(StorageError::database)?;
         Ok(Inserted::Created)
     }
@@ -369,209 +368,15 @@ impl HolderRow {
     }
 }
 
-/// The columns of an identity insert, in the order [`NewRow::bind_values`] binds them.
-const IDENTITY_COLUMNS: [&str; 9] = [
-    "agent_id",
-    "owner",
-    "source_protocol",
-    "created_at_ms",
-    "expires_at_ms",
-    "document",
-    "idempotency_scope",
-    "idempotency_key",
-    "idempotency_fingerprint",
-];
-
-/// The columns of a credential insert, in the order [`NewRow::bind_values`] binds them.
-const CREDENTIAL_COLUMNS: [&str; 10] = [
-    "credential_id",
-    "owner",
-    "subject_id",
-    "credential_type",
-    "created_at_ms",
-    "expires_at_ms",
-    "document",
-    "idempotency_scope",
-    "idempotency_key",
-    "idempotency_fingerprint",
-];
-
-/// The most rows one insert statement carries (each count has its own cached SQL).
-pub(super) const MAX_INSERT_ROWS: usize = 32;
-
-/// `SQL[n - 1]` inserts `n` rows into `table` and returns the ids of the rows inserted.
-/// A row that meets a uniqueness constraint stays out (`ON CONFLICT … DO NOTHING`, on
-/// `conflict` only when given, else on any); the caller reads the row in the way to
-/// tell a recovery from a collision.
-fn multi_row_inserts(
-    table: &str,
-    columns: &[&str],
-    id: &str,
-    conflict: Option<&str>,
-) -> Vec<String> {
-    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
-    let target = conflict
-        .map(|column| format!("({column}) "))
-        .unwrap_or_default();
-    (1..=MAX_INSERT_ROWS)
-        .map(|rows| {
-            format!(
-                "INSERT INTO {table} ({columns}) VALUES {values} \
-                 ON CONFLICT {target}DO NOTHING RETURNING {id}",
-                columns = columns.join(", "),
-                values = vec![tuple.as_str(); rows].join(", "),
-            )
-        })
-        .collect()
-}
-
-static IDENTITY_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    multi_row_inserts(
-        "identities",
-        &IDENTITY_COLUMNS,
-        "agent_id",
-        Some("agent_id"),
-    )
-});
-
-static CREDENTIAL_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    multi_row_inserts(
-        "credentials",
-        &CREDENTIAL_COLUMNS,
-        "credential_id",
-        Some("credential_id"),
-    )
-});
-
-static DELEGATION_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| multi_row_inserts("delegations", &delegations::COLUMNS, "jti", Some("jti")));
-
-// A DID stays out when its DID (for its owner), keypair id or recovery point is
-// taken; the keypair id, fresh per execution, names the rows that went in.
-static DID_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| multi_row_inserts("did_keys", &dids::COLUMNS, "keypair_id", None));
-
-/// A row to insert into one of the resource tables.
-#[derive(Clone, Copy)]
-pub(super) enum NewRow<'a> {
-    Identity(&'a NewIdentity),
-    Credential(&'a NewCredential),
-    Delegation(&'a NewDelegation),
-    Did(&'a NewDid),
-}
-
-impl<'a> NewRow<'a> {
-    fn recovery(self) -> Option<&'a RecoveryPoint> {
-        match self {
-            Self::Identity(identity) => identity.recovery.as_ref(),
-            Self::Credential(credential) => credential.recovery.as_ref(),
-            Self::Delegation(delegation) => delegation.recovery.as_ref(),
-            Self::Did(did) => did.recovery.as_ref(),
-        }
+/// How the row holding `row`'s id is found; `None` for a DID, whose recovery point is
+/// found by (scope, key) instead (see [`Storage::insert_did`]).
+fn statements(row: NewRow<'_>) -> Option<&'static TableStatements> {
+    match row {
+        NewRow::Identity(_) => Some(&IDENTITIES),
+        NewRow::Credential(_) => Some(&CREDENTIALS),
+        NewRow::Delegation(_) => Some(&DELEGATIONS),
+        NewRow::Did(_) => None,
     }
-
-    /// The audit event the row's creation appends.
-    pub(super) fn audit(self) -> Option<&'a crate::audit::AuditDraft> {
-        match self {
-            Self::Identity(identity) => identity.audit.as_ref(),
-            Self::Credential(credential) => credential.audit.as_ref(),
-            Self::Delegation(delegation) => delegation.audit.as_ref(),
-            Self::Did(did) => did.audit.as_ref(),
-        }
-    }
-
-    /// How the row holding this row's id is found; `None` for a DID, whose recovery
-    /// point is found by (scope, key) instead (see [`Storage::insert_did`]).
-    fn statements(self) -> Option<&'static TableStatements> {
-        match self {
-            Self::Identity(_) => Some(&IDENTITIES),
-            Self::Credential(_) => Some(&CREDENTIALS),
-            Self::Delegation(_) => Some(&DELEGATIONS),
-            Self::Did(_) => None,
-        }
-    }
-
-    /// The single-row insert, which does nothing when the recovery point is taken and
-    /// returns the id of the row it inserted.
-    pub(super) fn insert(self) -> QueryScalar<'a, Sqlite, String, SqliteArguments<'a>> {
-        self.bind_values(sqlx::query_scalar(&self.inserts()[0]))
-    }
-
-    /// The multi-row inserts of this row's table (`[n - 1]` takes `n` rows).
-    pub(super) fn inserts(self) -> &'static [String] {
-        match self {
-            Self::Identity(_) => &IDENTITY_INSERTS,
-            Self::Credential(_) => &CREDENTIAL_INSERTS,
-            Self::Delegation(_) => &DELEGATION_INSERTS,
-            Self::Did(_) => &DID_INSERTS,
-        }
-    }
-
-    /// Binds this row's values, in column order, to the next tuple of `query`.
-    pub(super) fn bind_values<'q>(
-        self,
-        query: QueryScalar<'q, Sqlite, String, SqliteArguments<'q>>,
-    ) -> QueryScalar<'q, Sqlite, String, SqliteArguments<'q>>
-    where
-        'a: 'q,
-    {
-        let recovery = self.recovery();
-        let scope = recovery.map(|point| point.scope.as_str());
-        let key = recovery.map(|point| point.key.as_str());
-        let fingerprint = recovery.map(|point| point.fingerprint.as_slice());
-        match self {
-            Self::Identity(identity) => query
-                .bind(identity.agent_id.as_str())
-                .bind(identity.owner.as_str())
-                .bind(identity.source_protocol.as_str())
-                .bind(identity.created_at_ms)
-                .bind(identity.expires_at_ms)
-                .bind(identity.document.as_str())
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint),
-            Self::Credential(credential) => query
-                .bind(credential.credential_id.as_str())
-                .bind(credential.owner.as_str())
-                .bind(credential.subject_id.as_str())
-                .bind(credential.credential_type.as_str())
-                .bind(credential.issued_at_ms)
-                .bind(credential.expires_at_ms)
-                .bind(credential.document.as_str())
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint),
-            Self::Delegation(delegation) => bind_all(query, delegations::values(delegation)),
-            Self::Did(did) => bind_all(query, dids::values(did)),
-        }
-    }
-
-    /// The row's id (`agent_id`, `credential_id`, `jti` or `keypair_id`), which its
-    /// insert returns.
-    pub(super) fn id(self) -> &'a str {
-        match self {
-            Self::Identity(identity) => &identity.agent_id,
-            Self::Credential(credential) => &credential.credential_id,
-            Self::Delegation(delegation) => &delegation.jti,
-            Self::Did(did) => &did.keypair_id,
-        }
-    }
-}
-
-/// Binds `values`, in order, to the next tuple of `query`.
-fn bind_all<'q>(
-    query: QueryScalar<'q, Sqlite, String, SqliteArguments<'q>>,
-    values: Vec<Value>,
-) -> QueryScalar<'q, Sqlite, String, SqliteArguments<'q>> {
-    values.into_iter().fold(query, |query, value| match value {
-        Value::Int(value) => query.bind(value),
-        Value::Text(value) => query.bind(value),
-        Value::Bool(value) => query.bind(value),
-        Value::Bytes(value) => query.bind(value),
-        Value::NullInt => query.bind(None::<i64>),
-        Value::NullText => query.bind(None::<String>),
-        Value::NullBytes => query.bind(None::<Vec<u8>>),
-    })
 }
 
 /// Maps an insert's error: a unique violation (of an id; `ON CONFLICT` handles the
