@@ -131,7 +131,10 @@ pub async fn open_backends(config: &ServerConfig) -> anyhow::Result<Backends> {
         Some(url) => {
             let storage = open_postgres(url, config).await?;
             let idempotency: Option<Arc<dyn Store>> = if wants_store {
-                let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone());
+                // Every keyed request's effects commit synchronously through this
+                // same pool after its reservation, which flushes the reservation.
+                let store = idempotency_sql::PostgresStore::from_pool(storage.pool().clone())
+                    .with_reservations_flushed_by_later_commits();
                 store
                     .migrate()
                     .await

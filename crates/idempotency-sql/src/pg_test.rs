@@ -262,6 +262,22 @@ pub async fn test_store() -> Option<TestPostgresStore> {
     Some(Guarded::new(store, Arc::new(database)))
 }
 
+/// As [`test_store`], with reservations that commit without waiting for their
+/// flush ([`PostgresStore::with_reservations_flushed_by_later_commits`]).
+///
+/// # Panics
+/// As [`test_store`].
+pub async fn test_store_flushed_by_later_commits() -> Option<TestPostgresStore> {
+    let database = TestDatabase::create().await?;
+    let store = PostgresStore::from_pool(database.pool().clone())
+        .with_reservations_flushed_by_later_commits();
+    store
+        .migrate()
+        .await
+        .expect("the store's migrations apply to an empty database");
+    Some(Guarded::new(store, Arc::new(database)))
+}
+
 /// A [`PostgresStore`] that owns its test database: when the last clone is dropped,
 /// the database is dropped from the server. Suits factories that must return a store,
 /// such as the `idempotency` conformance suite's; [`Guarded::guard`] is the database.

@@ -14,7 +14,9 @@
 //! (each row keeps its own `ON CONFLICT … WHERE`; a row the statement leaves alone
 //! takes the single-row path below, as a conflicting single statement would), and
 //! completions as one fenced multi-row `UPDATE`. A batch is one transaction with a
-//! synchronous commit, answered only after it: durability is as for one statement.
+//! synchronous commit, answered only after it: durability is as for one statement
+//! (a host whose effects share the cluster may let reservations skip their flush
+//! wait, see [`PostgresStore::with_reservations_flushed_by_later_commits`]).
 //! The rows of a reservation batch are written in (scope, key) order and hold no
 //! duplicate key, so two batches (of this process or another) wait for each other
 //! in one order and cannot deadlock; if the database reports a deadlock or a
@@ -100,6 +102,19 @@ pub struct PostgresStore {
     pool: PgPool,
     purge_batch: i64,
     batches: Option<Arc<Batches>>,
+    max_batch: usize,
+    reservation_commit: ReservationCommit,
+}
+
+/// Whether a batched reservation's commit waits for its WAL flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReservationCommit {
+    /// `synchronous_commit` as the pool's sessions have it (on by default).
+    Synchronous,
+    /// `synchronous_commit = off`: made durable by the request's next synchronous
+    /// commit on the same cluster (see
+    /// [`PostgresStore::with_reservations_flushed_by_later_commits`]).
+    FlushedByLaterCommits,
 }
 
 /// The queues of the group commit.
@@ -141,15 +156,52 @@ impl PostgresStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             purge_batch: record::DEFAULT_PURGE_BATCH,
-            batches: Some(Arc::new(Batches::new(pool.clone(), DEFAULT_MAX_BATCH))),
+            batches: Some(Arc::new(Batches::new(
+                pool.clone(),
+                DEFAULT_MAX_BATCH,
+                ReservationCommit::Synchronous,
+            ))),
+            max_batch: DEFAULT_MAX_BATCH,
+            reservation_commit: ReservationCommit::Synchronous,
             pool,
         }
+    }
+
+    fn rebuild_batches(&mut self) {
+        self.batches = (self.max_batch > 1).then(|| {
+            Arc::new(Batches::new(
+                self.pool.clone(),
+                self.max_batch,
+                self.reservation_commit,
+            ))
+        });
     }
 
     /// Sets the most rows one batched reservation or completion carries (default
     /// 64); 1 turns the group commit off, so that every call is its own statement.
     pub fn with_max_batch(mut self, rows: usize) -> Self {
-        self.batches = (rows > 1).then(|| Arc::new(Batches::new(self.pool.clone(), rows)));
+        self.max_batch = rows;
+        self.rebuild_batches();
+        self
+    }
+
+    /// Lets batched reservations commit without waiting for their WAL flush
+    /// (`synchronous_commit = off` on the reservation connections), which takes one
+    /// of a new key's three flush waits off its request's path. Completions still
+    /// wait for theirs.
+    ///
+    /// Sound only when every durable effect of a reserved request is committed,
+    /// synchronously, to the same PostgreSQL cluster after its reservation, as when
+    /// the host's own writes use this store's pool. PostgreSQL's log is one sequence,
+    /// so that commit flushes the reservation written before it, and so does the
+    /// request's completion; a database crash before either loses a reservation
+    /// that protected nothing durable yet. Other sessions and instances see a
+    /// reservation at its commit either way. Not for a host whose effects go to
+    /// another database server, nor with [`with_max_batch`](Self::with_max_batch)`(1)`
+    /// (every call then runs on the pool as it is).
+    pub fn with_reservations_flushed_by_later_commits(mut self) -> Self {
+        self.reservation_commit = ReservationCommit::FlushedByLaterCommits;
+        self.rebuild_batches();
         self
     }
 
@@ -477,7 +529,7 @@ fn retry_alone(error: &sqlx::Error) -> bool {
 }
 
 impl Batches {
-    fn new(pool: PgPool, max_batch: usize) -> Self {
+    fn new(pool: PgPool, max_batch: usize, reservation_commit: ReservationCommit) -> Self {
         // The batch statements join an array of rows to the table, which only an
         // index lookup per row does well. A generic plan cached while the table was
         // small, or planned for unnest's default estimate of 100 rows, may scan the
@@ -489,7 +541,12 @@ impl Batches {
             ("enable_hashjoin", "off"),
             ("enable_mergejoin", "off"),
         ]));
-        let reserve_options = options.clone();
+        let reserve_options = match reservation_commit {
+            ReservationCommit::Synchronous => options.clone(),
+            ReservationCommit::FlushedByLaterCommits => {
+                Arc::new((*options).clone().options([("synchronous_commit", "off")]))
+            }
+        };
         Self {
             reserve: Batcher::new(max_batch, move |ops, connection| {
                 let options = reserve_options.clone();
