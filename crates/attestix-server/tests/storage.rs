@@ -2135,7 +2135,7 @@ mod sqlite_specifics {
              WHERE m.name IN ('identities', 'credentials') AND il.\"unique\" = 1 \
              GROUP BY m.name, il.name ORDER BY m.name, il.name",
         )
-        .fetch_all(storage.reader_pool())
+        .fetch_all(&mut *storage.readers().acquire().await.expect("a reader"))
         .await
         .expect("the index list reads");
         assert_eq!(indexes, vec!["credential_id", "agent_id"]);
@@ -2146,7 +2146,7 @@ mod sqlite_specifics {
     async fn the_file_is_in_wal_mode_with_normal_sync_and_foreign_keys() {
         let (storage, _directory) = common::sqlite_storage().await;
         let mut writer = storage.writer().acquire().await.expect("the writer");
-        let mut reader = storage.reader_pool().acquire().await.expect("a reader");
+        let mut reader = storage.readers().acquire().await.expect("a reader");
         for connection in [&mut *writer, &mut *reader] {
             let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(&mut *connection)

@@ -174,7 +174,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::storage::sqlite_writer::{SqliteWriter, WriterConnection};
+    use crate::storage::sqlite_connections::{SqliteCheckout, SqliteConnections};
     use sqlx::sqlite::SqliteConnectOptions;
 
     /// Room for two operations per turn; records the size of every turn it runs.
@@ -184,7 +184,7 @@ mod tests {
     }
 
     impl WriterBatch for TwoAtATime {
-        type Source = SqliteWriter;
+        type Source = SqliteConnections;
         type Operation = (u32, oneshot::Sender<u32>);
 
         fn push(&mut self, operation: Self::Operation) -> Result<(), Self::Operation> {
@@ -195,7 +195,7 @@ mod tests {
             Ok(())
         }
 
-        async fn run(&mut self, connection: &mut WriterConnection) {
+        async fn run(&mut self, connection: &mut SqliteCheckout) {
             // A real statement on the writer, so the turn really holds it.
             let one: i32 = sqlx::query_scalar("SELECT 1")
                 .fetch_one(&mut **connection)
@@ -215,9 +215,9 @@ mod tests {
         }
     }
 
-    async fn memory_writer() -> SqliteWriter {
+    async fn memory_writer() -> SqliteConnections {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("valid URL");
-        SqliteWriter::connect(&options)
+        SqliteConnections::connect(&options, 1)
             .await
             .expect("an in-memory database opens")
     }

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::batch_queue::{BatchQueue, Checkout, WriterBatch};
 use super::records::{self, ChainLink, Col, Conn, DbRow, Job, Stmt, Tx};
-use super::sqlite_writer::{SqliteWriter, WriterConnection};
+use super::sqlite_connections::{SqliteCheckout, SqliteConnections};
 use super::StorageError;
 
 /// At most this many jobs share a turn, so one turn's transaction stays short.
@@ -46,7 +46,7 @@ pub(crate) trait TurnConnection: Send {
     fn discard(&mut self);
 }
 
-impl TurnConnection for WriterConnection {
+impl TurnConnection for SqliteCheckout {
     // IMMEDIATE: the write lock from the first statement, so a job that reads and then
     // writes never meets SQLITE_BUSY on upgrading (another process on the file).
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
@@ -327,7 +327,7 @@ impl Tx for Deferred<'_> {
 }
 
 /// A queue of write jobs on SQLite's writer.
-pub(crate) type SqliteJobs = JobQueue<SqliteWriter>;
+pub(crate) type SqliteJobs = JobQueue<SqliteConnections>;
 
 /// A queue of write jobs on a PostgreSQL pool.
 pub(crate) type PostgresJobs = JobQueue<PgPool>;

@@ -29,7 +29,7 @@ pub mod postgres;
 pub mod records;
 pub mod sqlite;
 mod sqlite_checkpoint;
-pub mod sqlite_writer;
+pub mod sqlite_connections;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;

@@ -7,13 +7,15 @@
 //! lock, fails with `SQLITE_BUSY` at once whatever the busy timeout. So
 //! [`SqliteStorage::open`] keeps two kinds of connection on the file:
 //!
-//! - one dedicated **writer** connection (a [`SqliteWriter`](super::sqlite_writer::SqliteWriter)),
-//!   through which every statement that writes goes: writers queue fairly for it
-//!   inside the process instead of contending for the file lock (it is not a pool of
-//!   one: sqlx pings a pooled connection on every return, which doubled the cost of
-//!   each write);
-//! - a **reader** pool (four connections by default) for `get`, `list`, API-key
+//! - one dedicated **writer** connection, through which every statement that writes
+//!   goes: writers queue fairly for it inside the process instead of contending for
+//!   the file lock;
+//! - dedicated **reader** connections (four by default) for `get`, `list`, API-key
 //!   lookups and `ping`; in WAL mode readers never block the writer nor wait for it.
+//!
+//! Both are [`SqliteConnections`](super::sqlite_connections::SqliteConnections)
+//! sets rather than sqlx pools: a pool pings every connection it takes back, a second
+//! hand-off to the connection's worker thread per statement.
 //!
 //! The write-ahead log is checkpointed by a task of its own on a reader connection
 //! (`sqlite_checkpoint`), not inside the writer's commits.
@@ -52,7 +54,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sqlite_writer::{SqliteWriter, WriterConnection};
+use super::sqlite_connections::{SqliteCheckout, SqliteConnections};
 use async_trait::async_trait;
 
 use super::insert_batch::{InsertBatcher, OwnedRow};
@@ -94,9 +96,9 @@ fn migrator() -> Migrator {
 /// Cloning is cheap and shares the pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
-    writer: SqliteWriter,
-    reader: SqlitePool,
-    batcher: InsertBatcher<SqliteWriter>,
+    writer: SqliteConnections,
+    reader: SqliteConnections,
+    batcher: InsertBatcher<SqliteConnections>,
     jobs: super::job_batch::SqliteJobs,
     /// Checkpoints the log of a database file opened here (none for pools a host
     /// passes in, nor in memory).
@@ -144,13 +146,10 @@ impl SqliteStorage {
             "wal_autocheckpoint",
             WRITER_AUTOCHECKPOINT_PAGES.to_string(),
         );
-        let writer = SqliteWriter::connect(&writer_options)
+        let writer = SqliteConnections::connect(&writer_options, 1)
             .await
             .map_err(StorageError::database)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(readers.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+        let reader = SqliteConnections::connect(&options, readers)
             .await
             .map_err(StorageError::database)?;
         let checkpointer = Checkpointer::start(reader.clone());
@@ -165,12 +164,15 @@ impl SqliteStorage {
     ///
     /// Call [`SqliteStorage::migrate`] before first use.
     pub fn from_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
-        Self::from_writer(SqliteWriter::from_pool(writer), reader)
+        Self::from_writer(
+            SqliteConnections::from_pool(writer),
+            SqliteConnections::from_pool(reader),
+        )
     }
 
     /// Writes through `writer` and reads through `reader`; both must open the same
     /// database.
-    fn from_writer(writer: SqliteWriter, reader: SqlitePool) -> Self {
+    fn from_writer(writer: SqliteConnections, reader: SqliteConnections) -> Self {
         Self {
             batcher: InsertBatcher::new(writer.clone()),
             jobs: super::job_batch::queue(writer.clone()),
@@ -221,12 +223,13 @@ impl SqliteStorage {
     }
 
     /// The writer: one connection, through which every write goes.
-    pub fn writer(&self) -> &SqliteWriter {
+    pub fn writer(&self) -> &SqliteConnections {
         &self.writer
     }
 
-    /// The reader pool (the writer's pool too, for [`SqliteStorage::in_memory`]).
-    pub fn reader_pool(&self) -> &SqlitePool {
+    /// The reader connections (the writer's pool too, for
+    /// [`SqliteStorage::in_memory`]).
+    pub fn readers(&self) -> &SqliteConnections {
         &self.reader
     }
 
@@ -236,8 +239,13 @@ impl SqliteStorage {
         self.reader.close().await;
     }
 
+    /// Waits for a reader (in order of arrival; an error after 10 s).
+    async fn checkout_reader(&self) -> Result<SqliteCheckout, StorageError> {
+        self.reader.acquire().await.map_err(StorageError::database)
+    }
+
     /// Waits for the writer (in order of arrival; an error after 10 s).
-    async fn checkout_writer(&self) -> Result<WriterConnection, StorageError> {
+    async fn checkout_writer(&self) -> Result<SqliteCheckout, StorageError> {
         self.writer.acquire().await.map_err(StorageError::database)
     }
 
@@ -312,7 +320,7 @@ impl SqliteStorage {
             .push_bind(i64::from(page.limit) + 1);
         let rows: Vec<(i64, String)> = query
             .build_query_as()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.checkout_reader().await?)
             .await
             .map_err(StorageError::database)?;
         Ok(page_of(rows, page.limit))
@@ -440,7 +448,7 @@ impl Storage for SqliteStorage {
         sqlx::query_scalar("SELECT document FROM identities WHERE agent_id = ?1 AND owner = ?2")
             .bind(agent_id)
             .bind(owner)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.checkout_reader().await?)
             .await
             .map_err(StorageError::database)
     }
@@ -468,7 +476,7 @@ impl Storage for SqliteStorage {
         let row: Option<(bool, i64)> =
             sqlx::query_as("SELECT revoked, expires_at_ms FROM identities WHERE agent_id = ?1")
                 .bind(agent_id)
-                .fetch_optional(&self.reader)
+                .fetch_optional(&mut *self.checkout_reader().await?)
                 .await
                 .map_err(StorageError::database)?;
         Ok(row.map(|(revoked, expires_at_ms)| RecordState {
@@ -494,7 +502,7 @@ impl Storage for SqliteStorage {
         )
         .bind(credential_id)
         .bind(owner)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.checkout_reader().await?)
         .await
         .map_err(StorageError::database)
     }
@@ -531,7 +539,7 @@ impl Storage for SqliteStorage {
             "SELECT revoked, expires_at_ms FROM credentials WHERE credential_id = ?1",
         )
         .bind(credential_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.checkout_reader().await?)
         .await
         .map_err(StorageError::database)?;
         Ok(row.map(|(revoked, expires_at_ms)| RecordState {
@@ -553,7 +561,7 @@ impl Storage for SqliteStorage {
         query.push_bind(jti).push(" AND owner = ").push_bind(owner);
         query
             .build_query_scalar()
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.checkout_reader().await?)
             .await
             .map_err(StorageError::database)
     }
@@ -573,7 +581,7 @@ impl Storage for SqliteStorage {
         }
         delegations::revoked_among::<Sqlite>(jtis)
             .build_query_scalar()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.checkout_reader().await?)
             .await
             .map_err(StorageError::database)
     }
@@ -625,7 +633,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
         dids::private_key::<Sqlite>(owner, keypair_id)
             .build_query_as()
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.checkout_reader().await?)
             .await
             .map_err(StorageError::database)
     }
@@ -652,7 +660,7 @@ impl Storage for SqliteStorage {
              WHERE digest = ?1 AND revoked_at_ms IS NULL",
         )
         .bind(digest.as_slice())
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.checkout_reader().await?)
         .await
         .map_err(StorageError::database)?;
         row.map(api_key_record).transpose()
@@ -662,7 +670,7 @@ impl Storage for SqliteStorage {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(
             "SELECT id, principal, digest, created_at_ms, revoked_at_ms FROM api_keys ORDER BY seq",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.checkout_reader().await?)
         .await
         .map_err(StorageError::database)?;
         rows.into_iter().map(api_key_record).collect()
@@ -682,7 +690,7 @@ impl Storage for SqliteStorage {
 
     async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .execute(&mut *self.checkout_reader().await?)
             .await
             .map_err(StorageError::database)?;
         Ok(())
@@ -716,11 +724,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn read(&self, job: Job) -> Result<(), StorageError> {
-        let mut connection = self
-            .reader
-            .acquire()
-            .await
-            .map_err(StorageError::database)?;
+        let mut connection = self.checkout_reader().await?;
         job(&mut Conn::<Sqlite>(&mut connection)).await
     }
 }

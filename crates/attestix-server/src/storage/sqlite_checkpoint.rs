@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
+use super::sqlite_connections::SqliteConnections;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::AbortHandle;
 
@@ -34,7 +34,7 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database of `reader` every [`INTERVAL`].
-    pub fn start(reader: SqlitePool) -> Self {
+    pub fn start(reader: SqliteConnections) -> Self {
         let running = Arc::new(Mutex::new(()));
         let lock = running.clone();
         let task = tokio::spawn(async move {
@@ -45,10 +45,14 @@ impl Checkpointer {
                 let _running = lock.lock().await;
                 // A failed checkpoint leaves the log as it was; the next tick retries
                 // and the writer's own checkpoint bounds the log meanwhile.
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&reader)
-                    .await
-                {
+                let checkpoint = match reader.acquire().await {
+                    Ok(mut connection) => sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(&mut *connection)
+                        .await
+                        .map(drop),
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = checkpoint {
                     if !reader.is_closed() {
                         tracing::warn!(error = %error, "a write-ahead log checkpoint failed");
                     }
