@@ -581,6 +581,23 @@ pub struct NewRecord {
     pub refs: Vec<String>,
 }
 
+impl NewRecord {
+    /// The `record_refs` rows of this record: its refs once each, without its
+    /// subject, which purge finds through the `subject` column (a row for it would
+    /// cost every create another write into a randomly keyed index).
+    fn stored_refs(&self) -> Vec<&str> {
+        let mut refs: Vec<&str> = self
+            .refs
+            .iter()
+            .map(String::as_str)
+            .filter(|agent| self.subject.as_deref() != Some(*agent))
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        refs
+    }
+}
+
 /// Inserts `record` and its references; `Duplicate` when its id is taken.
 pub async fn insert(tx: &mut dyn Tx, record: &NewRecord) -> Result<i64, StorageError> {
     let rows = tx
@@ -610,10 +627,7 @@ pub async fn insert(tx: &mut dyn Tx, record: &NewRecord) -> Result<i64, StorageE
         return Err(StorageError::Duplicate);
     };
     let seq = row.int(0)?;
-    let mut refs: Vec<&str> = record.refs.iter().map(String::as_str).collect();
-    refs.sort_unstable();
-    refs.dedup();
-    for agent in refs {
+    for agent in record.stored_refs() {
         tx.execute(
             Stmt::new("INSERT INTO record_refs (record_seq, scope, agent_id) VALUES (")
                 .bind(seq)
@@ -672,10 +686,7 @@ pub async fn insert_many(tx: &mut dyn Tx, records: &[NewRecord]) -> Result<(), S
             .iter()
             .find(|r| r.scope == scope && r.kind == kind && r.id == id)
             .ok_or_else(|| StorageError::database("an inserted record came back unknown"))?;
-        let mut agents: Vec<&str> = record.refs.iter().map(String::as_str).collect();
-        agents.sort_unstable();
-        agents.dedup();
-        for agent in agents {
+        for agent in record.stored_refs() {
             refs = refs
                 .sql(if any { ", (" } else { "(" })
                 .bind(seq)
