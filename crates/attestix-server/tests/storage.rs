@@ -1893,6 +1893,7 @@ const FOREIGN_LEDGER_VERSION: i64 = 1;
 mod sqlite_specifics {
     use super::*;
     use attestix_server::storage::SqliteStorage;
+    use sqlx::Connection;
 
     /// Concurrent inserts share statements (group commit), and every caller still gets
     /// its own answer: of the 4 rows racing for each of 10 recovery points exactly one
@@ -2007,6 +2008,51 @@ mod sqlite_specifics {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        storage.close().await;
+    }
+
+    /// Emptying the log (a purge's last step) succeeds while another connection to
+    /// the file checkpoints over and over, as another process or a command's own
+    /// storage does: SQLite refuses a checkpoint at once while another one runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_emptied_while_another_connection_checkpoints() {
+        let directory = tempfile::tempdir().expect("a temporary directory can be made");
+        let path = directory.path().join("attestix.db");
+        let storage = SqliteStorage::open(&path).await.expect("the file opens");
+        storage.migrate().await.expect("migrations apply");
+        let mut other =
+            sqlx::SqliteConnection::connect_with(&SqliteStorage::connect_options(&path))
+                .await
+                .expect("a second connection opens");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpoints = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut count = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(&mut other)
+                        .await
+                        .expect("a passive checkpoint runs");
+                    count += 1;
+                }
+                count
+            }
+        });
+        for n in 0..40 {
+            for m in 0..20 {
+                storage
+                    .insert_identity(&identity("alice", n * 20 + m, "mcp"))
+                    .await
+                    .expect("insert succeeds");
+            }
+            storage
+                .erase_residue()
+                .await
+                .unwrap_or_else(|error| panic!("round {n}: the log is not emptied: {error}"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(checkpoints.await.expect("the checkpoints ran") > 0);
         storage.close().await;
     }
 

@@ -711,16 +711,28 @@ impl Storage for SqliteStorage {
             Some(checkpointer) => Some(checkpointer.pause().await),
             None => None,
         };
-        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&mut *self.checkout_writer().await?)
-            .await
-            .map_err(StorageError::database)?;
-        if busy != 0 {
-            return Err(StorageError::database(
-                "the write-ahead log could not be emptied: a reader held it",
-            ));
+        // SQLite waits (busy timeout) for readers, but refuses at once while another
+        // connection to the file checkpoints: another process, or the checkpoint task
+        // of a storage a command opened beside this one. So busy answers are retried
+        // until the busy timeout, with the writer free between tries.
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut *self.checkout_writer().await?)
+                .await
+                .map_err(StorageError::database)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(StorageError::database(
+                    "the write-ahead log could not be emptied: another connection held it",
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
-        Ok(())
     }
 
     async fn read(&self, job: Job) -> Result<(), StorageError> {
