@@ -2049,7 +2049,7 @@ mod sqlite_specifics {
             storage
                 .erase_residue()
                 .await
-                .unwrap_or_else(|error| panic!("round {n}: the log is not emptied: {error}"));
+                .unwrap_or_else(|error| panic!("round {n}: the log is not emptied: {error:?}"));
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(checkpoints.await.expect("the checkpoints ran") > 0);
