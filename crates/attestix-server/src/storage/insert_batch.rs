@@ -19,10 +19,11 @@
 
 use std::marker::PhantomData;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::batch_queue::{BatchQueue, Checkout, WriterBatch};
-use super::job_batch::TurnConnection;
+use super::job_batch::{run_transaction, TurnBody, TurnConnection};
 use super::new_row::{self, NewRow};
 use super::records::{self, Col, Stmt, Tx};
 use super::{NewCredential, NewDelegation, NewDid, NewIdentity, StorageError};
@@ -207,19 +208,25 @@ async fn run_turn<C: TurnConnection>(
     connection: &mut C,
     tables: &[Vec<NewRow<'_>>],
 ) -> Result<Vec<Vec<bool>>, StorageError> {
-    let (outcome, rolled_back) = {
-        let mut tx = connection.tx();
-        let outcome = turn(&mut *tx, C::BEGIN, tables).await;
-        let rolled_back = match &outcome {
-            Ok(_) => true,
-            Err(_) => tx.execute(Stmt::new("ROLLBACK")).await.is_ok(),
-        };
-        (outcome, rolled_back)
-    };
-    if !rolled_back {
-        connection.discard();
+    run_transaction(connection, InsertTurn(tables)).await
+}
+
+/// The rows of a turn, table by table, as a transaction.
+struct InsertTurn<'r, 'a>(&'r [Vec<NewRow<'a>>]);
+
+impl TurnBody for InsertTurn<'_, '_> {
+    type Output = Vec<Vec<bool>>;
+
+    fn run<'t>(
+        self,
+        tx: &'t mut dyn Tx,
+        begin: &'static str,
+    ) -> BoxFuture<'t, Result<Vec<Vec<bool>>, StorageError>>
+    where
+        Self: 't,
+    {
+        Box::pin(turn(tx, begin, self.0))
     }
-    outcome
 }
 
 /// The statements of [`run_turn`]'s transaction.

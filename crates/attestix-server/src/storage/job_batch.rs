@@ -21,13 +21,15 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres, Sqlite};
+use sqlx::{PgPool, Postgres};
 use tokio::sync::oneshot;
 
 use super::batch_queue::{BatchQueue, Checkout, WriterBatch};
 use super::records::{self, ChainLink, Col, Conn, DbRow, Job, Stmt, Tx};
 use super::sqlite_connections::{SqliteCheckout, SqliteConnections};
+use super::sqlite_turn::LentHandle;
 use super::StorageError;
 
 /// At most this many jobs share a turn, so one turn's transaction stays short.
@@ -38,12 +40,22 @@ pub(crate) trait TurnConnection: Send {
     /// The statement that opens the turn's transaction.
     const BEGIN: &'static str;
 
-    /// The connection as the dialect-free [`Tx`].
-    fn tx(&mut self) -> Box<dyn Tx + '_>;
+    /// The connection as the dialect-free [`Tx`], for one turn.
+    fn tx(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Box<dyn Tx + '_>, StorageError>> + Send;
 
     /// The connection's transaction state is unknown (a rollback failed): it must not
     /// be reused.
     fn discard(&mut self);
+
+    /// Drives `turn`, a turn's whole future, on this kind of connection (by default
+    /// it is awaited as it is).
+    fn drive<F: std::future::Future + Send>(
+        turn: F,
+    ) -> impl std::future::Future<Output = F::Output> + Send {
+        turn
+    }
 }
 
 impl TurnConnection for SqliteCheckout {
@@ -51,8 +63,22 @@ impl TurnConnection for SqliteCheckout {
     // writes never meets SQLITE_BUSY on upgrading (another process on the file).
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
-    fn tx(&mut self) -> Box<dyn Tx + '_> {
-        Box::new(Conn::<Sqlite>(&mut **self))
+    // The turn's statements run on the handle lent by sqlx's worker thread: one
+    // hand-off per turn rather than one per statement (`sqlite_turn`).
+    async fn tx(&mut self) -> Result<Box<dyn Tx + '_>, StorageError> {
+        Ok(Box::new(LentHandle::borrow(self).await?))
+    }
+
+    // A turn's statements run where the turn runs and block its thread: on a
+    // multi-thread runtime the worker hands its other tasks to another thread first.
+    async fn drive<F: std::future::Future + Send>(turn: F) -> F::Output {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(turn))
+            }
+            _ => turn.await,
+        }
     }
 
     fn discard(&mut self) {
@@ -65,8 +91,8 @@ impl TurnConnection for SqliteCheckout {
 impl TurnConnection for PoolConnection<Postgres> {
     const BEGIN: &'static str = "BEGIN";
 
-    fn tx(&mut self) -> Box<dyn Tx + '_> {
-        Box::new(Conn::<Postgres>(&mut **self))
+    async fn tx(&mut self) -> Result<Box<dyn Tx + '_>, StorageError> {
+        Ok(Box::new(Conn::<Postgres>(&mut **self)))
     }
 
     fn discard(&mut self) {
@@ -199,29 +225,78 @@ where
     }
 }
 
+/// The statements of one write transaction, run by [`run_transaction`].
+pub(crate) trait TurnBody: Send {
+    /// What the transaction gives back when it commits.
+    type Output: Send;
+
+    /// Runs the statements on `tx`, from `begin` to `COMMIT`.
+    fn run<'t>(
+        self,
+        tx: &'t mut dyn Tx,
+        begin: &'static str,
+    ) -> BoxFuture<'t, Result<Self::Output, StorageError>>
+    where
+        Self: 't;
+}
+
+/// Runs `body` as one transaction on `connection`, driven as the connection's kind
+/// drives a turn ([`TurnConnection::drive`]). When it fails the transaction is rolled
+/// back, and the connection discarded if even that fails.
+pub(crate) async fn run_transaction<C: TurnConnection, B: TurnBody>(
+    connection: &mut C,
+    body: B,
+) -> Result<B::Output, StorageError> {
+    let (outcome, rolled_back) = C::drive(async {
+        match connection.tx().await {
+            Ok(mut tx) => {
+                let outcome = body.run(&mut *tx, C::BEGIN).await;
+                let rolled_back = match &outcome {
+                    Ok(_) => true,
+                    Err(_) => tx.execute(Stmt::new("ROLLBACK")).await.is_ok(),
+                };
+                (outcome, rolled_back)
+            }
+            // Nothing ran: there is nothing to roll back.
+            Err(error) => (Err(error), true),
+        }
+    })
+    .await;
+    if !rolled_back {
+        connection.discard();
+    }
+    outcome
+}
+
+/// A turn's jobs, as a transaction.
+struct JobTurn(Vec<Job>);
+
+impl TurnBody for JobTurn {
+    type Output = Vec<Reply>;
+
+    fn run<'t>(
+        self,
+        tx: &'t mut dyn Tx,
+        begin: &'static str,
+    ) -> BoxFuture<'t, Result<Vec<Reply>, StorageError>>
+    where
+        Self: 't,
+    {
+        Box::pin(turn(tx, begin, self.0))
+    }
+}
+
 /// Runs `jobs` in one transaction on `connection` and answers each.
 async fn run_turn<C: TurnConnection>(connection: &mut C, jobs: Vec<Pending>) {
     let (jobs, replies): (Vec<Job>, Vec<oneshot::Sender<Reply>>) =
         jobs.into_iter().map(|(job, _, reply)| (job, reply)).unzip();
-    let outcome = {
-        let mut tx = connection.tx();
-        let outcome = turn(&mut *tx, C::BEGIN, jobs).await;
-        let rolled_back = match &outcome {
-            Ok(_) => true,
-            Err(_) => tx.execute(Stmt::new("ROLLBACK")).await.is_ok(),
-        };
-        (outcome, rolled_back)
-    };
-    match outcome {
-        (Ok(outcomes), _) => {
+    match run_transaction(connection, JobTurn(jobs)).await {
+        Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
         }
-        (Err(error), rolled_back) => {
-            if !rolled_back {
-                connection.discard();
-            }
+        Err(error) => {
             // Nothing of the turn committed: every job gets the turn's error.
             let shared = Arc::new(error);
             for reply in replies {

@@ -30,6 +30,7 @@ pub mod records;
 pub mod sqlite;
 mod sqlite_checkpoint;
 pub mod sqlite_connections;
+mod sqlite_turn;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;

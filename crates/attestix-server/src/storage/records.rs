@@ -144,11 +144,28 @@ impl Stmt {
         }
         self
     }
+
+    /// The SQL text with a `?` for each bound value, and the values in order (SQLite's
+    /// placeholders, for code that binds outside sqlx).
+    pub(crate) fn into_question_marks(self) -> (String, Vec<Value>) {
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        for piece in self.pieces {
+            match piece {
+                Piece::Sql(text) => sql.push_str(&text),
+                Piece::Bind(value) => {
+                    sql.push('?');
+                    values.push(value);
+                }
+            }
+        }
+        (sql, values)
+    }
 }
 
 /// One row read, its columns as asked for by [`Col`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbRow(Vec<Value>);
+pub struct DbRow(pub(crate) Vec<Value>);
 
 impl DbRow {
     /// Column `index` as an integer.

@@ -9,7 +9,8 @@
 //!
 //! - one dedicated **writer** connection, through which every statement that writes
 //!   goes: writers queue fairly for it inside the process instead of contending for
-//!   the file lock;
+//!   the file lock (the batched write turns run on its handle directly, in one
+//!   hand-off to its worker thread: `sqlite_turn`);
 //! - dedicated **reader** connections (four by default) for `get`, `list`, API-key
 //!   lookups and `ping`; in WAL mode readers never block the writer nor wait for it.
 //!

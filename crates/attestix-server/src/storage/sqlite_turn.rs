@@ -1,0 +1,248 @@
+//! A SQLite write turn run on the writer's handle in one hand-off, not one per
+//! statement.
+//!
+//! sqlx runs each statement on its connection's worker thread: a hand-off there and
+//! back per statement, and a turn of the batch queues (`BEGIN`, an insert per table,
+//! the chain links' statements, `COMMIT`) is several. When the cores are busy every
+//! hand-off may wait for one, and those waits were the write tail
+//! (docs/BENCHMARKS.md). So a turn borrows the `sqlite3` handle from the worker
+//! ([`SqliteConnection::lock_handle`], one hand-off; the worker thread waits until
+//! the handle is given back) and runs its statements where the turn runs, through
+//! rusqlite on that same handle. Those statements block the turn's thread, so on a
+//! multi-thread runtime the turn runs inside `block_in_place`
+//! ([`TurnConnection::drive`](super::job_batch::TurnConnection::drive)): the worker
+//! first hands its other tasks to another thread, and the requests queued behind the
+//! turn are not held up by it.
+//!
+//! rusqlite rather than raw `libsqlite3-sys` calls: it is the well-kept safe binding
+//! of the same library (one `libsqlite3-sys` for both), and only the adoption of the
+//! handle needs `unsafe`.
+
+use async_trait::async_trait;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::ToSql;
+use sqlx::sqlite::{LockedSqliteHandle, SqliteConnection};
+
+use super::records::{self, ChainLink, Col, DbRow, Stmt, Tx, Value};
+use super::StorageError;
+
+/// The writer's handle, lent by its sqlx worker for one turn, as a [`Tx`].
+pub(crate) struct LentHandle<'c> {
+    /// Declared first so that it drops first: its cached statements are finalized
+    /// while the handle is still lent.
+    connection: rusqlite::Connection,
+    /// Gives the handle back to the worker when dropped.
+    _lent: LockedSqliteHandle<'c>,
+}
+
+impl<'c> LentHandle<'c> {
+    /// Borrows `connection`'s handle from its worker thread until the result drops.
+    pub(crate) async fn borrow(connection: &'c mut SqliteConnection) -> Result<Self, StorageError> {
+        let mut lent = connection
+            .lock_handle()
+            .await
+            .map_err(StorageError::database)?;
+        let raw = lent.as_raw_handle().as_ptr();
+        // SAFETY: `raw` is a live, open handle: sqlx closes it only when the connection
+        // is dropped, which the borrow of `connection` for 'c rules out while this
+        // value lives. The lock keeps sqlx's worker thread off it, so the one user is
+        // this value, which is Send but not Sync (no two threads at once); the handle
+        // is opened in SQLite's multi-thread mode, which allows a connection to move
+        // between threads. `from_handle` does not take ownership (rusqlite never
+        // closes it), and the rusqlite connection drops before the lock does.
+        #[allow(unsafe_code)]
+        let connection =
+            unsafe { rusqlite::Connection::from_handle(raw) }.map_err(StorageError::database)?;
+        Ok(Self {
+            connection,
+            _lent: lent,
+        })
+    }
+
+    /// Runs `stmt` to its end; the rows it returned (columns typed as `cols`) and the
+    /// number of rows it changed.
+    fn run(&self, stmt: Stmt, cols: &[Col]) -> Result<(Vec<DbRow>, u64), StorageError> {
+        let (sql, values) = stmt.into_question_marks();
+        let mut statement = self
+            .connection
+            .prepare_cached(&sql)
+            .map_err(statement_error)?;
+        for (index, value) in values.iter().enumerate() {
+            statement
+                .raw_bind_parameter(index + 1, Bound(value))
+                .map_err(statement_error)?;
+        }
+        let mut rows = statement.raw_query();
+        let mut read = Vec::new();
+        while let Some(row) = rows.next().map_err(statement_error)? {
+            let columns = cols
+                .iter()
+                .enumerate()
+                .map(|(index, col)| column(row, index, *col))
+                .collect::<Result<Vec<_>, _>>()?;
+            read.push(DbRow(columns));
+        }
+        Ok((read, self.connection.changes()))
+    }
+}
+
+#[async_trait]
+impl Tx for LentHandle<'_> {
+    async fn execute(&mut self, stmt: Stmt) -> Result<u64, StorageError> {
+        self.run(stmt, &[]).map(|(_, changed)| changed)
+    }
+
+    async fn fetch(&mut self, stmt: Stmt, cols: &[Col]) -> Result<Vec<DbRow>, StorageError> {
+        self.run(stmt, cols).map(|(rows, _)| rows)
+    }
+
+    async fn link(&mut self, link: ChainLink) -> Result<(), StorageError> {
+        records::append_links(self, vec![link]).await
+    }
+}
+
+/// A bound [`Value`] as SQLite stores it (booleans as 0 or 1, as sqlx binds them).
+struct Bound<'v>(&'v Value);
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Int(value) => ValueRef::Integer(*value),
+            Value::Text(text) => ValueRef::Text(text.as_bytes()),
+            Value::Bool(value) => ValueRef::Integer(i64::from(*value)),
+            Value::Bytes(bytes) => ValueRef::Blob(bytes),
+            Value::NullInt | Value::NullText | Value::NullBytes => ValueRef::Null,
+        }))
+    }
+}
+
+/// Column `index` of `row` read as `col`.
+fn column(row: &rusqlite::Row<'_>, index: usize, col: Col) -> Result<Value, StorageError> {
+    let value = match col {
+        Col::Int => row
+            .get::<_, Option<i64>>(index)
+            .map(|value| value.map_or(Value::NullInt, Value::Int)),
+        Col::Text => row
+            .get::<_, Option<String>>(index)
+            .map(|value| value.map_or(Value::NullText, Value::Text)),
+    };
+    value.map_err(StorageError::database)
+}
+
+/// A statement's error: a unique or primary-key violation is
+/// [`StorageError::Duplicate`], as on the sqlx path.
+fn statement_error(error: rusqlite::Error) -> StorageError {
+    let unique = error.sqlite_error().is_some_and(|failure| {
+        matches!(
+            failure.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
+    });
+    if unique {
+        StorageError::Duplicate
+    } else {
+        StorageError::database(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn memory() -> SqliteConnection {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("valid URL");
+        SqliteConnection::connect_with(&options)
+            .await
+            .expect("an in-memory database opens")
+    }
+
+    #[tokio::test]
+    async fn a_lent_handle_writes_what_sqlx_then_reads_and_reads_every_type_back() {
+        let mut connection = memory().await;
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, flag INTEGER, b BLOB)")
+            .execute(&mut connection)
+            .await
+            .expect("create");
+        {
+            let mut lent = LentHandle::borrow(&mut connection).await.expect("lent");
+            lent.execute(Stmt::new("BEGIN IMMEDIATE"))
+                .await
+                .expect("begin");
+            let inserted = lent
+                .execute(
+                    Stmt::new("INSERT INTO t VALUES (")
+                        .bind("a")
+                        .sql(", ")
+                        .bind(7_i64)
+                        .sql(", ")
+                        .bind(true)
+                        .sql(", ")
+                        .bind(&b"xy"[..])
+                        .sql("), (")
+                        .bind("b")
+                        .sql(", ")
+                        .bind(Value::NullInt)
+                        .sql(", ")
+                        .bind(false)
+                        .sql(", ")
+                        .bind(Value::NullBytes)
+                        .sql(")"),
+                )
+                .await
+                .expect("insert");
+            assert_eq!(inserted, 2, "two rows changed");
+            let rows = lent
+                .fetch(
+                    Stmt::new("SELECT id, n FROM t ORDER BY id"),
+                    &[Col::Text, Col::Int],
+                )
+                .await
+                .expect("read back in the same transaction");
+            assert_eq!(
+                rows,
+                vec![
+                    DbRow(vec![Value::Text("a".into()), Value::Int(7)]),
+                    DbRow(vec![Value::Text("b".into()), Value::NullInt]),
+                ]
+            );
+            lent.execute(Stmt::new("COMMIT")).await.expect("commit");
+        }
+        // The worker has its handle back and sees the committed rows.
+        let (flag, blob): (i64, Vec<u8>) = sqlx::query_as("SELECT flag, b FROM t WHERE id = 'a'")
+            .fetch_one(&mut connection)
+            .await
+            .expect("sqlx reads after the turn");
+        assert_eq!((flag, blob), (1, b"xy".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_taken_key_is_a_duplicate_and_a_rows_returning_execute_runs_to_its_end() {
+        let mut connection = memory().await;
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER)")
+            .execute(&mut connection)
+            .await
+            .expect("create");
+        let mut lent = LentHandle::borrow(&mut connection).await.expect("lent");
+        let returning = Stmt::new("INSERT INTO t VALUES ('a', 1), ('b', 2) RETURNING id");
+        assert_eq!(lent.execute(returning).await.expect("insert"), 2);
+        let again = lent
+            .execute(Stmt::new("INSERT INTO t VALUES ('a', 3)"))
+            .await;
+        assert!(
+            matches!(again, Err(StorageError::Duplicate)),
+            "a taken primary key is a duplicate: {again:?}"
+        );
+        let broken = lent
+            .execute(Stmt::new("INSERT INTO nowhere VALUES (1)"))
+            .await;
+        let Err(StorageError::Database(error)) = broken else {
+            panic!("a missing table is a database error: {broken:?}");
+        };
+        assert!(error.to_string().contains("nowhere"), "{error}");
+    }
+}
