@@ -22,7 +22,7 @@
 //! in one order and cannot deadlock; if the database reports a deadlock or a
 //! serialization failure anyway, each row is retried alone. A lone request runs the
 //! single-row statement, as before. The reservation and the completion queues keep
-//! up to two connections each (the pool's options, opened when first used) beside
+//! one connection each (the pool's options, opened when first used) beside
 //! the pool; [`PostgresStore::with_max_batch`]`(1)` uses the pool alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -65,9 +65,11 @@ const DEFAULT_CONNECTIONS: u32 = 10;
 /// The most rows one batched reservation or completion carries, by default.
 const DEFAULT_MAX_BATCH: usize = 64;
 
-/// How many batched statements of one kind may run at once (each on its own pooled
-/// connection); requests arriving meanwhile queue for the next.
-const RUNNING_BATCHES: usize = 2;
+/// How many batched statements of one kind may run at once (each on its own
+/// connection); requests arriving meanwhile queue for the next. One: a second batch
+/// running beside the first carried only the few requests that arrived since, so
+/// batches stayed small and keyed creates paid more commits (docs/BENCHMARKS.md).
+const RUNNING_BATCHES: usize = 1;
 
 /// A pooled connection idle for longer than this is pinged before use.
 pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
