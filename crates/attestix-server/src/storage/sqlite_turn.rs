@@ -3,9 +3,9 @@
 //!
 //! sqlx runs each statement on its connection's worker thread: a hand-off there and
 //! back per statement, and a turn of the batch queues (`BEGIN`, an insert per table,
-//! the chain links' statements, `COMMIT`) is several. When the cores are busy every
-//! hand-off may wait for one, and those waits were the write tail
-//! (docs/BENCHMARKS.md). So a turn borrows the `sqlite3` handle from the worker
+//! the chain links' statements, `COMMIT`) is several, each a thread switch on both
+//! sides and, when the cores are busy, a wait for one (what that costs is in
+//! docs/BENCHMARKS.md). So a turn borrows the `sqlite3` handle from the worker
 //! ([`SqliteConnection::lock_handle`], one hand-off; the worker thread waits until
 //! the handle is given back) and runs its statements where the turn runs, through
 //! rusqlite on that same handle. Those statements block the turn's thread, so on a
