@@ -64,9 +64,15 @@ impl TurnConnection for SqliteCheckout {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
     // The turn's statements run on the handle lent by sqlx's worker thread: one
-    // hand-off per turn rather than one per statement (`sqlite_turn`).
+    // hand-off per turn rather than one per statement (`sqlite_turn`). A catch-up the
+    // checkpoint task asked for runs first, outside the turn's transaction.
     async fn tx(&mut self) -> Result<Box<dyn Tx + '_>, StorageError> {
-        Ok(Box::new(LentHandle::borrow(self).await?))
+        let catch_up = self.catch_up_requested();
+        let lent = LentHandle::borrow(self).await?;
+        if catch_up {
+            lent.checkpoint_passive();
+        }
+        Ok(Box::new(lent))
     }
 
     // A turn's statements run where the turn runs and block its thread: on a

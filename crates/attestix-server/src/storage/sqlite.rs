@@ -153,7 +153,9 @@ impl SqliteStorage {
         let reader = SqliteConnections::connect(&options, readers)
             .await
             .map_err(StorageError::database)?;
-        let checkpointer = Checkpointer::start(reader.clone());
+        // `connect` makes dedicated connections, which always take requests.
+        let catch_up = writer.catch_up_request().unwrap_or_default();
+        let checkpointer = Checkpointer::start(reader.clone(), catch_up);
         let mut storage = Self::from_writer(writer, reader);
         storage.checkpointer = Some(Arc::new(checkpointer));
         Ok(storage)

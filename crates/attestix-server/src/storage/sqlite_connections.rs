@@ -27,6 +27,8 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::sqlite_checkpoint::CatchUpRequest;
+
 /// How long a statement waits for a connection before it is reported as unavailable
 /// (the layer then answers 503 instead of hanging), as a pool's acquire timeout would.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +53,8 @@ struct Dedicated {
     idle: StdMutex<Vec<SqliteConnection>>,
     permits: Arc<Semaphore>,
     size: u32,
+    /// Set by the checkpoint task when the set is the writer (`sqlite_checkpoint`).
+    catch_up: Arc<CatchUpRequest>,
 }
 
 impl Dedicated {
@@ -101,6 +105,17 @@ impl Drop for DedicatedCheckout {
     }
 }
 
+impl SqliteCheckout {
+    /// Whether the checkpoint task asked this connection's set to catch up with the
+    /// log since the last call (which clears the request).
+    pub(crate) fn catch_up_requested(&self) -> bool {
+        match &self.0 {
+            Guard::Dedicated(checkout) => checkout.home.catch_up.take(),
+            Guard::Pool(_) => false,
+        }
+    }
+}
+
 impl std::ops::Deref for SqliteCheckout {
     type Target = SqliteConnection;
 
@@ -135,6 +150,7 @@ impl SqliteConnections {
             idle: StdMutex::new(idle),
             permits: Arc::new(Semaphore::new(size as usize)),
             size,
+            catch_up: Arc::default(),
         }))))
     }
 
@@ -165,6 +181,15 @@ impl SqliteConnections {
                 })))
             }
             Kind::Pool(pool) => Ok(SqliteCheckout(Guard::Pool(pool.acquire().await?))),
+        }
+    }
+
+    /// Where the checkpoint task asks these connections, as the writer, to catch up
+    /// with the log; `None` for a host's pool, which the task does not serve.
+    pub(crate) fn catch_up_request(&self) -> Option<Arc<CatchUpRequest>> {
+        match &self.0 {
+            Kind::Dedicated(set) => Some(set.catch_up.clone()),
+            Kind::Pool(_) => None,
         }
     }
 

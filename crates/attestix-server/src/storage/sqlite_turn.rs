@@ -59,6 +59,32 @@ impl<'c> LentHandle<'c> {
         })
     }
 
+    /// A `PASSIVE` checkpoint on this handle (the writer's catch-up with the log,
+    /// `sqlite_checkpoint`). A failed one leaves the log as it was, bounded by the
+    /// writer's own checkpoint, so it is logged, not returned.
+    pub(crate) fn checkpoint_passive(&self) {
+        let started = std::time::Instant::now();
+        let copied = self
+            .connection
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            });
+        match copied {
+            Ok((busy, log_pages, copied_pages)) => tracing::debug!(
+                busy,
+                log_pages,
+                copied_pages,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "the writer caught up with the log"
+            ),
+            Err(error) => tracing::warn!(%error, "the writer's catch-up checkpoint failed"),
+        }
+    }
+
     /// Runs `stmt` to its end; the rows it returned (columns typed as `cols`) and the
     /// number of rows it changed.
     fn run(&self, stmt: Stmt, cols: &[Col]) -> Result<(Vec<DbRow>, u64), StorageError> {
