@@ -26,8 +26,8 @@
 //! workers died with the process, so their keys are free at once, and the completions
 //! queued in the last moments (the writer gathers rows for 5 ms before a write, which
 //! takes a few milliseconds more): a retry of such a request executes again, as after
-//! a crash between a handler's commit and a synchronous completion. A host guards against both with a *recovery
-//! point* (see [`idempotency::IdempotencyContext`]).
+//! a crash between a handler's commit and a synchronous completion. A host guards
+//! against both with a *recovery point* (see [`idempotency::IdempotencyContext`]).
 //!
 //! ```
 //! use std::sync::Arc;

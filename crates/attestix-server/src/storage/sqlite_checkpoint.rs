@@ -11,8 +11,9 @@
 //! copied (the writer appends during each of them), and SQLite starts the log over
 //! only when a write begins on a fully copied log. So once the log is long
 //! ([`CATCH_UP_PAGES`]) the task asks the writer ([`CatchUpRequest`]) to copy, before
-//! its next turn, the few frames appended during the task's last pass: a short pause
-//! of the writer, rare because the log is long, after which the log starts over.
+//! its next turn, the few frames appended during the task's last pass. That pauses
+//! the writer for as long as its two syncs take (milliseconds, more on a busy disk),
+//! rarely because the log is long, and the log starts over after it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,8 +27,8 @@ use tokio::task::AbortHandle;
 const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The log size, in pages, past which the task asks the writer to catch up (128 MiB
-/// of 4 KiB pages): each catch-up pauses the writer for a few milliseconds, so the
-/// longer the log may grow, the fewer writes meet one.
+/// of 4 KiB pages): each catch-up pauses the writer, so the longer the log may grow,
+/// the fewer writes meet one.
 pub const CATCH_UP_PAGES: i64 = 32_768;
 
 /// The log size, in pages, at which the writer checkpoints itself inside a commit
@@ -41,6 +42,7 @@ pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 pub struct CatchUpRequest(AtomicBool);
 
 impl CatchUpRequest {
+    /// Asks for a catch-up before the writer's next turn.
     pub(crate) fn request(&self) {
         self.0.store(true, Ordering::Release);
     }
