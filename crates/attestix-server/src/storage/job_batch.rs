@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use super::batch_queue::{BatchQueue, Checkout, WriterBatch};
 use super::records::{self, ChainLink, Col, Conn, DbRow, Job, Stmt, Tx};
 use super::sqlite_connections::{SqliteCheckout, SqliteConnections};
-use super::sqlite_turn::LentHandle;
+use super::sqlite_turn::{LentHandle, TurnHandle};
 use super::StorageError;
 
 /// At most this many jobs share a turn, so one turn's transaction stays short.
@@ -68,11 +68,15 @@ impl TurnConnection for SqliteCheckout {
     // checkpoint task asked for runs first, outside the turn's transaction.
     async fn tx(&mut self) -> Result<Box<dyn Tx + '_>, StorageError> {
         let catch_up = self.catch_up_requested();
-        let lent = LentHandle::borrow(self).await?;
+        let handle = if self.turn_connection().is_some() {
+            TurnHandle::Own(self.turn_connection().expect("checked just above"))
+        } else {
+            TurnHandle::Lent(LentHandle::borrow(self).await?)
+        };
         if catch_up {
-            lent.checkpoint_passive();
+            handle.checkpoint_passive();
         }
-        Ok(Box::new(lent))
+        Ok(Box::new(handle))
     }
 
     // A turn's statements run where the turn runs and block its thread: on a
@@ -88,9 +92,11 @@ impl TurnConnection for SqliteCheckout {
     }
 
     fn discard(&mut self) {
-        // The one writer cannot be replaced; its next BEGIN fails loudly if SQLite
-        // still holds a transaction open.
+        // The writer's own turn connection is closed, which rolls back what it held;
+        // the sqlx connection cannot be replaced, and its next BEGIN fails loudly if
+        // SQLite still holds a transaction open on it.
         tracing::error!("rolling back a SQLite write turn failed");
+        self.close_turn_connection();
     }
 }
 

@@ -147,7 +147,7 @@ impl SqliteStorage {
             "wal_autocheckpoint",
             WRITER_AUTOCHECKPOINT_PAGES.to_string(),
         );
-        let writer = SqliteConnections::connect(&writer_options, 1)
+        let writer = SqliteConnections::connect_writer(&writer_options)
             .await
             .map_err(StorageError::database)?;
         let reader = SqliteConnections::connect(&options, readers)

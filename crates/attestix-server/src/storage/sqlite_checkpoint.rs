@@ -145,19 +145,38 @@ mod tests {
         std::fs::metadata(path).expect("the log file").len()
     }
 
-    // The log file never shrinks; it stops growing once writes start it over.
+    // The log file never shrinks; it stops growing once writes start it over. Both
+    // kinds of turn handle: the writer's own connection and the lent sqlx handle.
     #[tokio::test]
     async fn a_requested_catch_up_lets_the_writers_next_turn_start_the_log_over() {
+        for own_turn_connection in [true, false] {
+            catch_up_starts_the_log_over(own_turn_connection).await;
+        }
+    }
+
+    async fn catch_up_starts_the_log_over(own_turn_connection: bool) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let options = SqliteConnectOptions::new()
             .filename(dir.path().join("db"))
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        // No checkpoint of the writer's own, and no task: only a catch-up copies.
-        let writer =
-            SqliteConnections::connect(&options.clone().pragma("wal_autocheckpoint", "0"), 1)
+            .journal_mode(SqliteJournalMode::Wal)
+            // No checkpoint of the writer's own, and no task: only a catch-up copies.
+            .pragma("wal_autocheckpoint", "0");
+        let writer = if own_turn_connection {
+            SqliteConnections::connect_writer(&options).await
+        } else {
+            SqliteConnections::connect(&options, 1).await
+        }
+        .expect("writer");
+        assert_eq!(
+            writer
+                .acquire()
                 .await
-                .expect("writer");
+                .expect("writer")
+                .turn_connection()
+                .is_some(),
+            own_turn_connection
+        );
         sqlx::query("CREATE TABLE t (n INTEGER, pad TEXT DEFAULT (hex(randomblob(2000))))")
             .execute(&mut *writer.acquire().await.expect("writer"))
             .await

@@ -50,15 +50,23 @@ enum Kind {
 /// checkout holds a permit and the connection it popped, so the idle list is never
 /// empty while a permit is free.
 struct Dedicated {
-    idle: StdMutex<Vec<SqliteConnection>>,
+    idle: StdMutex<Vec<Member>>,
     permits: Arc<Semaphore>,
     size: u32,
     /// Set by the checkpoint task when the set is the writer (`sqlite_checkpoint`).
     catch_up: Arc<CatchUpRequest>,
 }
 
+/// One connection of a dedicated set, and for the writer its own rusqlite connection
+/// to the same file, on which its write turns run (`sqlite_turn`): checked out
+/// together, so the two never write at once.
+struct Member {
+    connection: SqliteConnection,
+    turns: Option<rusqlite::Connection>,
+}
+
 impl Dedicated {
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SqliteConnection>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
         // The list is consistent after any panic (a push or a pop).
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -90,7 +98,7 @@ enum Guard {
 
 struct DedicatedCheckout {
     /// `Some` until dropped.
-    connection: Option<SqliteConnection>,
+    member: Option<Member>,
     home: Arc<Dedicated>,
     /// Released after the connection is back in the idle list (fields drop after
     /// `Drop::drop`).
@@ -99,8 +107,8 @@ struct DedicatedCheckout {
 
 impl Drop for DedicatedCheckout {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            self.home.idle().push(connection);
+        if let Some(member) = self.member.take() {
+            self.home.idle().push(member);
         }
     }
 }
@@ -114,6 +122,25 @@ impl SqliteCheckout {
             Guard::Pool(_) => false,
         }
     }
+
+    /// The writer's own connection for its write turns, if it has one (see
+    /// [`SqliteConnections::connect_writer`]).
+    pub(crate) fn turn_connection(&mut self) -> Option<&mut rusqlite::Connection> {
+        match &mut self.0 {
+            Guard::Dedicated(checkout) => checkout.member.as_mut()?.turns.as_mut(),
+            Guard::Pool(_) => None,
+        }
+    }
+
+    /// Closes the writer's own turn connection (which rolls back whatever it left
+    /// open); later turns borrow the sqlx connection's handle instead.
+    pub(crate) fn close_turn_connection(&mut self) {
+        if let Guard::Dedicated(checkout) = &mut self.0 {
+            if let Some(member) = checkout.member.as_mut() {
+                member.turns = None;
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for SqliteCheckout {
@@ -121,7 +148,7 @@ impl std::ops::Deref for SqliteCheckout {
 
     fn deref(&self) -> &SqliteConnection {
         match &self.0 {
-            Guard::Dedicated(checkout) => checkout.connection.as_ref().expect("held"),
+            Guard::Dedicated(checkout) => &checkout.member.as_ref().expect("held").connection,
             Guard::Pool(connection) => connection,
         }
     }
@@ -130,7 +157,7 @@ impl std::ops::Deref for SqliteCheckout {
 impl std::ops::DerefMut for SqliteCheckout {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         match &mut self.0 {
-            Guard::Dedicated(checkout) => checkout.connection.as_mut().expect("held"),
+            Guard::Dedicated(checkout) => &mut checkout.member.as_mut().expect("held").connection,
             Guard::Pool(connection) => connection,
         }
     }
@@ -144,14 +171,34 @@ impl SqliteConnections {
         let size = size.max(1);
         let mut idle = Vec::with_capacity(size as usize);
         for _ in 0..size {
-            idle.push(SqliteConnection::connect_with(options).await?);
+            idle.push(Member {
+                connection: SqliteConnection::connect_with(options).await?,
+                turns: None,
+            });
         }
-        Ok(Self(Kind::Dedicated(Arc::new(Dedicated {
+        Ok(Self::dedicated(idle))
+    }
+
+    /// Opens the one writer connection with `options` and, where its file can be
+    /// opened again, its own rusqlite connection for the write turns
+    /// ([`sqlite_turn::open_beside`](super::sqlite_turn::open_beside)), so that a turn
+    /// needs no hand-off to the sqlx connection's worker thread.
+    pub async fn connect_writer(options: &SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let mut connection = SqliteConnection::connect_with(options).await?;
+        let turns = super::sqlite_turn::open_beside(&mut connection)
+            .await
+            .map_err(|error| sqlx::Error::Configuration(Box::new(error)))?;
+        Ok(Self::dedicated(vec![Member { connection, turns }]))
+    }
+
+    fn dedicated(idle: Vec<Member>) -> Self {
+        let size = idle.len() as u32;
+        Self(Kind::Dedicated(Arc::new(Dedicated {
             idle: StdMutex::new(idle),
             permits: Arc::new(Semaphore::new(size as usize)),
             size,
             catch_up: Arc::default(),
-        }))))
+        })))
     }
 
     /// Uses `pool` (for a host that already has one; as a writer, a pool of one
@@ -175,7 +222,7 @@ impl SqliteConnections {
                         .map_err(|_| sqlx::Error::PoolClosed)?;
                 let connection = set.idle().pop().ok_or(sqlx::Error::PoolClosed)?;
                 Ok(SqliteCheckout(Guard::Dedicated(DedicatedCheckout {
-                    connection: Some(connection),
+                    member: Some(connection),
                     home: set.clone(),
                     _permit: permit,
                 })))
@@ -212,8 +259,9 @@ impl SqliteConnections {
                 };
                 set.permits.close();
                 drop(all);
-                let connections: Vec<SqliteConnection> = set.idle().drain(..).collect();
-                for connection in connections {
+                let members: Vec<Member> = set.idle().drain(..).collect();
+                for Member { connection, turns } in members {
+                    drop(turns);
                     if let Err(error) = connection.close().await {
                         tracing::warn!(%error, "closing a SQLite connection failed");
                     }

@@ -1,32 +1,117 @@
-//! A SQLite write turn run on the writer's handle in one hand-off, not one per
+//! A SQLite write turn run where the turn runs, in one piece, not one hand-off per
 //! statement.
 //!
 //! sqlx runs each statement on its connection's worker thread: a hand-off there and
 //! back per statement, and a turn of the batch queues (`BEGIN`, an insert per table,
 //! the chain links' statements, `COMMIT`) is several, each a thread switch on both
 //! sides and, when the cores are busy, a wait for one (what that costs is in
-//! docs/BENCHMARKS.md). So a turn borrows the `sqlite3` handle from the worker
-//! ([`SqliteConnection::lock_handle`], one hand-off; the worker thread waits until
-//! the handle is given back) and runs its statements where the turn runs, through
-//! rusqlite on that same handle. Those statements block the turn's thread, so on a
-//! multi-thread runtime the turn runs inside `block_in_place`
+//! docs/BENCHMARKS.md). So a turn runs its statements through rusqlite on the thread
+//! that runs the turn, on one of two handles ([`TurnHandle`]):
+//!
+//! - the writer's **own** rusqlite connection to the same file, opened beside its sqlx
+//!   connection ([`open_beside`]) and checked out with it, so the two never write at
+//!   once. No thread takes part but the turn's, and its prepared statements live from
+//!   one turn to the next;
+//! - otherwise (a database in memory, a host's pool, a file locked exclusively) the
+//!   sqlx connection's handle, **lent** by its worker for the turn
+//!   ([`SqliteConnection::lock_handle`], one hand-off; the worker thread waits until
+//!   the handle is given back).
+//!
+//! Those statements block the turn's thread, so on a multi-thread runtime the turn
+//! runs inside `block_in_place`
 //! ([`TurnConnection::drive`](super::job_batch::TurnConnection::drive)): the worker
 //! first hands its other tasks to another thread, and the requests queued behind the
 //! turn are not held up by it.
 //!
 //! rusqlite rather than raw `libsqlite3-sys` calls: it is the well-kept safe binding
-//! of the same library (one `libsqlite3-sys` for both), and only the adoption of the
-//! handle needs `unsafe`.
+//! of the same library (one `libsqlite3-sys` for both), and only the adoption of a
+//! lent handle needs `unsafe`.
 
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::ToSql;
+use rusqlite::{OpenFlags, ToSql};
 use sqlx::sqlite::{LockedSqliteHandle, SqliteConnection};
 
 use super::records::{self, ChainLink, Col, DbRow, Stmt, Tx, Value};
 use super::StorageError;
 
-/// The writer's handle, lent by its sqlx worker for one turn, as a [`Tx`].
+/// The per-connection settings an own connection copies from the sqlx connection it
+/// stands beside, so that a turn writes as every other statement of the writer does
+/// (the file's own settings, such as the journal mode, need no copy).
+const COPIED_PRAGMAS: [&str; 9] = [
+    "synchronous",
+    "foreign_keys",
+    "secure_delete",
+    "temp_store",
+    "busy_timeout",
+    "wal_autocheckpoint",
+    "cache_size",
+    "journal_size_limit",
+    "recursive_triggers",
+];
+
+/// Prepared statements an own connection keeps between turns: a turn's statements
+/// differ with its number of rows, so more than rusqlite's default of 16.
+const CACHED_STATEMENTS: usize = 128;
+
+/// Opens a rusqlite connection to the file `connection` has open, with its
+/// per-connection settings, for the turns of a writer; `None` where the file cannot be
+/// shared that way (a database in memory or a temporary one, exclusive locking).
+///
+/// # Errors
+/// A failed statement on `connection`, or a file that cannot be opened again.
+pub(crate) async fn open_beside(
+    connection: &mut SqliteConnection,
+) -> Result<Option<rusqlite::Connection>, StorageError> {
+    use sqlx::Row;
+    let databases = sqlx::query("PRAGMA database_list")
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(StorageError::database)?;
+    let file = databases.iter().find_map(|row| {
+        let name: String = row.try_get(1).ok()?;
+        let file: String = row.try_get(2).ok()?;
+        (name == "main" && !file.is_empty()).then_some(file)
+    });
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let locking: String = sqlx::query_scalar("PRAGMA locking_mode")
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(StorageError::database)?;
+    if locking.eq_ignore_ascii_case("exclusive") {
+        return Ok(None);
+    }
+    let mut settings = Vec::with_capacity(COPIED_PRAGMAS.len());
+    for name in COPIED_PRAGMAS {
+        let value: i64 = sqlx::query_scalar(&format!("PRAGMA {name}"))
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(StorageError::database)?;
+        settings.push((name, value));
+    }
+    // The file exists (the sqlx connection has it open): never create one.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let own =
+        rusqlite::Connection::open_with_flags(&file, flags).map_err(StorageError::database)?;
+    for (name, value) in settings {
+        own.pragma_update(None, name, value)
+            .map_err(StorageError::database)?;
+    }
+    own.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
+    Ok(Some(own))
+}
+
+/// Where a turn runs its statements (see the module docs), as a [`Tx`].
+pub(crate) enum TurnHandle<'c> {
+    /// The writer's own rusqlite connection, checked out with its sqlx connection.
+    Own(&'c mut rusqlite::Connection),
+    /// The sqlx connection's handle, lent by its worker for this turn.
+    Lent(LentHandle<'c>),
+}
+
+/// The sqlx connection's handle, lent by its worker until dropped.
 pub(crate) struct LentHandle<'c> {
     /// Declared first so that it drops first: its cached statements are finalized
     /// while the handle is still lent.
@@ -58,6 +143,15 @@ impl<'c> LentHandle<'c> {
             _lent: lent,
         })
     }
+}
+
+impl TurnHandle<'_> {
+    fn connection(&self) -> &rusqlite::Connection {
+        match self {
+            Self::Own(connection) => connection,
+            Self::Lent(lent) => &lent.connection,
+        }
+    }
 
     /// A `PASSIVE` checkpoint on this handle (the writer's catch-up with the log,
     /// `sqlite_checkpoint`). A failed one leaves the log as it was, bounded by the
@@ -65,7 +159,7 @@ impl<'c> LentHandle<'c> {
     pub(crate) fn checkpoint_passive(&self) {
         let started = std::time::Instant::now();
         let copied = self
-            .connection
+            .connection()
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
@@ -89,10 +183,8 @@ impl<'c> LentHandle<'c> {
     /// number of rows it changed.
     fn run(&self, stmt: Stmt, cols: &[Col]) -> Result<(Vec<DbRow>, u64), StorageError> {
         let (sql, values) = stmt.into_question_marks();
-        let mut statement = self
-            .connection
-            .prepare_cached(&sql)
-            .map_err(statement_error)?;
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(&sql).map_err(statement_error)?;
         for (index, value) in values.iter().enumerate() {
             statement
                 .raw_bind_parameter(index + 1, Bound(value))
@@ -108,12 +200,12 @@ impl<'c> LentHandle<'c> {
                 .collect::<Result<Vec<_>, _>>()?;
             read.push(DbRow(columns));
         }
-        Ok((read, self.connection.changes()))
+        Ok((read, connection.changes()))
     }
 }
 
 #[async_trait]
-impl Tx for LentHandle<'_> {
+impl Tx for TurnHandle<'_> {
     async fn execute(&mut self, stmt: Stmt) -> Result<u64, StorageError> {
         self.run(stmt, &[]).map(|(_, changed)| changed)
     }
@@ -180,6 +272,111 @@ mod tests {
 
     use super::*;
 
+    use crate::storage::sqlite::SqliteStorage;
+    use crate::storage::sqlite_connections::SqliteConnections;
+
+    /// The writer of a database file as the storage opens it, with a table whose rows
+    /// must name a row of another.
+    async fn file_writer(dir: &std::path::Path) -> SqliteConnections {
+        let options =
+            SqliteStorage::connect_options(&dir.join("db")).pragma("wal_autocheckpoint", "7777");
+        let writer = SqliteConnections::connect_writer(&options)
+            .await
+            .expect("the writer opens");
+        let mut checkout = writer.acquire().await.expect("the writer is free");
+        sqlx::query("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+            .execute(&mut *checkout)
+            .await
+            .expect("create");
+        sqlx::query(
+            "CREATE TABLE child (id TEXT PRIMARY KEY, parent TEXT NOT NULL REFERENCES parent (id))",
+        )
+        .execute(&mut *checkout)
+        .await
+        .expect("create");
+        drop(checkout);
+        writer
+    }
+
+    #[tokio::test]
+    async fn a_file_writers_turns_run_on_its_own_connection_with_the_writers_settings() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let writer = file_writer(dir.path()).await;
+        let mut checkout = writer.acquire().await.expect("the writer is free");
+        for name in COPIED_PRAGMAS {
+            let sqlx_value: i64 = sqlx::query_scalar(&format!("PRAGMA {name}"))
+                .fetch_one(&mut *checkout)
+                .await
+                .expect("the sqlx connection reports it");
+            let own = checkout
+                .turn_connection()
+                .expect("a file writer has its own");
+            let own_value: i64 = own
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+                .expect("the own connection reports it");
+            assert_eq!(own_value, sqlx_value, "PRAGMA {name}");
+        }
+
+        let mut turn = TurnHandle::Own(checkout.turn_connection().expect("its own"));
+        turn.execute(Stmt::new("BEGIN IMMEDIATE"))
+            .await
+            .expect("begin");
+        turn.execute(Stmt::new("INSERT INTO parent VALUES ('p')"))
+            .await
+            .expect("insert");
+        let orphan = turn
+            .execute(Stmt::new("INSERT INTO child VALUES ('c', 'nobody')"))
+            .await;
+        assert!(
+            orphan.is_err(),
+            "the turn enforces foreign keys, as the writer does: {orphan:?}"
+        );
+        turn.execute(Stmt::new("COMMIT")).await.expect("commit");
+        drop(turn);
+        let parents: i64 = sqlx::query_scalar("SELECT count(*) FROM parent")
+            .fetch_one(&mut *checkout)
+            .await
+            .expect("sqlx reads what the turn committed");
+        assert_eq!(parents, 1);
+    }
+
+    #[tokio::test]
+    async fn closing_a_turn_connection_rolls_its_transaction_back_and_frees_the_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let writer = file_writer(dir.path()).await;
+        let mut checkout = writer.acquire().await.expect("the writer is free");
+        let mut turn = TurnHandle::Own(checkout.turn_connection().expect("its own"));
+        turn.execute(Stmt::new("BEGIN IMMEDIATE"))
+            .await
+            .expect("begin");
+        turn.execute(Stmt::new("INSERT INTO parent VALUES ('left open')"))
+            .await
+            .expect("insert");
+        drop(turn);
+        checkout.close_turn_connection();
+        assert!(checkout.turn_connection().is_none());
+        // Were the write lock still held, this would wait out the busy timeout and fail.
+        sqlx::query("INSERT INTO parent VALUES ('after')")
+            .execute(&mut *checkout)
+            .await
+            .expect("the sqlx connection writes at once");
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM parent")
+            .fetch_all(&mut *checkout)
+            .await
+            .expect("read");
+        assert_eq!(ids, vec!["after".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_in_memory_has_no_own_connection_and_lends_its_handle() {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("valid URL");
+        let writer = SqliteConnections::connect_writer(&options)
+            .await
+            .expect("the writer opens");
+        let mut checkout = writer.acquire().await.expect("the writer is free");
+        assert!(checkout.turn_connection().is_none());
+    }
+
     async fn memory() -> SqliteConnection {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("valid URL");
         SqliteConnection::connect_with(&options)
@@ -195,7 +392,8 @@ mod tests {
             .await
             .expect("create");
         {
-            let mut lent = LentHandle::borrow(&mut connection).await.expect("lent");
+            let mut lent =
+                TurnHandle::Lent(LentHandle::borrow(&mut connection).await.expect("lent"));
             lent.execute(Stmt::new("BEGIN IMMEDIATE"))
                 .await
                 .expect("begin");
@@ -253,7 +451,7 @@ mod tests {
             .execute(&mut connection)
             .await
             .expect("create");
-        let mut lent = LentHandle::borrow(&mut connection).await.expect("lent");
+        let mut lent = TurnHandle::Lent(LentHandle::borrow(&mut connection).await.expect("lent"));
         let returning = Stmt::new("INSERT INTO t VALUES ('a', 1), ('b', 2) RETURNING id");
         assert_eq!(lent.execute(returning).await.expect("insert"), 2);
         let again = lent
